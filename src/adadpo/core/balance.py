@@ -1,0 +1,152 @@
+"""Gradient balancing: from per-side statistics to the AdaDPO coefficients.
+
+For one pair, each side's score is ``s = k * g(u)`` with ``u`` linear in that side's token
+log-probs (weight ``d`` per token). The gradient on the probability ``P`` being balanced scales as
+``k |g'(u)| d / P``, so with the side statistic
+
+    X = log P - log(|g'(u)| d)
+
+the base loss pushes the rejected side ``rho = exp(X_w - X_l)`` times harder than it pulls the chosen
+one. AdaDPO multiplies the sides by stop-gradient coefficients with ``c_w / c_l = rho`` (clipped to
+``[1/kappa, kappa]``), which makes the two gradient magnitudes equal.
+
+This module knows nothing about particular losses: :mod:`adadpo.core.losses` supplies ``X``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+Level = Literal["token", "sequence"]
+Normalize = Literal["sum", "geometric", "rejected", "chosen"]
+Placement = Literal["margin", "gradient"]
+
+LEVELS: tuple[str, ...] = ("token", "sequence")
+NORMALIZATIONS: tuple[str, ...] = ("sum", "geometric", "rejected", "chosen")
+PLACEMENTS: tuple[str, ...] = ("margin", "gradient")
+
+
+def _check_choice(field: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"Balance.{field}={value!r} is not supported; expected one of {list(choices)}")
+
+
+@dataclass(frozen=True)
+class Balance:
+    """How AdaDPO balances a pairwise loss (``None`` in its place means: the plain loss).
+
+    Args:
+        level: ``"token"`` balances the geometric-mean token probability ``pbar = exp(A / T)``
+            (the practical default); ``"sequence"`` balances the sequence probability ``pi = exp(A)``.
+        use_reference: balance the ratios ``pi / pi_ref`` (``h = A - R``) instead of ``pi``.
+            Only for losses with a reference model (dpo, rdpo, ipo).
+        alpha_chosen, alpha_rejected: exponents in ``log rho = alpha_w X_w - alpha_l X_l``;
+            ``0`` on both sides gives back the base loss exactly.
+        clip: ``kappa >= 1``; ``log rho`` is clamped to ``[-log kappa, log kappa]``. ``math.inf``
+            disables clipping.
+        normalize: which scale the pair keeps, all with ``c_w / c_l = rho``:
+            ``"sum"`` (``c_w + c_l = 2``), ``"geometric"`` (``c_w c_l = 1``),
+            ``"rejected"`` (``c_l = 1``) or ``"chosen"`` (``c_w = 1``).
+        placement: ``"margin"`` multiplies the side scores inside the loss (the paper's form);
+            ``"gradient"`` replaces each score ``s`` by ``sg(s) + c (s - sg(s))``, which keeps the
+            loss value and rewards of the base loss and rescales only the gradient.
+    """
+
+    level: Level = "token"
+    use_reference: bool = False
+    alpha_chosen: float = 1.0
+    alpha_rejected: float = 1.0
+    clip: float = 10.0
+    normalize: Normalize = "sum"
+    placement: Placement = "margin"
+
+    def __post_init__(self) -> None:
+        _check_choice("level", self.level, LEVELS)
+        _check_choice("normalize", self.normalize, NORMALIZATIONS)
+        _check_choice("placement", self.placement, PLACEMENTS)
+        if not isinstance(self.use_reference, bool):
+            raise ValueError(f"Balance.use_reference={self.use_reference!r} must be a bool")
+        for name in ("alpha_chosen", "alpha_rejected"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"Balance.{name}={value!r} must be a finite real number")
+        clip = self.clip
+        if isinstance(clip, bool) or not isinstance(clip, (int, float)) or math.isnan(clip) or clip < 1:
+            raise ValueError(f"Balance.clip={clip!r} must be a number >= 1 (kappa), or math.inf to disable clipping")
+
+
+@dataclass(frozen=True)
+class Coefficients:
+    """Per-pair AdaDPO coefficients and the statistics they came from. All tensors are ``[B]``, detached.
+
+    Attributes:
+        chosen: ``c_w``.
+        rejected: ``c_l``.
+        imbalance: ``X_w - X_l``, the base loss's imbalance ``log(|G_l| / |G_w|)`` (no exponents, unclipped).
+        log_rho: unclipped ``log rho = alpha_w X_w - alpha_l X_l`` (``= imbalance`` when ``alpha = 1``).
+        log_rho_used: ``log rho`` after clipping, ``= log(c_w / c_l)``.
+        clipped: whether clipping changed this pair's ``log rho``.
+    """
+
+    chosen: Tensor
+    rejected: Tensor
+    imbalance: Tensor
+    log_rho: Tensor
+    log_rho_used: Tensor
+    clipped: Tensor
+
+
+def statistic_dtype(device: torch.device) -> torch.dtype:
+    """Wide dtype for ``X``, ``rho`` and ``c``: float64 where the device has it, float32 otherwise."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def normalized_coefficients(log_rho: Tensor, normalize: Normalize) -> tuple[Tensor, Tensor]:
+    """``(c_w, c_l)`` with ``c_w / c_l = exp(log_rho)`` under the given normalization.
+
+    ``sum``: ``c_w = 2 rho / (1 + rho) = 2 sigma(log rho)``, ``c_l = 2 sigma(-log rho)`` (stable for any rho);
+    ``geometric``: ``c_w = rho^(1/2)``, ``c_l = rho^(-1/2)``; ``rejected``: ``(rho, 1)``; ``chosen``: ``(1, 1/rho)``.
+    """
+    if normalize == "sum":
+        return 2 * torch.sigmoid(log_rho), 2 * torch.sigmoid(-log_rho)
+    if normalize == "geometric":
+        return torch.exp(0.5 * log_rho), torch.exp(-0.5 * log_rho)
+    if normalize == "rejected":
+        return torch.exp(log_rho), torch.ones_like(log_rho)
+    if normalize == "chosen":
+        return torch.ones_like(log_rho), torch.exp(-log_rho)
+    _check_choice("normalize", normalize, NORMALIZATIONS)
+    raise AssertionError("unreachable")
+
+
+@torch.no_grad()
+def balance_coefficients(x_chosen: Tensor, x_rejected: Tensor, balance: Balance, dtype: torch.dtype) -> Coefficients:
+    """AdaDPO coefficients from the side statistics ``X_w``, ``X_l`` (``[B]`` each, any float dtype).
+
+    ``log rho = alpha_w X_w - alpha_l X_l``, clamped to ``[-log kappa, log kappa]``, then normalized.
+    The statistics are computed in :func:`statistic_dtype`; the coefficients are returned in ``dtype``
+    (the loss's compute dtype). Raises ``ValueError`` if they overflow it (``clip=inf`` with extreme inputs).
+    """
+    wide = statistic_dtype(x_chosen.device)
+    x_w, x_l = x_chosen.to(wide), x_rejected.to(wide)
+    log_rho = balance.alpha_chosen * x_w - balance.alpha_rejected * x_l
+    if math.isinf(balance.clip):
+        used = log_rho
+    else:
+        bound = math.log(balance.clip)
+        used = log_rho.clamp(-bound, bound)
+    clipped = used != log_rho
+    c_w, c_l = normalized_coefficients(used, balance.normalize)
+    c_w, c_l = c_w.to(dtype), c_l.to(dtype)
+    if not bool(torch.isfinite(c_w).all() & torch.isfinite(c_l).all() & (c_w > 0).all() & (c_l > 0).all()):
+        worst = float(log_rho.abs().max())
+        raise ValueError(
+            f"AdaDPO coefficients overflow {dtype} (|log rho| up to {worst:.4g} with Balance.clip={balance.clip!r}, "
+            f"normalize={balance.normalize!r}); set a finite clip such as 10, or use normalize='sum'"
+        )
+    return Coefficients(chosen=c_w, rejected=c_l, imbalance=x_w - x_l, log_rho=log_rho, log_rho_used=used, clipped=clipped)
