@@ -130,7 +130,7 @@ def balance_coefficients(x_chosen: Tensor, x_rejected: Tensor, balance: Balance,
 
     ``log rho = alpha_w X_w - alpha_l X_l``, clamped to ``[-log kappa, log kappa]``, then normalized.
     The statistics are computed in :func:`statistic_dtype`; the coefficients are returned in ``dtype``
-    (the loss's compute dtype). Raises ``ValueError`` if they overflow it (``clip=inf`` with extreme inputs).
+    (the loss's compute dtype). Raises ``ValueError`` if they overflow it or vanish (``clip=inf`` with extreme inputs).
     """
     wide = statistic_dtype(x_chosen.device)
     x_w, x_l = x_chosen.to(wide), x_rejected.to(wide)
@@ -146,7 +146,8 @@ def balance_coefficients(x_chosen: Tensor, x_rejected: Tensor, balance: Balance,
     if not bool(torch.isfinite(c_w).all() & torch.isfinite(c_l).all() & (c_w > 0).all() & (c_l > 0).all()):
         worst = float(log_rho.abs().max())
         raise ValueError(
-            f"AdaDPO coefficients overflow {dtype} (|log rho| up to {worst:.4g} with Balance.clip={balance.clip!r}, "
-            f"normalize={balance.normalize!r}); set a finite clip such as 10, or use normalize='sum'"
+            f"AdaDPO coefficients are not representable in {dtype} (|log rho| up to {worst:.4g} with "
+            f"Balance.clip={balance.clip!r}, normalize={balance.normalize!r}): they overflow or reach 0; "
+            "set a finite Balance.clip such as 10"
         )
     return Coefficients(chosen=c_w, rejected=c_l, imbalance=x_w - x_l, log_rho=log_rho, log_rho_used=used, clipped=clipped)

@@ -75,8 +75,9 @@ class PreferenceLossOutput:
         losses: ``[B]`` pairwise term per pair, with gradient; no NLL.
         metrics: detached 0-dim tensors keyed like TRL's logs (``rewards/*``, ``logps/*``, ``nll_loss``)
             plus ``balance/*``: ``log_rho`` (mean base-loss imbalance, reported for the plain loss too),
-            and with balance ``coef_chosen``, ``coef_rejected``, ``clipped_frac``, ``imbalance_after``
-            (geometric mean over pairs of the remaining ``|G_l| / |G_w|``: 1.0 up to clipping).
+            and with balance ``coef_chosen``, ``coef_rejected``, ``clipped_frac`` and ``log_rho_after``
+            (mean over pairs of the remaining ``log(|G_l| / |G_w|)`` after the coefficients: 0 up to clipping;
+            kept in log space because the ratio itself overflows when clipping binds hard).
         coef_chosen, coef_rejected: ``[B]`` coefficients used (ones for the plain loss).
         log_rho: ``[B]`` the base loss's imbalance ``X_w - X_l = log(|G_l| / |G_w|)`` under the balance
             statistic in use (level, reference; the default ``Balance()`` statistic for the plain loss),
@@ -431,5 +432,5 @@ def _metrics(
         m["balance/coef_chosen"] = coefs.chosen.mean()
         m["balance/coef_rejected"] = coefs.rejected.mean()
         m["balance/clipped_frac"] = coefs.clipped.to(dtype).mean()
-        m["balance/imbalance_after"] = torch.exp((coefs.imbalance - coefs.log_rho_used).mean()).to(dtype)
+        m["balance/log_rho_after"] = (coefs.imbalance - coefs.log_rho_used).mean().to(dtype)
     return m

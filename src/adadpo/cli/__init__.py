@@ -1,0 +1,38 @@
+"""The ``adadpo`` command line. Sub-commands live in their own modules; this one only dispatches.
+
+``adadpo`` with no sub-command runs ``explain``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from adadpo import __version__
+from adadpo.cli import explain
+
+COMMANDS = {"explain": explain}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="adadpo",
+        description="Preference optimisation with gradient-balanced updates (AdaDPO).",
+    )
+    parser.add_argument("--version", action="version", version=f"adadpo {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        argv = ["explain", *argv]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command].run(args)
+    except ValueError as err:  # a user's mistake: say what, no traceback
+        parser.exit(2, f"adadpo {args.command}: error: {err}\n")

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from adadpo import LOSSES  # noqa: E402
+
+torch.set_num_threads(1)
+
+settings.register_profile(
+    "default", max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=False
+)
+settings.register_profile("ci", max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+settings.load_profile("ci" if os.environ.get("CI") else "default")
+
+PARAMS = {"rdpo": {"length_alpha": 0.02}}
+
+# Every valid (loss, level, use_reference, normalize, placement) combination.
+COMBOS = [
+    (loss, level, use_ref, norm, place)
+    for loss, fam in LOSSES.items()
+    for level in ("token", "sequence")
+    for use_ref in ((False, True) if fam.needs_reference else (False,))
+    for norm in ("sum", "geometric", "rejected", "chosen")
+    for place in ("margin", "gradient")
+]
+
+
+@dataclass
+class PairBatch:
+    """Per-token log-probs ``[B, Tmax]`` with padding beyond each length (garbage, never to be counted)."""
+
+    a_w: torch.Tensor
+    a_l: torch.Tensor
+    r_w: torch.Tensor
+    r_l: torch.Tensor
+    mask_w: torch.Tensor
+    mask_l: torch.Tensor
+    beta: float
+
+    @property
+    def T_w(self) -> torch.Tensor:
+        return self.mask_w.sum(1).double()
+
+    @property
+    def T_l(self) -> torch.Tensor:
+        return self.mask_l.sum(1).double()
+
+    def leaves(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fresh per-token leaves (chosen, rejected) that require grad."""
+        return self.a_w.clone().requires_grad_(True), self.a_l.clone().requires_grad_(True)
+
+    def sums(self, a_w: torch.Tensor, a_l: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {
+            "chosen_logps": (a_w * self.mask_w).sum(1),
+            "rejected_logps": (a_l * self.mask_l).sum(1),
+            "chosen_lengths": self.T_w,
+            "rejected_lengths": self.T_l,
+        }
+
+    def refs(self) -> dict[str, torch.Tensor]:
+        return {"ref_chosen_logps": (self.r_w * self.mask_w).sum(1), "ref_rejected_logps": (self.r_l * self.mask_l).sum(1)}
+
+    def kwargs(self, loss: str, a_w: torch.Tensor, a_l: torch.Tensor) -> dict:
+        kw = self.sums(a_w, a_l)
+        if LOSSES[loss].needs_reference:
+            kw.update(self.refs())
+        return {**kw, **PARAMS.get(loss, {}), "beta": self.beta}
+
+
+@st.composite
+def pair_batches(draw, max_batch: int = 6, max_len: int = 16, max_scale: float = 3.0) -> PairBatch:
+    """Random batches: sizes, lengths, per-token log-prob ranges and beta all vary."""
+    B = draw(st.integers(1, max_batch))
+    Tmax = draw(st.integers(1, max_len))
+    seed = draw(st.integers(0, 2**31 - 1))
+    scale = draw(st.floats(0.01, max_scale))
+    beta = draw(st.sampled_from([0.01, 0.1, 0.5, 2.0]))
+    g = torch.Generator().manual_seed(seed)
+
+    def tokens():
+        return -scale * torch.rand(B, Tmax, generator=g, dtype=torch.float64) - 1e-3
+
+    def mask():
+        T = torch.randint(1, Tmax + 1, (B,), generator=g)
+        return (torch.arange(Tmax)[None, :] < T[:, None]).double()
+
+    a_w, a_l, r_w, r_l = tokens(), tokens(), tokens(), tokens()
+    m_w, m_l = mask(), mask()
+    # Padding holds garbage that must never count.
+    a_w = torch.where(m_w.bool(), a_w, torch.full_like(a_w, -777.0))
+    a_l = torch.where(m_l.bool(), a_l, torch.full_like(a_l, -555.0))
+    return PairBatch(a_w, a_l, r_w, r_l, m_w, m_l, beta)
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    torch.set_num_threads(1)
+    yield

@@ -1,0 +1,101 @@
+"""Independent reference formulas, written from the spec's tables (section 3.3), sharing no code with adadpo.
+
+Everything is float64 and per-pair; coefficients are passed in as constants.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+REFERENCE_LOSSES = ("dpo", "rdpo", "ipo")
+MEAN_LOSSES = ("ipo", "simpo", "orpo")  # u is a per-token mean (d = 1/T)
+
+
+def log_rho_table(loss: str, A_w, A_l, T_w, T_l, R_w=None, R_l=None, *, level="token", use_reference=False) -> Tensor:
+    """log rho at alpha = 1 from the spec's table: token level uses abar (or hbar), sequence level A (or h)."""
+    v_w = A_w - R_w if use_reference else A_w
+    v_l = A_l - R_l if use_reference else A_l
+    p_w, p_l = (v_w / T_w, v_l / T_l) if level == "token" else (v_w, v_l)
+    out = p_w - p_l
+    if loss in MEAN_LOSSES:
+        out = out + torch.log(T_w / T_l)
+    if loss == "orpo":
+        pbar_w, pbar_l = torch.exp(A_w / T_w), torch.exp(A_l / T_l)
+        out = out + torch.log((1 - pbar_w) / (1 - pbar_l))
+    return out
+
+
+def side_x_table(loss: str, A, T, R=None, *, level="token", use_reference=False) -> Tensor:
+    """X = log P - log(|g'(u)| d) for one side (spec 3.1), token level P = pbar (or ratio), sequence P = pi."""
+    v = A - R if use_reference else A
+    log_p = v / T if level == "token" else v
+    log_d = -torch.log(T) if loss in MEAN_LOSSES else torch.zeros_like(T)
+    log_gprime = -torch.log(1 - torch.exp(A / T)) if loss == "orpo" else torch.zeros_like(T)
+    return log_p - log_d - log_gprime
+
+
+def coefficients_table(log_rho: Tensor, normalize: str) -> tuple[Tensor, Tensor]:
+    rho = torch.exp(log_rho)
+    if normalize == "sum":
+        return 2 * rho / (1 + rho), 2 / (1 + rho)
+    if normalize == "geometric":
+        return torch.sqrt(rho), 1 / torch.sqrt(rho)
+    if normalize == "rejected":
+        return rho, torch.ones_like(rho)
+    if normalize == "chosen":
+        return torch.ones_like(rho), 1 / rho
+    raise ValueError(normalize)
+
+
+def _smooth(z: Tensor, eps: float) -> Tensor:
+    return -(1 - eps) * torch.log(torch.sigmoid(z)) - eps * torch.log(torch.sigmoid(-z))
+
+
+def pairwise_margin_form(
+    loss: str,
+    A_w, A_l, T_w, T_l, R_w=None, R_l=None,
+    *, c_w=1.0, c_l=1.0, beta=0.1, gamma=0.5, length_alpha=0.0, eps=0.0,
+) -> Tensor:
+    """The pairwise term per pair, coefficients multiplying the side scores (margin placement)."""
+    if loss in REFERENCE_LOSSES:
+        h_w, h_l = A_w - R_w, A_l - R_l
+    if loss == "dpo":
+        return _smooth(beta * (c_w * h_w - c_l * h_l), eps)
+    if loss == "rdpo":
+        return _smooth(beta * (c_w * h_w - c_l * h_l) + length_alpha * (T_w - T_l), eps)
+    if loss == "ipo":
+        return (c_w * h_w / T_w - c_l * h_l / T_l - 1 / (2 * beta)) ** 2
+    if loss == "simpo":
+        return _smooth(beta * (c_w * A_w / T_w - c_l * A_l / T_l) - gamma, eps)
+    if loss == "cpo":
+        return _smooth(beta * (c_w * A_w - c_l * A_l), eps)
+    if loss == "orpo":
+        ab_w, ab_l = A_w / T_w, A_l / T_l
+        lo_w = ab_w - torch.log(1 - torch.exp(ab_w))
+        lo_l = ab_l - torch.log(1 - torch.exp(ab_l))
+        return -beta * torch.log(torch.sigmoid(c_w * lo_w - c_l * lo_l))
+    raise ValueError(loss)
+
+
+def total_loss(loss: str, pairwise: Tensor, A_w: Tensor, T_w: Tensor, cpo_alpha: float = 1.0) -> Tensor:
+    nll = -A_w.sum() / T_w.sum()
+    if loss == "cpo":
+        return pairwise.mean() + cpo_alpha * nll
+    if loss == "orpo":
+        return pairwise.mean() + nll
+    return pairwise.mean()
+
+
+def rewards(loss: str, beta: float, A, T, R=None) -> Tensor:
+    if loss in REFERENCE_LOSSES:
+        return beta * (A - R)
+    if loss in ("simpo", "orpo"):
+        return beta * A / T
+    return beta * A
+
+
+def isclose_log(a: float, b: float, tol: float = 1e-8) -> bool:
+    return math.isclose(a, b, rel_tol=tol, abs_tol=tol)
