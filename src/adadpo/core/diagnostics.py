@@ -70,7 +70,7 @@ class ImbalanceReport:
         ref = ", reference ratios" if self.use_reference else ""
         lines = [
             f"Gradient imbalance of plain {self.loss} ({self.level} level{ref}), {self.num_pairs} pairs",
-            f"  log rho = log(|push on rejected| / |pull on chosen|); 0 means balanced",
+            "  log rho = log(|push on rejected| / |pull on chosen|); 0 means balanced",
             f"  mean {self.mean:+.3f}   rho > 1 (rejected pushed harder) in {100 * self.rejected_dominant:.1f}% of pairs",
             "  quantiles  " + "  ".join(f"q{int(100 * k):02d} {v:+.3f}" for k, v in q.items()),
             "  clip kappa would bind on:  "

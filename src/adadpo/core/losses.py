@@ -249,6 +249,12 @@ def _orpo_safe(u: Tensor) -> Tensor:
     return u.clamp(max=-1e-6)
 
 
+def _log_odds(u: Tensor) -> Tensor:
+    """ORPO's side score ``g(u) = u - log(1 - exp(u))``: the log-odds of ``pbar = exp(u)``."""
+    u = _orpo_safe(u)
+    return u - log1mexp(u)
+
+
 def _side_x(family: LossFamily, balance: Balance, A: Tensor, T: Tensor, R: Tensor | None, u: Tensor) -> Tensor:
     """``X = log P - log(|g'(u)| d)`` for one side, from detached inputs, in the wide dtype."""
     wide = statistic_dtype(A.device)
@@ -351,11 +357,8 @@ def preference_loss(
                   ref_chosen_logps, ref_rejected_logps, balance)
 
     u_w, u_l = _side_u(family, p.A_w, p.T_w, p.R_w), _side_u(family, p.A_l, p.T_l, p.R_l)
-    if family.log_odds:
-        s_w = _orpo_safe(u_w) - log1mexp(_orpo_safe(u_w))
-        s_l = _orpo_safe(u_l) - log1mexp(_orpo_safe(u_l))
-    else:
-        s_w, s_l = u_w, u_l
+    g_w, g_l = (_log_odds(u_w), _log_odds(u_l)) if family.log_odds else (u_w, u_l)
+    s_w, s_l = g_w, g_l
 
     stat = balance or Balance()
     coefs = balance_coefficients(
@@ -365,7 +368,7 @@ def preference_loss(
         dtype=s_w.dtype,
     )
     if balance is None:
-        c_w = c_l = torch.ones_like(s_w)
+        c_w, c_l = torch.ones_like(s_w), torch.ones_like(s_l)
     else:
         c_w, c_l = coefs.chosen, coefs.rejected
         if balance.placement == "margin":
@@ -385,7 +388,7 @@ def preference_loss(
     with torch.no_grad():
         reward_w = beta * (p.A_w - p.R_w if family.needs_reference else u_w)
         reward_l = beta * (p.A_l - p.R_l if family.needs_reference else u_l)
-        metrics = _metrics(family, p, reward_w, reward_l, nll, coefs, balance, u_w, u_l)
+        metrics = _metrics(family, p, reward_w, reward_l, nll, coefs, balance, g_w - g_l)
     return PreferenceLossOutput(
         loss=total,
         losses=losses,
@@ -408,8 +411,7 @@ def _metrics(
     nll: Tensor | None,
     coefs: Coefficients,
     balance: Balance | None,
-    u_w: Tensor,
-    u_l: Tensor,
+    base_score_gap: Tensor,
 ) -> dict[str, Tensor]:
     margins = reward_w - reward_l
     m: dict[str, Tensor] = {
@@ -423,7 +425,7 @@ def _metrics(
     if nll is not None:
         m["nll_loss"] = nll.detach()
     if family.log_odds:  # TRL's ORPO logs these two
-        log_odds = (_orpo_safe(u_w) - log1mexp(_orpo_safe(u_w)) - _orpo_safe(u_l) + log1mexp(_orpo_safe(u_l))).detach()
+        log_odds = base_score_gap.detach()  # lo_w - lo_l
         m["log_odds_chosen"] = log_odds.mean()
         m["log_odds_ratio"] = F.logsigmoid(log_odds).mean()
     dtype = reward_w.dtype
