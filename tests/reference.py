@@ -14,12 +14,17 @@ REFERENCE_LOSSES = ("dpo", "rdpo", "ipo")
 MEAN_LOSSES = ("ipo", "simpo", "orpo")  # u is a per-token mean (d = 1/T)
 
 
+def log_p_table(A, T, R=None, *, level="token", use_reference=False) -> Tensor:
+    """log P of the balanced probability: abar (or hbar) at token level, A (or h) at sequence level."""
+    v = A - R if use_reference else A
+    return v / T if level == "token" else v
+
+
 def log_rho_table(loss: str, A_w, A_l, T_w, T_l, R_w=None, R_l=None, *, level="token", use_reference=False) -> Tensor:
     """log rho at alpha = 1 from the spec's table: token level uses abar (or hbar), sequence level A (or h)."""
-    v_w = A_w - R_w if use_reference else A_w
-    v_l = A_l - R_l if use_reference else A_l
-    p_w, p_l = (v_w / T_w, v_l / T_l) if level == "token" else (v_w, v_l)
-    out = p_w - p_l
+    out = log_p_table(A_w, T_w, R_w, level=level, use_reference=use_reference) - log_p_table(
+        A_l, T_l, R_l, level=level, use_reference=use_reference
+    )
     if loss in MEAN_LOSSES:
         out = out + torch.log(T_w / T_l)
     if loss == "orpo":
@@ -30,8 +35,7 @@ def log_rho_table(loss: str, A_w, A_l, T_w, T_l, R_w=None, R_l=None, *, level="t
 
 def side_x_table(loss: str, A, T, R=None, *, level="token", use_reference=False) -> Tensor:
     """X = log P - log(|g'(u)| d) for one side (spec 3.1), token level P = pbar (or ratio), sequence P = pi."""
-    v = A - R if use_reference else A
-    log_p = v / T if level == "token" else v
+    log_p = log_p_table(A, T, R, level=level, use_reference=use_reference)
     log_d = -torch.log(T) if loss in MEAN_LOSSES else torch.zeros_like(T)
     log_gprime = -torch.log(1 - torch.exp(A / T)) if loss == "orpo" else torch.zeros_like(T)
     return log_p - log_d - log_gprime

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from adadpo import LOSSES, Balance, preference_loss
 from conftest import COMBOS, pair_batches
-from reference import coefficients_table, log_rho_table, side_x_table
+from reference import coefficients_table, log_p_table, log_rho_table, side_x_table
 
 
 def _grads(out, a_w, a_l, which: str = "losses"):
@@ -21,11 +21,9 @@ def _grads(out, a_w, a_l, which: str = "losses"):
 
 
 def _log_p(batch, kw, level: str, use_ref: bool):
-    v_w = kw["chosen_logps"] - kw["ref_chosen_logps"] if use_ref else kw["chosen_logps"]
-    v_l = kw["rejected_logps"] - kw["ref_rejected_logps"] if use_ref else kw["rejected_logps"]
-    if level == "token":
-        return (v_w / batch.T_w).detach(), (v_l / batch.T_l).detach()
-    return v_w.detach(), v_l.detach()
+    d = {k: v.detach() for k, v in kw.items() if isinstance(v, torch.Tensor)}
+    return (log_p_table(d["chosen_logps"], batch.T_w, d.get("ref_chosen_logps"), level=level, use_reference=use_ref),
+            log_p_table(d["rejected_logps"], batch.T_l, d.get("ref_rejected_logps"), level=level, use_reference=use_ref))
 
 
 def _check_exact_balance(loss, level, use_ref, normalize, placement, batch, *, require_all: bool) -> int:
