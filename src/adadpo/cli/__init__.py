@@ -9,9 +9,9 @@ import argparse
 import sys
 
 from adadpo import __version__
-from adadpo.cli import explain
+from adadpo.cli import explain, train
 
-COMMANDS = {"explain": explain}
+COMMANDS = {"explain": explain, "train": train}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv = ["explain", *argv]
     parser = build_parser()
-    args = parser.parse_args(argv)
+    if getattr(COMMANDS.get(argv[0]), "RAW_ARGS", False):  # the command parses its own arguments
+        args = argparse.Namespace(command=argv[0], args=argv[1:])
+    else:
+        args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command].run(args)
     except ValueError as err:  # a user's mistake: say what, no traceback

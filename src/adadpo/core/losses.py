@@ -211,7 +211,12 @@ def _validate(
     )
 
 
-def _resolve_params(family: LossFamily, beta: float, given: dict[str, float | None]) -> dict[str, float]:
+def resolve_loss_params(family: LossFamily, beta: float, given: dict[str, float | None]) -> dict[str, float]:
+    """Check ``beta`` and the loss-specific keywords in ``given`` for ``family``; fill in defaults.
+
+    Keywords that do not apply to the loss must be ``None`` (``label_smoothing`` may also be 0); returns the
+    ones that apply, as floats. ``ValueError`` naming the keyword otherwise.
+    """
     if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not (math.isfinite(beta) and beta > 0):
         raise ValueError(f"beta={beta!r} must be a finite number > 0")
     resolved: dict[str, float] = {}
@@ -351,7 +356,7 @@ def preference_loss(
         :class:`PreferenceLossOutput`. The loss is computed in float32 (float64 for float64 inputs).
     """
     family = get_family(loss)
-    params = _resolve_params(family, beta, {"gamma": gamma, "length_alpha": length_alpha,
+    params = resolve_loss_params(family, beta, {"gamma": gamma, "length_alpha": length_alpha,
                                             "cpo_alpha": cpo_alpha, "label_smoothing": label_smoothing})
     p = _validate(family, chosen_logps, rejected_logps, chosen_lengths, rejected_lengths,
                   ref_chosen_logps, ref_rejected_logps, balance)

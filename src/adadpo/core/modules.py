@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from adadpo.core.balance import Balance
-from adadpo.core.losses import PreferenceLossOutput, _resolve_params, get_family, preference_loss
+from adadpo.core.losses import PreferenceLossOutput, get_family, preference_loss, resolve_loss_params
 
 
 class PreferenceLoss(nn.Module):
@@ -22,7 +22,7 @@ class PreferenceLoss(nn.Module):
         super().__init__()
         name = loss or self.loss_name
         family = get_family(name)
-        _resolve_params(family, beta, params)  # fail early, with the same messages
+        resolve_loss_params(family, beta, params)  # fail early, with the same messages
         self.loss = name
         self.beta = beta
         self.balance = balance

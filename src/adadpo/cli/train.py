@@ -1,0 +1,155 @@
+"""``adadpo train``: train any causal LM on any preference dataset with :class:`adadpo.trl.AdaDPOTrainer`.
+
+    adadpo train --config run.yaml [--key value ...]
+    torchrun --nproc_per_node 2 -m adadpo train --config run.yaml      # several processes (CPU: gloo)
+
+Keys: the script's (``dataset_name``, ``dataset_config``, ``dataset_train_split``, ``dataset_test_split``,
+``tokenizer_name_or_path``, ``callbacks``, ``auto_resume``), TRL's ``ModelConfig`` (``model_name_or_path``,
+``dtype``, ``use_peft``, ``lora_*``, ...), and every ``AdaDPOConfig`` field (``loss``, ``balance``,
+``balance_*``, ``beta``, ``output_dir``, ``learning_rate``, ``save_steps``, ``deepspeed``, ``fsdp``, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+
+NAME = "train"
+RAW_ARGS = True  # YAML config + overrides, parsed by adadpo.cli.config
+HELP = "train a model with a plain or balanced preference loss (YAML config + overrides)"
+
+logger = logging.getLogger("adadpo")
+
+
+def _script_arguments() -> type:
+    from trl import ScriptArguments
+
+    @dataclass
+    class TrainScriptArguments(ScriptArguments):
+        """``trl.ScriptArguments`` plus adadpo's own: tokenizer, callbacks and automatic resume."""
+
+        tokenizer_name_or_path: str | None = field(
+            default=None, metadata={"help": "Tokenizer hub id or path (default: the model's)."}
+        )
+        callbacks: list[str] = field(
+            default_factory=list,
+            metadata={"help": "Extra TrainerCallbacks as 'package.module:ClassName'.", "nargs": "+"},
+        )
+        auto_resume: bool = field(
+            default=True,
+            metadata={"help": "Resume from the last checkpoint in output_dir when there is one."},
+        )
+
+    return TrainScriptArguments
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(NAME, help=HELP, description=__doc__, add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("args", nargs=argparse.REMAINDER, help="--config FILE and --key value overrides")
+
+
+def parse(argv: list[str]) -> tuple:
+    from trl import ModelConfig
+
+    from adadpo.cli.config import parse_config
+    from adadpo.trl import AdaDPOConfig
+
+    return parse_config((_script_arguments(), AdaDPOConfig, ModelConfig), argv, prog="adadpo train")
+
+
+def run(args: argparse.Namespace) -> int:
+    argv = list(args.args)
+    if argv[:1] in (["-h"], ["--help"]):
+        from trl import ModelConfig, TrlParser
+
+        from adadpo.trl import AdaDPOConfig
+
+        TrlParser((_script_arguments(), AdaDPOConfig, ModelConfig), prog="adadpo train").print_help()
+        return 0
+    script, config, model_args, given = parse(argv)
+    train(script, config, model_args, given)
+    return 0
+
+
+def train(script, config, model_args, given: set[str] = frozenset()):
+    """Load model, tokenizer and data as named, train, save; returns the trainer."""
+    import importlib.util
+
+    from transformers import AutoTokenizer
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import get_peft_config, get_quantization_config
+
+    from adadpo.trl import AdaDPOTrainer, MetricsFileCallback
+    from adadpo.trl.loading import import_callback, load_preference_dataset, select_split
+
+    if not model_args.model_name_or_path:
+        raise ValueError("model_name_or_path is required (a Hugging Face Hub id or a local directory)")
+    if not script.dataset_name:
+        raise ValueError("dataset_name is required (a Hub id, or a local jsonl/json/parquet/csv file or directory)")
+    if "output_dir" not in given:
+        raise ValueError("output_dir is required: where checkpoints, metrics and the final model go")
+    if model_args.use_peft and importlib.util.find_spec("peft") is None:
+        raise ValueError("use_peft=True needs the peft package: pip install 'adadpo[peft]'")
+
+    data = load_preference_dataset(script.dataset_name, script.dataset_config, script.dataset_streaming)
+    train_dataset = select_split(data, script.dataset_train_split, "dataset_train_split")
+    eval_dataset = None
+    if config.eval_strategy != "no":
+        eval_dataset = select_split(data, script.dataset_test_split, "dataset_test_split")
+
+    config.model_init_kwargs = {
+        "revision": model_args.model_revision,
+        "trust_remote_code": config.trust_remote_code,
+        "attn_implementation": model_args.attn_implementation,
+        "dtype": model_args.dtype,
+        **(config.model_init_kwargs or {}),
+    }
+    tokenizer = AutoTokenizer.from_pretrained(
+        script.tokenizer_name_or_path or model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        trust_remote_code=config.trust_remote_code,
+    )
+    if "report_to" not in given and importlib.util.find_spec("tensorboard") is not None:
+        config.report_to = ["tensorboard"]
+    callbacks = [MetricsFileCallback(), *(import_callback(spec) for spec in script.callbacks)]
+
+    trainer = AdaDPOTrainer(
+        model=model_args.model_name_or_path,
+        args=config,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+        peft_config=get_peft_config(model_args),
+        quantization_config=get_quantization_config(model_args),
+    )
+    resume = config.resume_from_checkpoint
+    if resume is None and script.auto_resume and os.path.isdir(config.output_dir):
+        resume = get_last_checkpoint(config.output_dir)
+        if resume:
+            trainer.accelerator.print(f"adadpo: resuming from {resume}")
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(config.output_dir)
+    trainer.create_model_card(model_name=os.path.basename(os.path.abspath(config.output_dir)), dataset_name=script.dataset_name)
+    trainer.accelerator.print(_summary(trainer, config.output_dir))
+    if hasattr(trainer, "end"):
+        trainer.end()
+    return trainer
+
+
+def _summary(trainer, output_dir: str) -> str:
+    last = next((h for h in reversed(trainer.state.log_history) if "loss" in h), {})
+    keys = ("loss", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected", "balance/log_rho")
+    shown = "  ".join(f"{k}={last[k]:.4g}" for k in keys if k in last)
+    return (
+        f"adadpo: trained {trainer.state.global_step} steps; last log: {shown}\n"
+        f"adadpo: model, tokenizer and model card in {output_dir}; metrics in "
+        f"{os.path.join(output_dir, 'metrics.jsonl')} and metrics.csv"
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run(argparse.Namespace(args=sys.argv[1:])))

@@ -1,0 +1,68 @@
+"""Load what ``adadpo train`` and ``adadpo diagnose`` name: datasets, tokenizers, models and callbacks.
+
+Every name is a Hugging Face Hub id or a local path; errors say which one failed and why.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict, load_dataset, load_from_disk
+
+FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1] or name.endswith(
+        tuple(FILE_BUILDERS)
+    )
+
+
+def load_preference_dataset(name: str, config: str | None = None, streaming: bool = False) -> DatasetDict | IterableDatasetDict:
+    """A dataset by Hub id, local file (jsonl/json/parquet/csv), ``save_to_disk`` directory or directory of files.
+
+    A single file becomes the split ``train``.
+    """
+    path = os.path.expanduser(name)
+    if os.path.isfile(path):
+        ext = os.path.splitext(path)[1].lower()
+        if ext not in FILE_BUILDERS:
+            raise ValueError(f"dataset_name={name!r} is a {ext or 'extension-less'} file; expected one of {sorted(FILE_BUILDERS)}")
+        data = load_dataset(FILE_BUILDERS[ext], data_files={"train": path}, streaming=streaming)
+    elif os.path.isdir(path):
+        saved = any(os.path.exists(os.path.join(path, f)) for f in ("dataset_dict.json", "state.json"))
+        data = load_from_disk(path) if saved else load_dataset(path, name=config, streaming=streaming)
+    elif _looks_like_path(name):
+        raise ValueError(f"dataset_name={name!r} does not exist (no such file or directory)")
+    else:
+        try:
+            data = load_dataset(name, name=config, streaming=streaming)
+        except Exception as err:  # offline, unknown id, private: say which name failed
+            raise ValueError(
+                f"could not load dataset_name={name!r} from the Hugging Face Hub ({type(err).__name__}: {err}); "
+                "pass a Hub id reachable from here or a local jsonl/json/parquet/csv file or directory"
+            ) from err
+    if isinstance(data, (Dataset, IterableDataset)):
+        data = DatasetDict({"train": data}) if isinstance(data, Dataset) else IterableDatasetDict({"train": data})
+    return data
+
+
+def select_split(data: DatasetDict | IterableDatasetDict, split: str, field: str) -> Any:
+    """``data[split]``, or ``ValueError`` naming ``field`` and the splits that exist."""
+    if split not in data:
+        raise ValueError(f"{field}={split!r} is not a split of the dataset; it has {sorted(data)}")
+    return data[split]
+
+
+def import_callback(spec: str) -> Any:
+    """Instantiate a ``transformers.TrainerCallback`` from ``"package.module:ClassName"``."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"callbacks entry {spec!r} must look like 'package.module:ClassName'")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"callbacks entry {spec!r} could not be imported: {err}") from err
+    return obj() if isinstance(obj, type) else obj

@@ -1,0 +1,249 @@
+"""``adadpo train`` end to end on a tiny model and dataset saved to a temp dir (offline)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from tiny import make_pairs, save_tiny_model, write_jsonl
+from transformers import AutoModelForCausalLM
+
+import adadpo
+from adadpo.cli import main
+from adadpo.trl.callbacks import read_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli")
+    save_tiny_model(root / "model")
+    write_jsonl(root / "data" / "train.jsonl", make_pairs(24, seed=0))
+    write_jsonl(root / "data" / "test.jsonl", make_pairs(8, seed=1))
+    write_jsonl(root / "chat" / "train.jsonl", make_pairs(16, seed=2, conversational=True))
+    write_jsonl(root / "chat" / "test.jsonl", make_pairs(4, seed=3, conversational=True))
+    return root
+
+
+def _config(world: Path, out: Path, **overrides) -> dict:
+    return {
+        "model_name_or_path": str(world / "model"),
+        "dataset_name": str(world / "data"),
+        "output_dir": str(out),
+        "max_steps": 3,
+        "per_device_train_batch_size": 4,
+        "learning_rate": 1e-3,
+        "logging_steps": 1,
+        "save_steps": 2,
+        "gradient_checkpointing": False,
+        "disable_tqdm": True,
+        "report_to": "none",
+        **overrides,
+    }
+
+
+def _write(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _train(tmp_path: Path, config: dict, *extra: str) -> int:
+    return main(["train", "--config", str(_write(tmp_path / "run.yaml", config)), *extra])
+
+
+@pytest.mark.parametrize("loss", list(adadpo.LOSSES))
+@pytest.mark.parametrize("balance", [False, True])
+def test_train_each_loss_plain_and_balanced(world, tmp_path, loss, balance):
+    out = tmp_path / "out"
+    params = {"length_alpha": 0.05} if loss == "rdpo" else {}
+    assert _train(tmp_path, _config(world, out, loss=loss, balance=balance, **params), "--beta", "0.2") == 0
+
+    rows = read_metrics(str(out / "metrics.jsonl"))
+    steps = [r for r in rows if "loss" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3]
+    assert all(isinstance(r["loss"], float) for r in steps)
+    assert all(("balance/coef_chosen" in r) == balance and "balance/log_rho" in r for r in steps)
+    assert (out / "metrics.csv").read_text().splitlines()[0].startswith("step,epoch,loss")
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
+    assert not (out / ".staging").exists()
+    card = (out / "README.md").read_text()
+    assert f"| loss | {loss} |" in card and f"| balance (AdaDPO) | {balance} |" in card and "beta: 0.2" in card
+    model = AutoModelForCausalLM.from_pretrained(out)
+    start = AutoModelForCausalLM.from_pretrained(world / "model")
+    moved = sum((p - q).abs().sum().item() for p, q in zip(model.parameters(), start.parameters()))
+    assert moved > 0
+
+
+def test_train_chat_dataset_with_evaluation(world, tmp_path):
+    out = tmp_path / "out"
+    config = _config(world, out, dataset_name=str(world / "chat"), loss="dpo", balance=True,
+                     eval_strategy="steps", eval_steps=2, per_device_eval_batch_size=4)
+    assert _train(tmp_path, config) == 0
+    rows = read_metrics(str(out / "metrics.jsonl"))
+    evals = [r for r in rows if "eval_loss" in r]
+    assert evals and "eval_rewards/margins" in evals[0] and "eval_balance/log_rho" in evals[0]
+
+
+def test_train_lora_writes_a_loadable_adapter(world, tmp_path):
+    from peft import AutoPeftModelForCausalLM
+
+    out = tmp_path / "out"
+    config = _config(world, out, loss="dpo", balance=True, use_peft=True, lora_r=4, lora_alpha=8,
+                     lora_target_modules=["q_proj", "v_proj"], learning_rate=5e-2)
+    assert _train(tmp_path, config) == 0
+    assert (out / "adapter_config.json").exists()
+    model = AutoPeftModelForCausalLM.from_pretrained(out)
+    assert any("lora_A" in name for name, _ in model.named_parameters())
+
+
+def test_precomputed_reference_from_the_command_line(world, tmp_path):
+    out = tmp_path / "out"
+    assert _train(tmp_path, _config(world, out, loss="rdpo", length_alpha=0.01, precompute_ref_log_probs=True)) == 0
+    assert len([r for r in read_metrics(str(out / "metrics.jsonl")) if "loss" in r]) == 3
+
+
+def test_command_line_overrides_the_config_file(world, tmp_path):
+    from adadpo.cli.train import parse
+
+    path = _write(tmp_path / "run.yaml", _config(world, tmp_path / "out", loss="simpo", gamma=0.3, balance_clip=float("inf")))
+    script, config, model_args, given = parse(["--config", str(path), "--gamma", "0.7", "--balance", "true"])
+    assert (config.loss, config.gamma, config.balance, config.balance_clip) == ("simpo", 0.7, True, float("inf"))
+    assert script.dataset_name == str(world / "data") and model_args.model_name_or_path == str(world / "model")
+    assert {"gamma", "balance", "loss", "output_dir"} <= given
+
+
+# --------------------------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("overrides", "argv", "message"),
+    [
+        ({"lerning_rate": 1e-3}, [], "unknown key 'lerning_rate' in .*run.yaml \\(did you mean learning_rate"),
+        ({"learning_rate": "fast"}, [], "learning_rate='fast' in .*run.yaml: expected float"),
+        ({"loss": "dpoo"}, [], "loss='dpoo' in .*run.yaml: expected one of \\['dpo', 'rdpo'"),
+        ({"max_steps": [1, 2]}, [], "max_steps=\\[1, 2\\] in .*run.yaml: expected a single int"),
+        ({}, ["--bta", "0.1"], "unknown option --bta \\(did you mean beta"),
+        ({}, ["--beta", "x"], "argument --beta: invalid float value: 'x'"),
+        ({"output_dir": None}, [], "output_dir is required"),
+        ({"dataset_name": "./nowhere.jsonl"}, [], "dataset_name='./nowhere.jsonl' does not exist"),
+        ({"dataset_train_split": "training"}, [], "dataset_train_split='training' is not a split of the dataset; it has \\['test', 'train'\\]"),
+        ({"loss": "rdpo"}, [], "loss='rdpo' needs length_alpha"),
+        ({"loss": "simpo", "balance_use_reference": True}, [], "balance_use_reference=True .* needs a reference model"),
+    ],
+)
+def test_train_errors_name_the_key(world, tmp_path, capsys, overrides, argv, message):
+    config = _config(world, tmp_path / "out", **overrides)
+    if overrides.get("output_dir", 1) is None:
+        del config["output_dir"]
+    with pytest.raises(SystemExit) as exit_info:
+        _train(tmp_path, config, *argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("adadpo train: error: ")
+    import re
+
+    assert re.search(message, err), err
+
+
+def test_train_missing_column_and_empty_response(world, tmp_path, capsys):
+    rows = make_pairs(8)
+    for r in rows:
+        r["good"] = r.pop("chosen")
+    write_jsonl(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(SystemExit):
+        _train(tmp_path, _config(world, tmp_path / "out", dataset_name=str(tmp_path / "bad.jsonl")))
+    assert "the train dataset has no 'chosen' column" in capsys.readouterr().err
+    rows = make_pairs(8)
+    rows[5]["rejected"] = ""
+    write_jsonl(tmp_path / "empty.jsonl", rows)
+    with pytest.raises(SystemExit):
+        _train(tmp_path, _config(world, tmp_path / "out", dataset_name=str(tmp_path / "empty.jsonl")))
+    assert "1 empty 'rejected' response(s) (rows 5)" in capsys.readouterr().err
+
+
+def test_help_lists_adadpo_and_trainer_keys(capsys):
+    assert main(["train", "--help"]) == 0
+    text = capsys.readouterr().out
+    for key in ("--loss", "--balance_clip", "--balance_use_reference", "--model_name_or_path", "--dataset_name",
+                "--lora_r", "--learning_rate", "--deepspeed"):
+        assert key in text
+
+
+# ------------------------------------------------------------------------------ checkpoints and resume
+
+
+def test_checkpoint_is_staged_so_a_crash_mid_save_leaves_none(world, tmp_path, monkeypatch):
+    from transformers import Trainer
+
+    def crash(self, output_dir):
+        raise KeyboardInterrupt("killed while saving")
+
+    monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", crash)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path, _config(world, out, loss="simpo"))
+    assert not list(out.glob("checkpoint-*"))  # the half-written save stayed in the staging directory
+    assert (out / ".staging" / "checkpoint-2" / "model.safetensors").exists()
+    monkeypatch.undo()
+    assert _train(tmp_path, _config(world, out, loss="simpo")) == 0
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
+    assert not (out / ".staging").exists()
+
+
+KILLER = """
+import os, signal
+from transformers import TrainerCallback
+
+class KillAtStep(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == int(os.environ.get("KILL_AT_STEP", "0")):
+            os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_resume_after_sigkill_continues_with_the_same_losses(world, tmp_path):
+    (tmp_path / "killer.py").write_text(KILLER)
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+
+    def run(out: Path, kill_at: int) -> subprocess.CompletedProcess:
+        config = _config(world, out, loss="dpo", balance=True, max_steps=10, save_steps=4,
+                         per_device_train_batch_size=2, callbacks=["killer:KillAtStep"])
+        path = _write(tmp_path / f"{out.name}.yaml", config)
+        return subprocess.run([sys.executable, "-m", "adadpo", "train", "--config", str(path)],
+                              env={**env, "KILL_AT_STEP": str(kill_at)}, capture_output=True, text=True, timeout=300)
+
+    straight = run(tmp_path / "straight", kill_at=0)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    killed = run(tmp_path / "killed", kill_at=6)
+    assert killed.returncode == -signal.SIGKILL
+    assert sorted(p.name for p in (tmp_path / "killed").glob("checkpoint-*")) == ["checkpoint-4"]
+    assert max(r["step"] for r in read_metrics(str(tmp_path / "killed" / "metrics.jsonl"))) == 5
+    resumed = run(tmp_path / "killed", kill_at=0)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stdout and "checkpoint-4" in resumed.stdout
+
+    def losses(out: Path) -> list[tuple[int, float]]:
+        return [(r["step"], r["loss"]) for r in read_metrics(str(out / "metrics.jsonl")) if "loss" in r]
+
+    got, expected = losses(tmp_path / "killed"), losses(tmp_path / "straight")
+    assert [s for s, _ in got] == list(range(1, 11))
+    assert [v for _, v in got] == pytest.approx([v for _, v in expected], rel=1e-6, abs=1e-7)
+    final = json.loads((tmp_path / "killed" / "checkpoint-10" / "trainer_state.json").read_text())
+    assert final["global_step"] == 10
+
+
+def test_example_config_is_valid():
+    from adadpo.cli.train import parse
+
+    script, config, model_args, given = parse(["--config", str(ROOT / "examples" / "train.yaml")])
+    assert (config.loss, config.balance, config.balance_clip) == ("dpo", True, 10.0)
+    assert script.dataset_name == "trl-lib/ultrafeedback_binarized"
+    assert model_args.lora_target_modules == ["q_proj", "k_proj", "v_proj", "o_proj"]
