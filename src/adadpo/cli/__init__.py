@@ -9,9 +9,9 @@ import argparse
 import sys
 
 from adadpo import __version__
-from adadpo.cli import explain, train
+from adadpo.cli import diagnose, explain, train
 
-COMMANDS = {"explain": explain, "train": train}
+COMMANDS = {"explain": explain, "train": train, "diagnose": diagnose}
 
 
 def build_parser() -> argparse.ArgumentParser:
