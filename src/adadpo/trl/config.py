@@ -7,6 +7,7 @@ Every field below mirrors a keyword of :func:`adadpo.preference_loss` / :class:`
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 from trl import DPOConfig
@@ -81,6 +82,10 @@ class AdaDPOConfig(DPOConfig):
     def __post_init__(self) -> None:
         if self.bf16 is None and not self.fp16 and not _has_gpu():
             self.bf16 = False  # TRL defaults to bf16, which transformers refuses without a GPU unless use_cpu=True
+        if not self.use_cpu and not _has_gpu() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            # Under torchrun on a machine without GPUs, transformers only sets up DDP (gloo) with use_cpu=True;
+            # otherwise every process silently trains alone.
+            self.use_cpu = True
         super().__post_init__()
         family = get_family(self.loss)
         for name, (default, why) in _TRL_ONLY.items():
