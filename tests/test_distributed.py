@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -32,8 +33,16 @@ def test_torchrun_two_processes_match_one_process(tmp_path: Path):
     def run(launcher: list[str], out: str, batch: int) -> None:
         cmd = [*launcher, "-m", "adadpo", "train", "--config", str(path), "--output_dir", str(tmp_path / out),
                "--per_device_train_batch_size", str(batch)]
-        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
-        assert res.returncode == 0, res.stderr[-3000:]
+        # start_new_session + killpg: on a hang, torchrun's workers die with it instead of outliving the test
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        try:
+            _, err = proc.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            _, err = proc.communicate()
+            pytest.fail(f"{' '.join(cmd[:4])} did not finish in 300 s (hang at exit?):\n{err[-3000:]}")
+        assert proc.returncode == 0, err[-3000:]
 
     run([sys.executable], "one", batch=4)
     run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"], "two", batch=2)

@@ -12,6 +12,7 @@ Keys: the script's (``dataset_name``, ``dataset_config``, ``dataset_train_split`
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -136,6 +137,12 @@ def train(script, config, model_args, given: set[str] = frozenset()):
     trainer.create_model_card(model_name=os.path.basename(os.path.abspath(config.output_dir)), dataset_name=script.dataset_name)
     trainer.accelerator.print(_summary(trainer, config.output_dir))
     if hasattr(trainer, "end"):
+        # Free the DDP wrapper before end() destroys the process group: DDP's C++ Reducer holds the group, and a
+        # gloo group whose last reference goes with it is destroyed under the GIL while a gloo worker may need the
+        # GIL to free its last work -- a hang at exit (pytorch/pytorch#56297).
+        trainer.model_wrapped = trainer.model
+        trainer.accelerator.free_memory()
+        gc.collect()
         trainer.end()
     return trainer
 
