@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_core_imports_no_integration_libraries():
@@ -23,3 +26,14 @@ def test_public_api():
                  "linear_sequence_logps", "side_statistics", "LOSSES", "DPOLoss", "ORPOLoss"):
         assert hasattr(adadpo, name), name
     assert list(adadpo.LOSSES) == ["dpo", "rdpo", "ipo", "simpo", "cpo", "orpo"]
+
+
+def test_benchmark_is_a_client_of_the_public_api():
+    """adadpo.oracle imports adadpo only through its public faces: adadpo, adadpo.trl, adadpo.eval."""
+    import ast
+
+    public = {"adadpo", "adadpo.trl", "adadpo.eval"}
+    for path in (ROOT / "src" / "adadpo" / "oracle").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("adadpo"):
+                assert node.module in public or node.module.startswith("adadpo.oracle"), f"{path.name}: {node.module}"

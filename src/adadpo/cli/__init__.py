@@ -9,9 +9,9 @@ import argparse
 import sys
 
 from adadpo import __version__
-from adadpo.cli import diagnose, explain, train
+from adadpo.cli import demo, diagnose, explain, sweep, train
 
-COMMANDS = {"explain": explain, "train": train, "diagnose": diagnose}
+COMMANDS = {"explain": explain, "demo": demo, "train": train, "diagnose": diagnose, "sweep": sweep}
 
 
 def build_parser() -> argparse.ArgumentParser:

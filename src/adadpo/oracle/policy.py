@@ -1,0 +1,130 @@
+"""The world's language models: a word-level tokenizer, a tiny Llama, SFT, sampling and scoring.
+
+All real ``transformers`` objects (``PreTrainedTokenizerFast``, ``LlamaForCausalLM``, ``generate``), built in
+process so nothing is downloaded. Log-probs go through :func:`adadpo.sequence_logps`, the public API.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from adadpo import sequence_logps
+from adadpo.oracle.world import PROMPT_END, Prompt, WorldConfig, demonstration
+
+SPECIALS = ["<pad>", "</s>", "<unk>"]
+
+
+def make_tokenizer(config: WorldConfig) -> PreTrainedTokenizerFast:
+    """Word-level tokenizer: one id per word, ``</s>`` ends a response, ``<pad>`` pads on the left."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {tok: i for i, tok in enumerate([*SPECIALS, PROMPT_END, *config.words])}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+                                   padding_side="left", model_max_length=64)
+
+
+def make_model(config: WorldConfig, tokenizer: PreTrainedTokenizerFast) -> LlamaForCausalLM:
+    torch.manual_seed(config.seed)
+    return LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=config.hidden, intermediate_size=2 * config.hidden,
+        num_hidden_layers=config.layers, num_attention_heads=config.heads, num_key_value_heads=config.heads,
+        max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None, tie_word_embeddings=False,
+    ))
+
+
+def _batch(tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str], responses: Sequence[Sequence[str]]):
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (-100 outside response + EOS)."""
+    rows, labels = [], []
+    for prompt, words in zip(prompts, responses):
+        p = tokenizer(prompt)["input_ids"]
+        r = tokenizer(" ".join(words))["input_ids"] + [tokenizer.eos_token_id] if words else [tokenizer.eos_token_id]
+        rows.append(p + r)
+        labels.append([-100] * len(p) + r)
+    width = max(map(len, rows))
+    pad = tokenizer.pad_token_id
+    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+    lab = torch.tensor([r + [-100] * (width - len(r)) for r in labels])
+    return ids, mask, lab
+
+
+def response_logps(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str],
+                   responses: Sequence[Sequence[str]], batch_size: int = 256) -> Tensor:
+    """``[N]`` float32: ``log pi(y + </s> | x)`` summed over the response's tokens and its EOS."""
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(prompts), batch_size):
+            ids, mask, labels = _batch(tokenizer, prompts[s : s + batch_size], responses[s : s + batch_size])
+            logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+            out.append(sequence_logps(logits, labels).logps)
+    return torch.cat(out)
+
+
+def sft(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, config: WorldConfig, prompts: Sequence[Prompt],
+        progress: Callable[[int, int], None] | None = None) -> list[float]:
+    """Supervised fine-tuning on one noisy demonstration per prompt and epoch (fresh noise each epoch).
+
+    Loss: mean negative log-likelihood per response token (EOS included). Returns the loss per step.
+    """
+    rng = random.Random(config.seed + 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.sft_lr, weight_decay=0.0)
+    steps_per_epoch = -(-len(prompts) // config.sft_batch)
+    total = config.sft_epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 20) * max(0.0, 1 - s / total))
+    model.train()
+    losses = []
+    for _ in range(config.sft_epochs):
+        order = list(prompts)
+        rng.shuffle(order)
+        for s in range(0, len(order), config.sft_batch):
+            chunk = order[s : s + config.sft_batch]
+            ids, mask, labels = _batch(tokenizer, [p.text for p in chunk], [demonstration(config, p, rng) for p in chunk])
+            out = sequence_logps(model(input_ids=ids, attention_mask=mask, use_cache=False).logits, labels)
+            loss = -out.logps.sum() / out.lengths.sum()
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            if progress:
+                progress(len(losses), total)
+    model.eval()
+    return losses
+
+
+def sample(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str], *, n: int = 1,
+           max_new_tokens: int, seed: int, batch_size: int = 512) -> list[list[str]]:
+    """``n`` samples per prompt from the model's own distribution (temperature 1, no top-k/top-p).
+
+    Returns ``len(prompts) * n`` word lists, prompt-major. The first token is never EOS, so no response is
+    empty, and padding, unknown and prompt-end tokens are never sampled (an SFT'd policy gives them ~0
+    probability anyway); a response that reaches ``max_new_tokens`` without EOS ends there.
+    """
+    torch.manual_seed(seed)
+    flat = [p for p in prompts for _ in range(n)]
+    eos = tokenizer.eos_token_id
+    never = tokenizer.convert_tokens_to_ids(["<pad>", "<unk>", PROMPT_END])
+    out: list[list[str]] = []
+    with torch.no_grad():
+        for s in range(0, len(flat), batch_size):
+            enc = tokenizer(list(flat[s : s + batch_size]), return_tensors="pt", padding=True)
+            gen = model.generate(**enc, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, min_new_tokens=1,
+                                 max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=eos, suppress_tokens=never)
+            for row in gen[:, enc["input_ids"].shape[1]:].tolist():
+                words = []
+                for t in row:
+                    if t == eos:
+                        break
+                    words.append(tokenizer.convert_ids_to_tokens(t))
+                out.append(words)
+    return out

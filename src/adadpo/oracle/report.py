@@ -1,0 +1,442 @@
+"""Statistics, Markdown report and plots of a sweep's runs (rows of ``results.jsonl``).
+
+The paper's headline statistics, per comparison ``base`` vs ``cand`` (e.g. DPO vs AdaDPO), over the grid's
+cells (``beta`` x learning rate), each cell averaged over seeds:
+
+* share of cells where ``cand`` has the higher ``LC`` (paper: 81%), and where it enlarges ``LC - WR``
+  (paper: 88%); the same for ``TQ``, which only this world can measure;
+* per cell, a 95% t-interval of the seed-paired difference (same seed = same data order and init);
+  a cell counts as a win or a loss only when the interval excludes zero, otherwise as a tie;
+* the global best ``LC``, ``WR`` and ``TQ`` per method (best cell, with its interval over seeds).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Metrics in the tables, with their labels.
+METRICS = {
+    "lc": "LC", "wr": "WR", "tq": "TQ", "lc_minus_wr": "LC-WR", "length": "length", "quality": "quality",
+    "kl": "KL", "reward_accuracy": "reward acc", "reward_margin": "margin", "delta_chosen": "d logp chosen",
+    "delta_rejected": "d logp rejected",
+}
+HEADLINE = ("lc", "lc_minus_wr", "wr", "tq")
+CURVES = (("rewards/margins", "reward margin"), ("logps/chosen", "chosen log-likelihood"),
+          ("balance/log_rho", "log rho (imbalance)"))
+
+
+def value(row: dict[str, Any], metric: str) -> float:
+    if metric == "lc_minus_wr":
+        return row["lc"] - row["wr"]
+    return float(row[metric])
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Mean and 95% t-interval (``lo``, ``hi``; NaN with one value)."""
+
+    mean: float
+    lo: float
+    hi: float
+    n: int
+
+    @property
+    def half(self) -> float:
+        return (self.hi - self.lo) / 2
+
+    def verdict(self) -> str:
+        """``win`` / ``loss`` when the interval excludes 0, else ``tie`` (``n/a`` with one seed)."""
+        if self.n < 2 or math.isnan(self.lo):
+            return "n/a"
+        return "win" if self.lo > 0 else "loss" if self.hi < 0 else "tie"
+
+    def fmt(self, digits: int = 3) -> str:
+        if self.n < 2:
+            return f"{self.mean:.{digits}f}"
+        return f"{self.mean:.{digits}f} ± {self.half:.{digits}f}"
+
+
+def interval(values: Sequence[float]) -> Interval:
+    from scipy import stats
+
+    x = np.asarray(values, dtype=float)
+    if len(x) == 0:
+        return Interval(math.nan, math.nan, math.nan, 0)
+    mean = float(x.mean())
+    if len(x) < 2:
+        return Interval(mean, math.nan, math.nan, len(x))
+    half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
+    return Interval(mean, mean - half, mean + half, len(x))
+
+
+Cell = tuple[float, float]  # (beta, learning_rate)
+
+
+def by_cell(rows: list[dict], method: str, metric: str) -> dict[Cell, dict[int, float]]:
+    """``{(beta, lr): {seed: value}}`` for one method."""
+    out: dict[Cell, dict[int, float]] = defaultdict(dict)
+    for r in rows:
+        if r["method"] == method:
+            out[(r["beta"], r["learning_rate"])][r["seed"]] = value(r, metric)
+    return dict(out)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    base: str
+    cand: str
+    metric: str
+    cells: dict[Cell, Interval]  # seed-paired difference cand - base per cell
+    share_higher: float  # share of cells where mean(cand) > mean(base)
+    wins: int
+    ties: int
+    losses: int
+    pooled: Interval  # all seed-paired differences over all cells
+
+
+def compare(rows: list[dict], base: str, cand: str, metric: str) -> Comparison:
+    a, b = by_cell(rows, base, metric), by_cell(rows, cand, metric)
+    cells: dict[Cell, Interval] = {}
+    pooled: list[float] = []
+    for cell in sorted(set(a) & set(b)):
+        seeds = sorted(set(a[cell]) & set(b[cell]))
+        diffs = [b[cell][s] - a[cell][s] for s in seeds]
+        if diffs:
+            cells[cell] = interval(diffs)
+            pooled += diffs
+    verdicts = [c.verdict() for c in cells.values()]
+    share = float(np.mean([c.mean > 0 for c in cells.values()])) if cells else math.nan
+    return Comparison(base, cand, metric, cells, share, verdicts.count("win"), verdicts.count("tie"),
+                      verdicts.count("loss"), interval(pooled))
+
+
+def best_cell(rows: list[dict], method: str, metric: str) -> tuple[Cell, Interval] | None:
+    cells = by_cell(rows, method, metric)
+    if not cells:
+        return None
+    scored = {c: interval(list(v.values())) for c, v in cells.items()}
+    cell = max(scored, key=lambda c: scored[c].mean)
+    return cell, scored[cell]
+
+
+KL_BUDGETS = (0.5, 1.0, 2.0)
+
+
+def best_within_kl(rows: list[dict], method: str, metric: str, budget: float) -> tuple[Cell, float, float] | None:
+    """The cell with the best seed-mean ``metric`` among cells whose seed-mean KL is at most ``budget``:
+    ``(cell, metric mean, KL mean)``; ``None`` if no cell stays within the budget."""
+    kl, val = by_cell(rows, method, "kl"), by_cell(rows, method, metric)
+    inside = [(float(np.mean(list(val[c].values()))), c) for c in kl if np.mean(list(kl[c].values())) <= budget]
+    if not inside:
+        return None
+    best, cell = max(inside)
+    return cell, best, float(np.mean(list(kl[cell].values())))
+
+
+def tracking(rows: list[dict]) -> dict[str, float]:
+    """How well LC and WR track TQ over all runs: Pearson r and mean absolute gap."""
+    lc, wr, tq = (np.array([r[k] for r in rows], dtype=float) for k in ("lc", "wr", "tq"))
+    if len(rows) < 3 or tq.std() == 0:
+        return {}
+    return {"r_lc_tq": float(np.corrcoef(lc, tq)[0, 1]), "r_wr_tq": float(np.corrcoef(wr, tq)[0, 1]),
+            "mae_lc_tq": float(np.abs(lc - tq).mean()), "mae_wr_tq": float(np.abs(wr - tq).mean())}
+
+
+def summary(rows: list[dict], comparisons: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """Everything the report shows, as plain data (written to ``summary.json``)."""
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    out: dict[str, Any] = {"runs": len(rows), "methods": methods, "comparisons": [], "best": {}, "cells": {}}
+    for base, cand in comparisons:
+        for metric in HEADLINE:
+            c = compare(rows, base, cand, metric)
+            out["comparisons"].append({
+                "base": base, "cand": cand, "metric": metric, "cells": len(c.cells), "share_higher": c.share_higher,
+                "wins": c.wins, "ties": c.ties, "losses": c.losses,
+                "pooled_diff": c.pooled.mean, "pooled_lo": c.pooled.lo, "pooled_hi": c.pooled.hi,
+            })
+    for m in methods:
+        out["best"][m] = {}
+        for metric in ("lc", "wr", "tq"):
+            found = best_cell(rows, m, metric)
+            if found:
+                (beta, lr), iv = found
+                out["best"][m][metric] = {"beta": beta, "learning_rate": lr, "mean": iv.mean, "lo": iv.lo, "hi": iv.hi}
+        per_metric = {k: by_cell(rows, m, k) for k in METRICS}
+        out["cells"][m] = {
+            f"beta={beta:g},lr={lr:g}": {k: interval(list(per_metric[k][(beta, lr)].values())).mean for k in METRICS}
+            for (beta, lr) in per_metric["lc"]
+        }
+    out["tracking"] = tracking(rows)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ Markdown
+
+
+def _cell_label(cell: Cell) -> str:
+    return f"β={cell[0]:g}, lr={cell[1]:g}"
+
+
+def _pct(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{100 * x:.0f}%"
+
+
+def markdown(rows: list[dict], comparisons: Sequence[tuple[str, str]], *, title: str, preamble: str = "",
+             plots: Sequence[tuple[str, str]] = ()) -> str:
+    """The report: headline statistics, best cells, per-cell table, LC vs TQ, plots."""
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    seeds = sorted({r["seed"] for r in rows})
+    cells = sorted({(r["beta"], r["learning_rate"]) for r in rows})
+    lines = [f"# {title}", ""]
+    if preamble:
+        lines += [preamble.strip(), ""]
+    lines += [f"{len(rows)} runs: {len(methods)} methods x {len(cells)} cells (β x learning rate) x {len(seeds)} seeds "
+              f"({', '.join(map(str, seeds))}). Intervals are 95% t-intervals over seeds; a cell is a win or a "
+              "loss only when the seed-paired interval excludes zero.", ""]
+    overview = ("lc", "wr", "tq", "lc_minus_wr", "length", "quality", "kl", "delta_chosen")
+    lines += ["## All methods (mean over every cell and seed)", "",
+              "| method | " + " | ".join(METRICS[k] for k in overview) + " |", "|---|" + "---|" * len(overview)]
+    for m in methods:
+        lines.append(f"| {m} | " + " | ".join(f"{np.mean([value(r, k) for r in rows if r['method'] == m]):.3f}"
+                                            for k in overview) + " |")
+    lines.append("")
+    for base, cand in comparisons:
+        lines += [f"## {cand} vs {base}", "",
+                  f"| metric | cells where {cand} is higher | seed-separated win / tie / loss | mean difference (all runs) |",
+                  "|---|---|---|---|"]
+        for metric in HEADLINE:
+            c = compare(rows, base, cand, metric)
+            label = "LC - WR (enlarged)" if metric == "lc_minus_wr" else METRICS[metric]
+            lines.append(f"| {label} | {_pct(c.share_higher)} ({round(c.share_higher * len(c.cells))}/{len(c.cells)}) "
+                         f"| {c.wins} / {c.ties} / {c.losses} | {c.pooled.mean:+.3f} [{c.pooled.lo:+.3f}, {c.pooled.hi:+.3f}] |")
+        lines.append("")
+    lines += ["## Best cell per method", "", "| method | best LC | best WR | best TQ |", "|---|---|---|---|"]
+    for m in methods:
+        parts = []
+        for metric in ("lc", "wr", "tq"):
+            found = best_cell(rows, m, metric)
+            parts.append(f"{found[1].fmt()} ({_cell_label(found[0])})" if found else "n/a")
+        lines.append(f"| {m} | " + " | ".join(parts) + " |")
+    lines.append("")
+    lines += ["## Best cell within a KL budget", "",
+              "Methods that move the policy less can look worse at equal hyperparameters and better per nat of "
+              "KL(policy || reference). Best seed-mean TQ and LC among cells whose seed-mean KL stays within "
+              "the budget (the cell and its KL in parentheses; `-` when no cell stays within it).", "",
+              "| method | " + " | ".join(f"{METRICS[k]}, KL <= {b:g}" for k in ("tq", "lc") for b in KL_BUDGETS) + " |",
+              "|---|" + "---|" * (2 * len(KL_BUDGETS))]
+    for m in methods:
+        parts = []
+        for k in ("tq", "lc"):
+            for b in KL_BUDGETS:
+                found = best_within_kl(rows, m, k, b)
+                parts.append(f"{found[1]:.3f} ({_cell_label(found[0])}; {found[2]:.2f})" if found else "-")
+        lines.append(f"| {m} | " + " | ".join(parts) + " |")
+    lines.append("")
+    keys = ("lc", "wr", "tq", "length", "quality", "kl", "reward_accuracy", "delta_chosen", "delta_rejected")
+    ref = rows[0]
+    lines += ["## Every cell (mean ± half-width over seeds)", "",
+              f"Reference policy: length {ref['ref_length']:.2f}, quality {ref['ref_quality']:.3f}. "
+              "`d logp` = change of the held-out chosen/rejected log-likelihood from the reference.", "",
+              "| cell | method | " + " | ".join(METRICS[k] for k in keys) + " |", "|---|---|" + "---|" * len(keys)]
+    for cell in cells:
+        for m in methods:
+            vals = []
+            for k in keys:
+                per_seed = by_cell(rows, m, k).get(cell)
+                vals.append(interval(list(per_seed.values())).fmt() if per_seed else "")
+            lines.append(f"| {_cell_label(cell)} | {m} | " + " | ".join(vals) + " |")
+    lines.append("")
+    t = tracking(rows)
+    if t:
+        lines += ["## Does LC track the truth?", "",
+                  f"Over all {len(rows)} runs, Pearson correlation with TQ (the true-quality win rate): "
+                  f"LC {t['r_lc_tq']:.3f}, WR {t['r_wr_tq']:.3f}; mean absolute gap to TQ: LC {t['mae_lc_tq']:.3f}, "
+                  f"WR {t['mae_wr_tq']:.3f}.", ""]
+    for caption, path in plots:
+        lines += [f"![{caption}]({path})", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------- plots
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+
+
+def _scatter_by_method(ax, rows: list[dict], x: str, y: str) -> None:
+    for m in dict.fromkeys(r["method"] for r in rows):
+        ax.scatter(*zip(*[(r[x], r[y]) for r in rows if r["method"] == m]), s=14, label=m, alpha=0.7)
+
+
+def plot_heatmaps(rows: list[dict], base: str, cand: str, path: str | Path) -> None:
+    """LC, WR, TQ over the grid: ``base``, ``cand`` and ``cand - base`` (seed means)."""
+    plt = _pyplot()
+
+    betas = sorted({r["beta"] for r in rows})
+    lrs = sorted({r["learning_rate"] for r in rows})
+    metrics = ("lc", "wr", "tq")
+    fig, axes = plt.subplots(len(metrics), 3, figsize=(11, 3.1 * len(metrics)), squeeze=False)
+    for i, metric in enumerate(metrics):
+        grids = []
+        for m in (base, cand):
+            cells = by_cell(rows, m, metric)
+            grids.append(np.array([[np.mean(list(cells[(b, lr)].values())) if (b, lr) in cells else np.nan
+                                    for lr in lrs] for b in betas]))
+        grids.append(grids[1] - grids[0])
+        vmin, vmax = np.nanmin(grids[:2]), np.nanmax(grids[:2])
+        lim = np.nanmax(np.abs(grids[2])) or 1e-3
+        for j, (grid, name) in enumerate(zip(grids, (base, cand, f"{cand} - {base}"))):
+            ax = axes[i, j]
+            kw = {"cmap": "RdBu", "vmin": -lim, "vmax": lim} if j == 2 else {"cmap": "viridis", "vmin": vmin, "vmax": vmax}
+            im = ax.imshow(grid, origin="lower", aspect="auto", **kw)
+            for (bi, li), v in np.ndenumerate(grid):
+                ax.text(li, bi, f"{v:+.3f}" if j == 2 else f"{v:.3f}", ha="center", va="center", fontsize=8,
+                        color="black" if j == 2 else "white")
+            ax.set_xticks(range(len(lrs)), [f"{x:g}" for x in lrs])
+            ax.set_yticks(range(len(betas)), [f"{x:g}" for x in betas])
+            ax.set_xlabel("learning rate")
+            ax.set_ylabel("β")
+            ax.set_title(f"{METRICS[metric]}: {name}")
+            fig.colorbar(im, ax=ax, fraction=0.046)
+    _save(fig, path)
+
+
+def _file(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+
+
+def plot_curves(rows: list[dict], methods: Sequence[str], path: str | Path, title: str = "", band: bool = True) -> None:
+    """Training curves (margin, chosen log-likelihood, log rho): mean over runs per method, band = min..max."""
+    plt = _pyplot()
+
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.4))
+    for ax, (key, label) in zip(axes, CURVES):
+        for m in methods:
+            runs = [r["curves"] for r in rows if r["method"] == m and r.get("curves", {}).get(key)]
+            if not runs:
+                continue
+            n = min(len(c[key]) for c in runs)
+            steps = np.array(runs[0]["step"][:n])
+            ys = np.array([c[key][:n] for c in runs], dtype=float)
+            (line,) = ax.plot(steps, np.nanmean(ys, 0), label=m)
+            if band and len(runs) > 1:
+                ax.fill_between(steps, np.nanmin(ys, 0), np.nanmax(ys, 0), color=line.get_color(), alpha=0.15)
+        ax.set_xlabel("step")
+        ax.set_title(label)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_tracking(rows: list[dict], path: str | Path) -> None:
+    """LC and WR against TQ, one point per run."""
+    plt = _pyplot()
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharey=True)
+    for ax, metric in zip(axes, ("wr", "lc")):
+        _scatter_by_method(ax, rows, "tq", metric)
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+        ax.set_xlabel("TQ (true-quality win rate)")
+        ax.set_title(f"{METRICS[metric]} vs TQ")
+    axes[0].set_ylabel("judge win rate")
+    axes[0].legend()
+    lo = min(min(r["tq"], r["wr"], r["lc"]) for r in rows) - 0.02
+    hi = max(max(r["tq"], r["wr"], r["lc"]) for r in rows) + 0.02
+    for ax in axes:
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+    _save(fig, path)
+
+
+def plot_frontier(rows: list[dict], path: str | Path) -> None:
+    """TQ and LC against KL(policy || reference), one point per run: what each method buys per nat moved."""
+    plt = _pyplot()
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharex=True)
+    for ax, metric in zip(axes, ("tq", "lc")):
+        _scatter_by_method(ax, rows, "kl", metric)
+        ax.set_xlabel("KL(policy || reference), nats")
+        ax.set_ylabel(METRICS[metric])
+        ax.set_title(f"{METRICS[metric]} vs KL")
+    axes[0].legend(fontsize=8)
+    _save(fig, path)
+
+
+def plot_bars(rows: list[dict], methods: Sequence[str], path: str | Path) -> None:
+    """One cell's LC, WR, TQ per method, with 95% intervals over seeds (the demo's plot)."""
+    plt = _pyplot()
+
+    metrics = ("lc", "wr", "tq")
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    width = 0.8 / len(methods)
+    for i, m in enumerate(methods):
+        ivs = [interval([value(r, k) for r in rows if r["method"] == m]) for k in metrics]
+        err = [0 if math.isnan(iv.half) else iv.half for iv in ivs]
+        ax.bar(np.arange(len(metrics)) + i * width, [iv.mean for iv in ivs], width, yerr=err, capsize=3, label=m)
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.set_xticks(np.arange(len(metrics)) + width * (len(methods) - 1) / 2, [METRICS[k] for k in metrics])
+    ax.set_ylabel("win rate vs reference")
+    ax.legend()
+    _save(fig, path)
+
+
+def write_report(rows: list[dict], comparisons: Sequence[tuple[str, str]], output_dir: str | Path, *, title: str,
+                 preamble: str = "", order: Sequence[str] = ()) -> Path:
+    """Write the plots, ``summary.json`` and ``report.md`` into ``output_dir``; returns the report's path.
+
+    ``order``: method names in the order tables and legends should list them (default: first seen).
+    """
+    import json
+
+    rank = {m: i for i, m in enumerate(order)}
+    rows = sorted(rows, key=lambda r: rank.get(r["method"], len(rank)))  # stable: keeps run order within a method
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    cells = {(r["beta"], r["learning_rate"]) for r in rows}
+    plots: list[tuple[str, str]] = []
+    many = len(comparisons) > 2  # an ablation: one figure of each kind, not one per comparison
+    if len(cells) == 1:
+        plot_bars(rows, methods, out / "winrates.png")
+        plots.append(("LC, WR and TQ per method", "winrates.png"))
+    elif not many:
+        for base, cand in comparisons:
+            name = _file(f"heatmaps_{base}_vs_{cand}.png")
+            plot_heatmaps(rows, base, cand, out / name)
+            plots.append((f"{cand} vs {base} over the grid", name))
+    groups = [methods] if many or not comparisons else [[base, cand] for base, cand in comparisons]
+    for group in groups:
+        name = _file("curves_all.png" if many else f"curves_{'_vs_'.join(group)}.png")
+        plot_curves(rows, group, out / name, title="mean over runs" + ("" if many else ", band: min to max"),
+                    band=not many)
+        plots.append((f"training curves, {' vs '.join(group)}", name))
+    if len(rows) >= 3:
+        plot_tracking(rows, out / "lc_vs_tq.png")
+        plots.append(("LC and WR against the true-quality win rate", "lc_vs_tq.png"))
+        plot_frontier(rows, out / "frontier.png")
+        plots.append(("TQ and LC against the KL from the reference", "frontier.png"))
+    (out / "summary.json").write_text(json.dumps(summary(rows, comparisons), indent=2))
+    path = out / "report.md"
+    path.write_text(markdown(rows, comparisons, title=title, preamble=preamble, plots=plots))
+    return path

@@ -1,0 +1,115 @@
+"""One benchmark run: train a policy from the world's reference with ``AdaDPOTrainer``, then evaluate it.
+
+The training goes through :class:`adadpo.trl.AdaDPOTrainer`, the code path users get. Every method shares
+the world, the pairs, the seed and the :class:`Budget` (batch, epochs, schedule); only the loss differs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from adadpo import LOSSES
+from adadpo.oracle.data import World
+from adadpo.oracle.evaluate import evaluate_policy
+
+#: Metrics the trainer logs that make the training curves.
+CURVE_KEYS = ("rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected", "balance/log_rho", "loss")
+
+
+@dataclass(frozen=True)
+class Method:
+    """A loss and its balance: ``balance=None`` is the plain loss, a dict the ``adadpo.Balance`` fields."""
+
+    name: str
+    loss: str
+    balance: dict[str, Any] | None = None
+    params: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"method {self.name!r}: loss={self.loss!r} is not one of {list(LOSSES)}")
+
+    def config_fields(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"loss": self.loss, "balance": self.balance is not None, **self.params}
+        for key, value in (self.balance or {}).items():
+            out[f"balance_{key}"] = value
+        return out
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What every method gets: the same steps, batch and schedule."""
+
+    batch_size: int = 32
+    epochs: int = 1
+    warmup_ratio: float = 0.1
+    scheduler: str = "cosine"
+    logging_steps: int = 4
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    method: Method
+    beta: float
+    learning_rate: float
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.method.name}|beta={self.beta:g}|lr={self.learning_rate:g}|seed={self.seed}"
+
+
+def _curves(log_history: list[dict]) -> dict[str, list[float]]:
+    rows = [r for r in log_history if "loss" in r and "step" in r]
+    curves = {"step": [r["step"] for r in rows]}
+    for key in CURVE_KEYS:
+        curves[key] = [r.get(key, float("nan")) for r in rows]
+    return curves
+
+
+def train_and_evaluate(world: World, spec: RunSpec, budget: Budget = Budget(), threads: int | None = 1) -> dict[str, Any]:
+    """Train one policy and evaluate it; returns the run's settings, metrics, curves and wall time."""
+    from datasets import Dataset
+    from transformers import PrinterCallback
+
+    from adadpo.trl import AdaDPOConfig, AdaDPOTrainer
+
+    if threads:
+        torch.set_num_threads(threads)
+    logging.getLogger("adadpo").setLevel(logging.WARNING)
+    start = time.perf_counter()
+    tokenizer = world.load_tokenizer()
+    reference = world.load_reference()
+    policy = world.load_reference()
+    policy.train()
+    data = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in world.train_pairs])
+    needs_ref = LOSSES[spec.method.loss].needs_reference
+    with tempfile.TemporaryDirectory() as tmp:
+        config = AdaDPOConfig(
+            output_dir=os.path.join(tmp, "out"), beta=spec.beta, learning_rate=spec.learning_rate, seed=spec.seed,
+            per_device_train_batch_size=budget.batch_size, num_train_epochs=budget.epochs,
+            warmup_steps=budget.warmup_ratio, lr_scheduler_type=budget.scheduler, logging_steps=budget.logging_steps,
+            save_strategy="no", report_to="none", disable_tqdm=True, gradient_checkpointing=False,
+            max_length=64, dataset_num_proc=None, **spec.method.config_fields(),
+        )
+        trainer = AdaDPOTrainer(policy, reference if needs_ref else None, args=config, train_dataset=data,
+                                processing_class=tokenizer)
+        trainer.remove_callback(PrinterCallback)  # the sweep shows its own progress
+        trainer.train()
+        history = trainer.state.log_history
+    policy.eval()
+    metrics = evaluate_policy(world, policy, reference, tokenizer, seed=spec.seed)
+    return {
+        "key": spec.key, "method": spec.method.name, "loss": spec.method.loss,
+        "balance": spec.method.balance, "params": spec.method.params,
+        "beta": spec.beta, "learning_rate": spec.learning_rate, "seed": spec.seed,
+        "world": world.config.key(), "budget": asdict(budget), "steps": trainer.state.global_step,
+        **metrics, "curves": _curves(history), "seconds": time.perf_counter() - start,
+    }

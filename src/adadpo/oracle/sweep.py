@@ -1,0 +1,259 @@
+"""A sweep: methods x beta x learning rate x seeds in one world, run in parallel, resumable.
+
+A :class:`SweepConfig` comes from YAML (see ``examples/sweep_dpo.yaml``)::
+
+    world: {seed: 0}               # WorldConfig fields (optional)
+    budget: {epochs: 1}            # Budget fields (optional)
+    betas: [0.05, 0.1, 0.2]
+    learning_rates: [1.0e-4, 2.0e-4, 4.0e-4]
+    seeds: [0, 1, 2]
+    methods:
+      - {name: DPO, loss: dpo}
+      - {name: AdaDPO, loss: dpo, balance: {}}      # {} = the default Balance(); fields override
+    comparisons: [[DPO, AdaDPO]]   # optional; default: each balanced method vs the plain one of its loss
+    workers: 2                     # processes, one thread each
+
+Each finished run is appended to ``results.jsonl`` at once; a rerun skips the runs already there (same
+world, budget and key), so a killed sweep resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from adadpo.oracle.data import World, build_world
+from adadpo.oracle.run import Budget, Method, RunSpec, train_and_evaluate
+from adadpo.oracle.world import WorldConfig
+
+
+@dataclass
+class SweepConfig:
+    methods: list[Method]
+    betas: list[float]
+    learning_rates: list[float]
+    seeds: list[int]
+    world: WorldConfig = field(default_factory=WorldConfig)
+    budget: Budget = field(default_factory=Budget)
+    comparisons: list[tuple[str, str]] = field(default_factory=list)
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        names = [m.name for m in self.methods]
+        if len(set(names)) != len(names):
+            raise ValueError(f"methods: names must be unique, got {names}")
+        for key in ("methods", "betas", "learning_rates", "seeds"):
+            if not getattr(self, key):
+                raise ValueError(f"{key}: needs at least one entry")
+        if not self.comparisons:
+            self.comparisons = default_comparisons(self.methods)
+        for base, cand in self.comparisons:
+            for name in (base, cand):
+                if name not in names:
+                    raise ValueError(f"comparisons: unknown method {name!r}; methods are {names}")
+        if self.workers < 1:
+            raise ValueError(f"workers={self.workers}: need >= 1")
+
+    def runs(self) -> list[RunSpec]:
+        """Every run, seed-major, so an interrupted sweep has full grids for the first seeds."""
+        return [RunSpec(m, b, lr, s) for s in self.seeds for b in self.betas for lr in self.learning_rates
+                for m in self.methods]
+
+
+def default_comparisons(methods: Iterable[Method]) -> list[tuple[str, str]]:
+    """Each balanced method vs the plain method with the same loss and parameters, where there is one."""
+    methods = list(methods)
+    plain = {(m.loss, json.dumps(m.params, sort_keys=True)): m.name for m in methods if m.balance is None}
+    out = []
+    for m in methods:
+        base = plain.get((m.loss, json.dumps(m.params, sort_keys=True)))
+        if m.balance is not None and base is not None:
+            out.append((base, m.name))
+    return out
+
+
+def _dataclass_from(cls: type, values: dict[str, Any] | None, where: str):
+    values = dict(values or {})
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {unknown}; known: {sorted(known)}")
+    defaults = cls()
+    for key, given in values.items():
+        kind = type(getattr(defaults, key))
+        if kind in (int, float):
+            if isinstance(given, bool) or not isinstance(given, (int, float)) or (kind is int and given != int(given)):
+                raise ValueError(f"{where}: {key}={given!r} must be {'an integer' if kind is int else 'a number'}")
+            values[key] = kind(given)
+    return cls(**values)
+
+
+def load_world_config(path: str | os.PathLike) -> WorldConfig:
+    """A YAML mapping of :class:`WorldConfig` fields (the rest keep their defaults)."""
+    import yaml
+
+    with open(path) as f:
+        raw = yaml.safe_load(f) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping of WorldConfig fields, got {type(raw).__name__}")
+    return _dataclass_from(WorldConfig, raw, str(path))
+
+
+def load_sweep_config(path: str | os.PathLike) -> SweepConfig:
+    """Read a sweep YAML file; errors name the offending key."""
+    import yaml
+
+    with open(path) as f:
+        raw = yaml.safe_load(f) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    allowed = {"world", "budget", "betas", "learning_rates", "seeds", "methods", "comparisons", "workers"}
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    for key in ("methods", "betas", "learning_rates", "seeds"):
+        if key not in raw:
+            raise ValueError(f"{path}: missing {key!r}")
+    methods = []
+    for i, m in enumerate(raw["methods"]):
+        if not isinstance(m, dict) or "name" not in m or "loss" not in m:
+            raise ValueError(f"{path}: methods[{i}] must be a mapping with 'name' and 'loss', got {m!r}")
+        extra = sorted(set(m) - {"name", "loss", "balance", "params"})
+        if extra:
+            raise ValueError(f"{path}: methods[{i}] has unknown key(s) {extra}; allowed: name, loss, balance, params")
+        methods.append(Method(str(m["name"]), str(m["loss"]), m.get("balance"), dict(m.get("params") or {})))
+    return SweepConfig(
+        methods=methods, betas=[float(x) for x in raw["betas"]],
+        learning_rates=[float(x) for x in raw["learning_rates"]], seeds=[int(x) for x in raw["seeds"]],
+        world=_dataclass_from(WorldConfig, raw.get("world"), f"{path}: world"),
+        budget=_dataclass_from(Budget, raw.get("budget"), f"{path}: budget"),
+        comparisons=[tuple(c) for c in raw.get("comparisons") or []], workers=int(raw.get("workers", 2)),
+    )
+
+
+def sweep_config_dict(config: SweepConfig) -> dict[str, Any]:
+    """The config as plain data (written next to the results)."""
+    return {
+        "world": asdict(config.world), "budget": asdict(config.budget), "betas": config.betas,
+        "learning_rates": config.learning_rates, "seeds": config.seeds,
+        "methods": [{"name": m.name, "loss": m.loss, "balance": m.balance, "params": m.params} for m in config.methods],
+        "comparisons": [list(c) for c in config.comparisons], "workers": config.workers,
+    }
+
+
+def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Rows of a ``results.jsonl``; a torn last line (a killed write) is ignored."""
+    rows = []
+    if os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+    return rows
+
+
+def wall_time(output_dir: str | os.PathLike) -> tuple[int, float]:
+    """Runs trained and seconds spent by the invocations of :func:`run_sweep` on ``output_dir`` (``timing.jsonl``)."""
+    rows = read_results(Path(output_dir) / "timing.jsonl")
+    return sum(r["runs"] for r in rows), sum(r["seconds"] for r in rows)
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """Cut a last line without its newline (a write killed half-way), so the next append starts clean."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def _quiet() -> None:
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore")
+
+
+_WORLD: World | None = None
+
+
+def _init_worker(config: WorldConfig, cache_dir: str | None) -> None:
+    global _WORLD
+    import torch
+
+    torch.set_num_threads(1)
+    _quiet()
+    _WORLD = build_world(config, cache_dir)
+
+
+def _run_in_worker(spec: RunSpec, budget: Budget) -> dict[str, Any]:
+    assert _WORLD is not None
+    return train_and_evaluate(_WORLD, spec, budget, threads=1)
+
+
+def run_sweep(config: SweepConfig, output_dir: str | os.PathLike, cache_dir: str | None = None,
+              progress: Callable[[str, int, int], None] | None = None) -> list[dict[str, Any]]:
+    """Run every run not yet in ``output_dir/results.jsonl``; return all rows for this world and budget."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep.json").write_text(json.dumps(sweep_config_dict(config), indent=2))
+    results_path = out / "results.jsonl"
+    wkey, budget = config.world.key(), asdict(config.budget)
+
+    def mine(row: dict) -> bool:
+        return row.get("world") == wkey and row.get("budget") == budget
+
+    _drop_torn_tail(results_path)
+    build_world(config.world, cache_dir, progress)  # once, in this process, before the workers load it
+    done = {r["key"] for r in read_results(results_path) if mine(r)}
+    todo = [s for s in config.runs() if s.key not in done]
+    total = len(config.runs())
+    if progress:
+        progress("training runs", total - len(todo), total)
+    if todo:
+        started = time.time()
+        _run_all(config, todo, results_path, cache_dir, progress, total - len(todo), total)
+        with open(out / "timing.jsonl", "a") as f:
+            f.write(json.dumps({"runs": len(todo), "workers": config.workers, "seconds": time.time() - started}) + "\n")
+    wanted = {s.key for s in config.runs()}
+    return [r for r in read_results(results_path) if mine(r) and r["key"] in wanted]
+
+
+def _run_all(config: SweepConfig, todo: list[RunSpec], results_path: Path, cache_dir: str | None,
+             progress: Callable[[str, int, int], None] | None, finished: int, total: int) -> None:
+    def record(row: dict) -> None:
+        nonlocal finished
+        with open(results_path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        finished += 1
+        if progress:
+            progress("training runs", finished, total)
+
+    if config.workers == 1:
+        _init_worker(config.world, cache_dir)
+        for spec in todo:
+            record(_run_in_worker(spec, config.budget))
+        return
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(config.workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(config.world, cache_dir)) as pool:
+        pending = {pool.submit(_run_in_worker, spec, config.budget) for spec in todo}
+        while pending:
+            ready, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in ready:
+                record(fut.result())
