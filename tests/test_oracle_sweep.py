@@ -125,3 +125,21 @@ def test_sweep_config_errors_name_the_problem(tmp_path, text, match):
     path.write_text(text)
     with pytest.raises(ValueError, match=match):
         load_sweep_config(path)
+
+
+def test_sampling_process_log_probs_are_exact(world):
+    """Scored with `ended`, the log-probs of every answer `sample` can produce (max 2 tokens) sum to 1."""
+    from adadpo.oracle.policy import response_logps, sample
+
+    tokenizer, model = world.load_tokenizer(), world.load_reference()
+    words = list(world.config.words)
+    prompt = world.eval_prompts[0].text
+    answers = [[a] for a in words] + [[a, b] for a in words for b in words]
+    ended = [True] * len(words) + [False] * len(words) ** 2  # one word + EOS, or two words cut at the limit
+    logps = response_logps(model, tokenizer, [prompt] * len(answers), answers, ended)
+    assert torch.logsumexp(logps.double(), 0).item() == pytest.approx(0.0, abs=1e-5)
+    # the same answers scored as the trainer scores pairs (plain distribution, EOS appended) differ
+    plain = response_logps(model, tokenizer, [prompt] * len(answers), answers)
+    assert not torch.allclose(plain, logps)
+    got, got_ended = sample(model, tokenizer, [prompt], n=50, max_new_tokens=2, seed=0, with_ended=True)
+    assert all((len(a) == 1) == e for a, e in zip(got, got_ended)) and all(1 <= len(a) <= 2 for a in got)

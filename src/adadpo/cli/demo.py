@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output-dir", default="adadpo-demo", help="where report.md, results.json and plots go")
     p.add_argument("--beta", type=float, default=0.1)
-    p.add_argument("--learning-rate", type=float, default=2e-4)
+    p.add_argument("--learning-rate", type=float, default=3e-4)
     p.add_argument("--seeds", type=int, default=3, help="runs per method (seeds 0..N-1)")
     p.add_argument("--workers", type=int, default=2, help="processes, one thread each (default: 2)")
     p.add_argument("--world", metavar="YAML", help="WorldConfig overrides, e.g. a file with `eta: 2.0` (default: none)")
@@ -41,6 +41,18 @@ def table(rows: list[dict], methods: list[str]) -> str:
     for m in methods:
         cells = [interval([value(r, k) for r in rows if r["method"] == m]).fmt() for k, _ in TABLE]
         lines.append(f"{m:<8}" + "".join(f"{c:>17}" for c in cells))
+    return "\n".join(lines)
+
+
+def differences(rows: list[dict], base: str, cand: str) -> str:
+    from adadpo.oracle.report import METRICS, compare
+
+    lines = []
+    for metric in ("lc", "wr", "tq", "lc_minus_wr", "length", "kl", "delta_chosen"):
+        c = compare(rows, base, cand, metric)
+        iv = c.pooled
+        verdict = "" if iv.n < 2 else f"  {iv.verdict()}"
+        lines.append(f"  {METRICS[metric]:<15}{iv.mean:+8.3f}  [{iv.lo:+.3f}, {iv.hi:+.3f}]{verdict}")
     return "\n".join(lines)
 
 
@@ -71,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
           f"quality {ref['ref_quality']:.3f}); beta={args.beta:g}, lr={args.learning_rate:g}, "
           f"{args.seeds} seeds, mean ± 95% half-width:\n")
     print(table(rows, methods))
+    print("\nAdaDPO - DPO, paired by seed (95% interval; 'tie' when it contains 0):")
+    print(differences(rows, "DPO", "AdaDPO"))
     preamble = (f"`adadpo demo` (β={args.beta:g}, learning rate {args.learning_rate:g}, {args.seeds} seeds): "
                 f"{seconds / 60:.1f} min on this machine including the world when it was not cached. "
                 "WR: win rate against the reference under the length-biased judge; LC: its length-controlled "

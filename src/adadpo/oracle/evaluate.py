@@ -7,7 +7,8 @@ answer ``i`` to the same prompt. Soft outcomes (the judge's probability) are use
 * ``lc``: the AlpacaEval 2 length-controlled win rate of those outcomes (:mod:`adadpo.eval`);
 * ``tq``: true-quality win rate, the judge with ``eta = 0``: what ``lc`` tries to estimate;
 * ``length``, ``quality``: the policy's mean answer length and true quality (``ref_*``: the reference's);
-* ``kl``: ``KL(pi || pi_ref)`` by Monte Carlo, ``mean(log pi(y) - log pi_ref(y))`` over the policy's answers;
+* ``kl``: ``KL(pi || pi_ref)`` by Monte Carlo, ``mean(log pi(y) - log pi_ref(y))`` over the policy's answers,
+  both scored as the sampling process that produced them (see :func:`adadpo.oracle.policy.response_logps`);
 * on held-out preference pairs, with ``r(y) = log pi(y) - log pi_ref(y)``: ``reward_accuracy``
   (share with ``r(y_w) > r(y_l)``), ``reward_margin`` (mean ``r(y_w) - r(y_l)``), and ``delta_chosen`` /
   ``delta_rejected``: mean ``r`` of the chosen and of the rejected answers, the change of their
@@ -34,7 +35,8 @@ def evaluate_policy(world: World, policy, reference, tokenizer, seed: int) -> di
     prompts = [p.text for p in world.eval_prompts]
     flat_prompts = [p for p in prompts for _ in range(EVAL_SAMPLES)]
     targets = [p.targets for p in world.eval_prompts for _ in range(EVAL_SAMPLES)]
-    answers = sample(policy, tokenizer, prompts, n=EVAL_SAMPLES, max_new_tokens=cfg.max_new_tokens, seed=10_000 + seed)
+    answers, ended = sample(policy, tokenizer, prompts, n=EVAL_SAMPLES, max_new_tokens=cfg.max_new_tokens,
+                            seed=10_000 + seed, with_ended=True)
     q = np.array([quality(t, a) for t, a in zip(targets, answers)])
     q_ref = np.array([quality(t, a) for t, a in zip(targets, world.eval_reference)])
     n = np.array([len(a) for a in answers], dtype=float)
@@ -43,8 +45,8 @@ def evaluate_policy(world: World, policy, reference, tokenizer, seed: int) -> di
     true_pref = judge_prob(cfg, q, q_ref, n, n_ref, eta=0.0)
     lc = length_controlled_winrate(pref, n, n_ref)
 
-    kl = (response_logps(policy, tokenizer, flat_prompts, answers)
-          - response_logps(reference, tokenizer, flat_prompts, answers)).mean().item()
+    kl = (response_logps(policy, tokenizer, flat_prompts, answers, ended)
+          - response_logps(reference, tokenizer, flat_prompts, answers, ended)).mean().item()
 
     pair_prompts = [r["prompt"] for r in world.eval_pairs]
     sides = {}

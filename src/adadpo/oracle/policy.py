@@ -40,12 +40,15 @@ def make_model(config: WorldConfig, tokenizer: PreTrainedTokenizerFast) -> Llama
     ))
 
 
-def _batch(tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str], responses: Sequence[Sequence[str]]):
-    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (-100 outside response + EOS)."""
+def _batch(tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str], responses: Sequence[Sequence[str]],
+           ended: Sequence[bool] | None = None):
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (-100 outside the response and its EOS;
+    no EOS where ``ended`` is False)."""
     rows, labels = [], []
-    for prompt, words in zip(prompts, responses):
+    for i, (prompt, words) in enumerate(zip(prompts, responses)):
         p = tokenizer(prompt)["input_ids"]
-        r = tokenizer(" ".join(words))["input_ids"] + [tokenizer.eos_token_id] if words else [tokenizer.eos_token_id]
+        eos = [tokenizer.eos_token_id] if ended is None or ended[i] else []
+        r = (tokenizer(" ".join(words))["input_ids"] if words else []) + eos
         rows.append(p + r)
         labels.append([-100] * len(p) + r)
     width = max(map(len, rows))
@@ -56,14 +59,33 @@ def _batch(tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str], responses
     return ids, mask, lab
 
 
+def _never(tokenizer: PreTrainedTokenizerFast) -> list[int]:
+    """Token ids :func:`sample` never emits: padding, unknown, the prompt's end."""
+    return tokenizer.convert_tokens_to_ids(["<pad>", "<unk>", PROMPT_END])
+
+
 def response_logps(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str],
-                   responses: Sequence[Sequence[str]], batch_size: int = 256) -> Tensor:
-    """``[N]`` float32: ``log pi(y + </s> | x)`` summed over the response's tokens and its EOS."""
+                   responses: Sequence[Sequence[str]], ended: Sequence[bool] | None = None,
+                   batch_size: int = 256) -> Tensor:
+    """``[N]`` float32 log-probs of responses given prompts, summed over the response tokens.
+
+    ``ended=None``: ``log pi(y + </s> | x)`` under the model's plain distribution (how the trainer scores a
+    pair). With ``ended`` (from :func:`sample`): the exact log-probability of the *sampling process* that
+    produced ``y``: tokens :func:`sample` never emits are masked out, EOS is masked at the first position,
+    and EOS is scored only where the answer ended with it (not where it hit ``max_new_tokens``). A Monte
+    Carlo KL between two policies sampled this way is then an unbiased estimate of a true KL.
+    """
     out = []
     with torch.no_grad():
         for s in range(0, len(prompts), batch_size):
-            ids, mask, labels = _batch(tokenizer, prompts[s : s + batch_size], responses[s : s + batch_size])
+            chunk_ended = None if ended is None else ended[s : s + batch_size]
+            ids, mask, labels = _batch(tokenizer, prompts[s : s + batch_size], responses[s : s + batch_size], chunk_ended)
             logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
+            if ended is not None:
+                logits = logits.float()
+                logits[:, :, _never(tokenizer)] = -torch.inf
+                first = (labels != -100).int().argmax(1)  # first response position of each row
+                logits[torch.arange(len(ids)), first - 1, tokenizer.eos_token_id] = -torch.inf
             out.append(sequence_logps(logits, labels).logps)
     return torch.cat(out)
 
@@ -102,24 +124,25 @@ def sft(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, config: Wor
 
 
 def sample(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str], *, n: int = 1,
-           max_new_tokens: int, seed: int, batch_size: int = 512) -> list[list[str]]:
-    """``n`` samples per prompt from the model's own distribution (temperature 1, no top-k/top-p).
+           max_new_tokens: int, seed: int, batch_size: int = 512, with_ended: bool = False):
+    """``n`` samples per prompt at temperature 1 (no top-k/top-p), prompt-major: ``len(prompts) * n`` word lists.
 
-    Returns ``len(prompts) * n`` word lists, prompt-major. The first token is never EOS, so no response is
-    empty, and padding, unknown and prompt-end tokens are never sampled (an SFT'd policy gives them ~0
-    probability anyway); a response that reaches ``max_new_tokens`` without EOS ends there.
+    The first token is never EOS, so no answer is empty, and padding, unknown and prompt-end tokens are never
+    sampled (an SFT'd policy gives them ~0 probability anyway); an answer that reaches ``max_new_tokens``
+    without EOS ends there. ``with_ended=True`` also returns, per answer, whether it ended with EOS, which
+    :func:`response_logps` needs to score the sampling process exactly.
     """
     torch.manual_seed(seed)
     flat = [p for p in prompts for _ in range(n)]
     eos = tokenizer.eos_token_id
-    never = tokenizer.convert_tokens_to_ids(["<pad>", "<unk>", PROMPT_END])
     out: list[list[str]] = []
+    ended: list[bool] = []
     with torch.no_grad():
         for s in range(0, len(flat), batch_size):
             enc = tokenizer(list(flat[s : s + batch_size]), return_tensors="pt", padding=True)
             gen = model.generate(**enc, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, min_new_tokens=1,
                                  max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=eos, suppress_tokens=never)
+                                 eos_token_id=eos, suppress_tokens=_never(tokenizer))
             for row in gen[:, enc["input_ids"].shape[1]:].tolist():
                 words = []
                 for t in row:
@@ -127,4 +150,5 @@ def sample(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, prompts:
                         break
                     words.append(tokenizer.convert_ids_to_tokens(t))
                 out.append(words)
-    return out
+                ended.append(len(words) < len(row))
+    return (out, ended) if with_ended else out

@@ -440,3 +440,31 @@ def write_report(rows: list[dict], comparisons: Sequence[tuple[str, str]], outpu
     path = out / "report.md"
     path.write_text(markdown(rows, comparisons, title=title, preamble=preamble, plots=plots))
     return path
+
+
+def _share(c: dict) -> str:
+    return f"{_pct(c['share_higher'])} (W/T/L {c['wins']}/{c['ties']}/{c['losses']})" if c["cells"] else "n/a"
+
+
+def headline_table(result_dirs: Sequence[str | Path]) -> str:
+    """One Markdown row per comparison over several sweeps' ``summary.json``: the paper's headline numbers."""
+    import json
+
+    lines = ["| comparison | cells | LC higher | LC - WR enlarged | TQ higher | WR higher | mean LC diff | mean TQ diff |",
+             "|---|---|---|---|---|---|---|---|"]
+    for d in result_dirs:
+        s = json.loads((Path(d) / "summary.json").read_text())
+        by = {(c["base"], c["cand"], c["metric"]): c for c in s["comparisons"]}
+        for base, cand in dict.fromkeys((b, c) for b, c, _ in by):
+            share = {m: _share(by[(base, cand, m)]) for m in HEADLINE}
+            lc, tq = by[(base, cand, "lc")], by[(base, cand, "tq")]
+            lines.append(f"| {cand} vs {base} | {lc['cells']} | {share['lc']} | {share['lc_minus_wr']} | {share['tq']} "
+                         f"| {share['wr']} | {lc['pooled_diff']:+.3f} [{lc['pooled_lo']:+.3f}, {lc['pooled_hi']:+.3f}] "
+                         f"| {tq['pooled_diff']:+.3f} [{tq['pooled_lo']:+.3f}, {tq['pooled_hi']:+.3f}] |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m adadpo.oracle.report DIR...: the headline table of several sweeps
+    import sys
+
+    print(headline_table(sys.argv[1:]))
