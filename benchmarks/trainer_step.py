@@ -1,87 +1,95 @@
-"""Step time of AdaDPOTrainer vs stock trl.DPOTrainer on the same tiny model, data and batch.
+"""Step time of AdaDPOTrainer vs stock trl.DPOTrainer on the same model, data and batch.
 
-    python benchmarks/trainer_step.py [--steps 30] [--repeats 5]
+    python benchmarks/trainer_step.py [--repeats 7] [--steps 12] [--configs tiny head]
 
-Both trainers are built from the same saved model; each repeat runs ``--steps`` training steps per method,
-methods interleaved so that machine drift hits all of them alike. Reported: the median step time of each
-method relative to stock DPOTrainer, measured in this run (bare times are secondary).
+Configurations: ``tiny`` (Llama, hidden 64, 2 layers, vocabulary of the 55-token word-level tokenizer: the
+step is mostly Python and small kernels) and ``head`` (hidden 256, 2 layers, V = 32000: the LM head
+dominates). Batch: 8 pairs, live reference model (loss ``dpo``, beta 0.1), fp32, one thread.
+
+Methods: stock ``DPOTrainer``; ``AdaDPOTrainer`` plain and balanced DPO with the default log-prob backend
+(``chunked``); and plain DPO with ``logps_backend="trl_fused"`` (TRL's own LM head, so that row isolates
+the cost of the trainer override from the cost of the backend). Every trainer is built once from the same
+saved model; a step is ``trainer.training_step`` (forward, loss, backward) on one fixed batch. Each repeat
+runs ``--steps`` steps of every method, the order alternating between repeats; the ratio to stock is taken
+within each repeat (median step of the method / median step of stock), and the table gives the median
+ratio over repeats.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C
 
-import torch  # noqa: E402
-from datasets import Dataset  # noqa: E402
-from tiny import make_model, make_pairs, make_tokenizer  # noqa: E402
-from trl import DPOConfig, DPOTrainer  # noqa: E402
-
-from adadpo.trl import AdaDPOConfig, AdaDPOTrainer  # noqa: E402
-
-COMMON = {"per_device_train_batch_size": 8, "learning_rate": 1e-4, "seed": 0, "report_to": "none",
-          "save_strategy": "no", "logging_steps": 10_000, "disable_tqdm": True, "bf16": False,
-          "gradient_checkpointing": False}
+CONFIGS = C.CONFIGS
+STOCK = "DPOTrainer (stock, TRL fused head)"
 
 
-def step_times(trainer, steps: int) -> list[float]:
-    times: list[float] = []
-    step = trainer.training_step
+def build(model_dir: Path, out: Path, data: Any, tokenizer: Any) -> dict[str, Any]:
+    from trl import DPOConfig, DPOTrainer
 
-    def timed(*args, **kwargs):
-        t0 = time.perf_counter()
-        out = step(*args, **kwargs)
-        times.append(time.perf_counter() - t0)
-        return out
+    from adadpo.trl import AdaDPOConfig, AdaDPOTrainer
 
-    trainer.training_step = timed
-    trainer.args.max_steps = steps
-    trainer.train()
-    return times[3:]  # drop warm-up steps
+    def ada(name: str, **kw: Any) -> Any:
+        return AdaDPOTrainer(str(model_dir), args=AdaDPOConfig(str(out / name), **C.TRAINER_ARGS, **kw),
+                             train_dataset=data, processing_class=tokenizer)
+
+    return {
+        STOCK: DPOTrainer(str(model_dir), args=DPOConfig(str(out / "stock"), **C.TRAINER_ARGS), train_dataset=data,
+                          processing_class=tokenizer),
+        "AdaDPOTrainer dpo plain (chunked)": ada("plain"),
+        "AdaDPOTrainer dpo balanced (chunked)": ada("balanced", balance=True),
+        "AdaDPOTrainer dpo plain (trl_fused)": ada("fused", logps_backend="trl_fused"),
+    }
+
+
+def measure(config: str, repeats: int, steps: int, warmup: int = 2) -> dict[str, dict[str, float]]:
+    """Per method: median ratio to stock over repeats, and the median step time (seconds)."""
+    from datasets import Dataset
+
+    tokenizer = C.make_tokenizer()
+    data = Dataset.from_list(C.make_pairs(64, seed=0))
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = C.save_model(Path(tmp) / "model", **CONFIGS[config])
+        trainers = build(model_dir, Path(tmp), data, tokenizer)
+        batch = C.fixed_batch(trainers[STOCK], C.TRAINER_ARGS["per_device_train_batch_size"])
+        fns = {name: C.trainer_step_fn(t, batch) for name, t in trainers.items()}
+        for fn in fns.values():
+            for _ in range(warmup):
+                fn()
+        ratios: dict[str, list[float]] = {name: [] for name in fns}
+        times: dict[str, list[float]] = {name: [] for name in fns}
+        for r in range(repeats):
+            medians = {}
+            for name in C.alternating(list(fns), r):
+                medians[name] = C.median([C.timed(fns[name]) for _ in range(steps)])
+                trainers[name]._metrics["train"].clear()
+            for name in fns:
+                ratios[name].append(medians[name] / medians[STOCK])
+                times[name].append(medians[name])
+            print(f"{config}: repeat {r + 1}/{repeats} done", file=sys.stderr)
+    return {name: {"ratio": C.median(ratios[name]), "ratio_min": min(ratios[name]), "ratio_max": max(ratios[name]),
+                   "ms": 1000 * C.median(times[name])} for name in fns}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--hidden", type=int, default=64)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    tokenizer = make_tokenizer()
-    data = Dataset.from_list(make_pairs(8 * args.steps, seed=0))
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = Path(tmp) / "model"
-        make_model(tokenizer, hidden=args.hidden).save_pretrained(model_dir)
-        tokenizer.save_pretrained(model_dir)
-        methods = {
-            "DPOTrainer (stock)": lambda: DPOTrainer(str(model_dir), args=DPOConfig(f"{tmp}/a", **COMMON),
-                                                     train_dataset=data, processing_class=tokenizer),
-            "AdaDPOTrainer dpo plain": lambda: AdaDPOTrainer(str(model_dir), args=AdaDPOConfig(f"{tmp}/b", **COMMON),
-                                                             train_dataset=data, processing_class=tokenizer),
-            "AdaDPOTrainer dpo balanced": lambda: AdaDPOTrainer(
-                str(model_dir), args=AdaDPOConfig(f"{tmp}/c", balance=True, **COMMON), train_dataset=data,
-                processing_class=tokenizer),
-        }
-        medians: dict[str, list[float]] = {name: [] for name in methods}
-        for r in range(args.repeats):
-            for name, build in methods.items():
-                medians[name].append(statistics.median(step_times(build(), args.steps)))
-            print(f"repeat {r + 1}/{args.repeats} done", file=sys.stderr)
-    base = statistics.median(medians["DPOTrainer (stock)"])
-    print(f"\nmedian step time over {args.repeats} repeats x {args.steps} steps (batch 8 pairs, hidden {args.hidden}, "
-          "1 thread)")
-    print(f"{'method':<30} {'ratio vs stock':>15} {'median ms':>10}")
-    for name, values in medians.items():
-        m = statistics.median(values)
-        print(f"{name:<30} {m / base:>15.3f} {1000 * m:>10.2f}")
+    args = C.step_benchmark_args(__doc__, steps=12)
+    payload: dict[str, Any] = {"machine": C.machine(), "settings": {k: v for k, v in vars(args).items() if k != "json_dir"},
+                               "results": {}}
+    rows = []
+    for config in args.configs:
+        res = measure(config, args.repeats, args.steps)
+        payload["results"][config] = res
+        for name, v in res.items():
+            rows.append([config, name, f"{v['ratio']:.3f}", f"{v['ratio_min']:.3f}-{v['ratio_max']:.3f}", f"{v['ms']:.1f}"])
+    print(f"\nTrainer step (forward + loss + backward), 8 pairs, live reference, fp32, {args.threads} thread(s); "
+          f"{args.repeats} repeats x {args.steps} steps\n{payload['machine']}\n")
+    print(C.table(["config", "method", "ratio vs stock (median)", "range over repeats", "median ms"], rows))
+    C.write_result("trainer_step", payload, args.json_dir)
 
 
 if __name__ == "__main__":

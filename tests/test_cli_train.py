@@ -136,6 +136,8 @@ def test_command_line_overrides_the_config_file(world, tmp_path):
         ({"dataset_train_split": "training"}, [], "dataset_train_split='training' is not a split of the dataset; it has \\['test', 'train'\\]"),
         ({"loss": "rdpo"}, [], "loss='rdpo' needs length_alpha"),
         ({"loss": "simpo", "balance_use_reference": True}, [], "balance_use_reference=True .* needs a reference model"),
+        ({}, ["--logps_backend", "fused"], "--logps_backend.*invalid choice: 'fused' \\(choose from 'chunked', 'trl_fused', 'full'\\)"),
+        ({"logps_chunk_size": 0}, [], "logps_chunk_size=0 must be a positive integer"),
     ],
 )
 def test_train_errors_name_the_key(world, tmp_path, capsys, overrides, argv, message):
@@ -146,7 +148,7 @@ def test_train_errors_name_the_key(world, tmp_path, capsys, overrides, argv, mes
         _train(tmp_path, config, *argv)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("adadpo train: error: ")
+    assert err.strip().splitlines()[-1].startswith("adadpo train: error: "), err  # the last line (after progress bars)
     import re
 
     assert re.search(message, err), err
@@ -245,5 +247,6 @@ def test_example_config_is_valid():
 
     script, config, model_args, given = parse(["--config", str(ROOT / "examples" / "train.yaml")])
     assert (config.loss, config.balance, config.balance_clip) == ("dpo", True, 10.0)
+    assert (config.logps_backend, config.logps_chunk_size) == ("chunked", None)
     assert script.dataset_name == "trl-lib/ultrafeedback_binarized"
     assert model_args.lora_target_modules == ["q_proj", "k_proj", "v_proj", "o_proj"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adadpo import Balance, linear_sequence_logps, preference_loss, sequence_logps
+from adadpo.core.logps import linear_token_logps, token_logps
 
 
 def naive(logits: torch.Tensor, labels: torch.Tensor, mask=None, shift=True):
@@ -204,3 +207,139 @@ def test_errors_name_the_argument():
         linear_sequence_logps(torch.randn(2, 5, 3), torch.randn(7, 4), labels)
     with pytest.raises(ValueError, match="bias must have shape"):
         linear_sequence_logps(torch.randn(2, 5, 3), torch.randn(7, 3), labels, bias=torch.randn(6))
+
+
+# ------------------------------------------------------------------- per-token outputs and the chunk loop
+
+
+def naive_token_stats(logits: torch.Tensor, labels: torch.Tensor):
+    """Independent: per counted token (row-major) log-prob, entropy, mean logit, argmax == label."""
+    z, y = logits[:, :-1].double(), labels[:, 1:]
+    keep = y != -100
+    z, y = z[keep], y[keep]
+    lp = torch.log_softmax(z, -1)
+    return lp.gather(1, y[:, None]).squeeze(1), -(lp.exp() * lp).sum(-1), z.mean(-1), z.argmax(-1) == y
+
+
+@given(seed=st.integers(0, 10**6), B=st.integers(1, 4), T=st.integers(2, 12), V=st.integers(2, 40),
+       H=st.integers(1, 8), chunk=st.sampled_from([None, 1, 3, 7]))
+def test_token_stats_match_an_independent_computation(seed, B, T, V, H, chunk):
+    g = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(B, T, H, generator=g)
+    weight = 2 * torch.randn(V, H, generator=g)
+    _, labels = make(seed, B, T, V)
+    lp, ent, mean, top1 = naive_token_stats(F.linear(hidden, weight), labels)
+    for out in (linear_token_logps(hidden, weight, labels, chunk_size=chunk, stats=True),
+                token_logps(F.linear(hidden, weight), labels, chunk_size=chunk, stats=True)):
+        assert out.batch == B and torch.equal(out.seq, torch.nonzero(labels[:, 1:] != -100)[:, 0])
+        torch.testing.assert_close(out.logps.double(), lp, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out.entropy.double(), ent, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out.mean_logits.double(), mean, rtol=1e-5, atol=1e-5)
+        assert torch.equal(out.is_top1, top1)
+        assert not out.entropy.requires_grad and out.is_top1.dtype == torch.bool
+    plain = linear_token_logps(hidden, weight, labels, chunk_size=chunk)
+    assert plain.entropy is None and plain.mean_logits is None and plain.is_top1 is None
+    torch.testing.assert_close(plain.logps.double(), lp, rtol=1e-5, atol=1e-5)
+
+
+def test_top1_counts_the_first_maximum_like_argmax():
+    """A tie between the label and an earlier token is not a top-1 hit (torch.argmax and TRL agree)."""
+    logits = torch.tensor([[[1.0, 1.0, 0.0], [0.0, 0.0, 0.0]], [[2.0, 2.0, 0.0], [0.0, 0.0, 0.0]]])
+    labels = torch.tensor([[-100, 1], [-100, 0]])
+    out = token_logps(logits, labels, stats=True)
+    assert out.is_top1.tolist() == [False, True]
+
+
+def test_stats_gradient_and_values_do_not_change_the_logps():
+    g = torch.Generator().manual_seed(4)
+    hidden = torch.randn(2, 9, 5, generator=g, requires_grad=True)
+    weight = torch.randn(30, 5, generator=g, requires_grad=True)
+    _, labels = make(4, 2, 9, 30)
+    a = linear_token_logps(hidden, weight, labels, stats=True, chunk_size=4)
+    b = linear_token_logps(hidden, weight, labels, chunk_size=4)
+    assert torch.equal(a.logps, b.logps)
+    ga = torch.autograd.grad(a.per_sequence().logps.sum(), (hidden, weight))
+    gb = torch.autograd.grad(b.per_sequence().logps.sum(), (hidden, weight))
+    assert all(torch.equal(x, y) for x, y in zip(ga, gb))
+
+
+def _bf16_reference(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, w: torch.Tensor):
+    """Float64 values and gradients of ``sum_b w_b A_b`` at the logits a bf16 model computes (bf16 matmul)."""
+    h64 = hidden.detach().double().requires_grad_(True)
+    w64 = weight.detach().double().requires_grad_(True)
+    rounding = (F.linear(hidden.detach(), weight.detach()).double() - F.linear(h64, w64)).detach()
+    z, y = (F.linear(h64, w64) + rounding)[:, :-1], labels[:, 1:]
+    lp = torch.log_softmax(z, -1).gather(-1, y.clamp(min=0)[..., None]).squeeze(-1)
+    want = (lp * (y != -100)).sum(-1)
+    grads = torch.autograd.grad((want * w).sum(), (h64, w64))
+    return want.detach(), grads
+
+
+def test_linear_bf16_gradients_are_as_accurate_as_bf16_allows():
+    """bf16 inputs: values within 1e-5 relative of float64 on the same bf16 logits; each gradient within
+    one bf16 rounding (2**-8 relative to its largest entry), no worse than autograd through full bf16 logits."""
+    g = torch.Generator().manual_seed(2)
+    hidden = torch.randn(3, 24, 16, generator=g).bfloat16().requires_grad_(True)
+    weight = torch.randn(64, 16, generator=g).bfloat16().requires_grad_(True)
+    _, labels = make(2, 3, 24, 64)
+    w = torch.randn(3, generator=g, dtype=torch.float64)
+    want, want_grads = _bf16_reference(hidden, weight, labels, w)
+    got = linear_sequence_logps(hidden, weight, labels, chunk_size=5)
+    torch.testing.assert_close(got.logps.double(), want, rtol=1e-5, atol=1e-5)
+    got_grads = torch.autograd.grad((got.logps.double() * w).sum(), (hidden, weight))
+    full, _ = naive(F.linear(hidden, weight), labels)
+    full_grads = torch.autograd.grad((full.double() * w).sum(), (hidden, weight))
+    for ours, autograd, exact in zip(got_grads, full_grads, want_grads):
+        assert ours.dtype == torch.bfloat16
+        scale = exact.abs().max()
+        ours_err = (ours.double() - exact).abs().max() / scale
+        assert ours_err <= 2**-8
+        assert ours_err <= 1.5 * (autograd.double() - exact).abs().max() / scale + 1e-6
+
+
+def test_autocast_computes_the_head_in_the_autocast_dtype():
+    """Under CPU autocast (bf16) the chunked head gives what the autocast model's lm_head would, in float32."""
+    g = torch.Generator().manual_seed(6)
+    hidden = torch.randn(2, 12, 8, generator=g, requires_grad=True)
+    weight = torch.randn(40, 8, generator=g, requires_grad=True)
+    _, labels = make(6, 2, 12, 40)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = linear_sequence_logps(hidden, weight, labels, chunk_size=3)
+        logits = F.linear(hidden, weight)
+    assert logits.dtype == torch.bfloat16
+    want, _ = naive(logits.float(), labels)
+    torch.testing.assert_close(got.logps, want, rtol=1e-5, atol=1e-4)
+    (gh, gw) = torch.autograd.grad(got.logps.sum(), (hidden, weight))
+    assert gh.dtype == gw.dtype == torch.float32 and torch.isfinite(gh).all() and torch.isfinite(gw).all()
+
+
+def _largest_allocation(fn) -> int:
+    """Largest single CPU allocation (bytes) made while ``fn`` runs, from the torch profiler's memory events."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    return max(e.cpu_memory_usage for e in prof.events() if e.cpu_memory_usage > 0)
+
+
+def test_peak_allocation_does_not_grow_with_sequence_length():
+    """Forward + backward allocate at most one [chunk, V] float32 buffer beyond [N, H]-sized tensors, however long
+    the sequences; the full-logits path allocates [B, T, V]."""
+    V, H, chunk = 2000, 8, 16
+    sizes = {}
+    for T in (64, 512):
+        hidden = torch.randn(4, T, H, requires_grad=True)
+        weight = torch.randn(V, H, requires_grad=True)
+        labels = torch.randint(0, V, (4, T))
+        chunked = functools.partial(_chunked_step, hidden, weight, labels, chunk)
+        sizes[T] = _largest_allocation(chunked)
+        assert sizes[T] <= max(chunk * V * 4, V * H * 4, 4 * T * H * 4) * 1.01
+        full = _largest_allocation(functools.partial(_full_step, hidden, weight, labels))
+        assert full >= 4 * (T - 1) * V * 4
+    assert sizes[512] == sizes[64]
+
+
+def _chunked_step(hidden, weight, labels, chunk):
+    linear_sequence_logps(hidden, weight, labels, chunk_size=chunk).logps.sum().backward()
+
+
+def _full_step(hidden, weight, labels):
+    naive(F.linear(hidden, weight), labels)[0].sum().backward()

@@ -17,6 +17,9 @@ from adadpo.core.losses import LOSSES, get_family, resolve_loss_params
 
 _DEFAULT = Balance()
 
+#: Where the trainer's log-probs come from; see ``AdaDPOConfig.logps_backend``.
+LOGPS_BACKENDS = ("chunked", "trl_fused", "full")
+
 
 def _has_gpu() -> bool:
     import torch
@@ -49,6 +52,16 @@ class AdaDPOConfig(DPOConfig):
         gamma: SimPO's target margin (simpo only, default 0.5).
         length_alpha: R-DPO's length penalty (rdpo only, required).
         cpo_alpha: weight of CPO's chosen NLL term (cpo only, default 1.0).
+        logps_backend: how per-token log-probs are computed from the model. ``chunked`` (default): the
+            backbone's last hidden state and the LM head weight go to
+            :func:`adadpo.core.logps.linear_token_logps`, a chunk of counted tokens at a time, so the
+            ``[2B, T, V]`` logits never exist; models it cannot serve (output layer not a plain
+            ``nn.Linear``, soft-capped or scaled logits, multimodal, sharded head) fall back to
+            ``trl_fused`` with a logged warning. ``trl_fused``: TRL 1.16's fused LM head (what stock
+            ``DPOTrainer`` does). ``full``: the model's ordinary forward with full logits (slowest, most
+            memory; a reference for tests).
+        logps_chunk_size: counted tokens per chunk for ``chunked`` and ``full`` (default: about 32 MiB of
+            float32 logits per chunk, ``2**23 // vocab_size`` tokens).
     """
 
     loss: str = field(
@@ -78,6 +91,18 @@ class AdaDPOConfig(DPOConfig):
     gamma: float | None = field(default=None, metadata={"help": "SimPO target margin (simpo; default 0.5)."})
     length_alpha: float | None = field(default=None, metadata={"help": "R-DPO length penalty (rdpo; required)."})
     cpo_alpha: float | None = field(default=None, metadata={"help": "CPO NLL weight (cpo; default 1.0)."})
+    logps_backend: str = field(
+        default="chunked",
+        metadata={
+            "help": "Log-prob computation: chunked (token-chunked LM head, no full logits), trl_fused (TRL's fused "
+            "LM head) or full (the model's own logits).",
+            "choices": list(LOGPS_BACKENDS),
+        },
+    )
+    logps_chunk_size: int | None = field(
+        default=None,
+        metadata={"help": "Counted tokens per log-prob chunk (default: 2**23 // vocab_size, ~32 MiB of logits)."},
+    )
 
     def __post_init__(self) -> None:
         if self.bf16 is None and not self.fp16 and not _has_gpu():
@@ -94,6 +119,12 @@ class AdaDPOConfig(DPOConfig):
                     f"{name}={getattr(self, name)!r} is not supported by AdaDPOConfig ({why.format(losses=list(LOSSES))}); "
                     f"leave it at {default!r}"
                 )
+        if self.logps_backend not in LOGPS_BACKENDS:
+            raise ValueError(f"logps_backend={self.logps_backend!r} is not one of {list(LOGPS_BACKENDS)}")
+        if self.logps_chunk_size is not None and (
+            isinstance(self.logps_chunk_size, bool) or not isinstance(self.logps_chunk_size, int) or self.logps_chunk_size < 1
+        ):
+            raise ValueError(f"logps_chunk_size={self.logps_chunk_size!r} must be a positive integer (or None for the default)")
         if isinstance(self.balance_clip, str):  # "inf" from YAML or the command line
             self.balance_clip = float(self.balance_clip)
         self.balance_spec  # noqa: B018 -- validates every balance_* field, also when balance=False

@@ -4,6 +4,11 @@ Everything but the loss is TRL's: dataset formats, tokenisation, collation, PEFT
 distributed set-up. TRL 1.16 computes forward, reference, loss and metrics in one method,
 ``DPOTrainer._compute_loss``; this class overrides that method and little else:
 
+* ``_compute_loss`` / ``compute_ref_log_probs``: log-probs from the backend chosen by
+  ``args.logps_backend``. The default, ``chunked``, runs the model's backbone and then
+  :func:`adadpo.core.logps.linear_token_logps` on the final hidden states and the LM head weight, a chunk of
+  counted tokens at a time, so the ``[2B, T, V]`` logits never exist (see :func:`install_chunked_head`).
+
 * ``__init__``: reference-free losses (simpo, cpo, orpo) load no reference model.
 * ``_prepare_dataset``: column, empty-response and length checks with messages naming the problem.
 * ``_save_checkpoint``: checkpoints are staged and renamed into place, so a killed run never leaves a
@@ -16,10 +21,12 @@ Pinned to ``trl>=1.16,<1.17`` (see pyproject.toml): the overridden methods are T
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
 import shutil
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -28,16 +35,21 @@ import torch
 import trl.trainer.dpo_trainer as _trl_dpo
 from torch import Tensor
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+from transformers.utils import ModelOutput
 from trl import DPOTrainer
 from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import get_config_model_id, use_adapter
 
+from adadpo.core.logps import TokenLogps, linear_token_logps, token_logps
 from adadpo.core.losses import PreferenceLossOutput, get_family, preference_loss
 from adadpo.trl.config import AdaDPOConfig
 from adadpo.trl.data import check_preference_dataset, report_truncation
 from adadpo.trl.modelcard import settings_section
 
 logger = logging.getLogger("adadpo")
+
+#: Token-weighted metrics of one step: name -> (numerator, count), reduced as sums over processes.
+MetricSums = dict[str, tuple[Tensor, Tensor]]
 
 _NON_MODEL_KEYS = frozenset({"completion_mask", "ref_chosen_logps", "ref_rejected_logps"})
 _STAGING_DIR = ".staging"
@@ -79,6 +91,123 @@ def _no_reference_model(trainer: DPOTrainer) -> Iterator[None]:
         _trl_dpo.create_model_from_path = load
 
 
+# ------------------------------------------------------------------------------------------ chunked head
+
+#: Marker attribute set on a causal LM whose forward :func:`install_chunked_head` has wrapped.
+_CHUNKED_MARKER = "_adadpo_chunked_head"
+#: Config fields that rescale or cap the logits after the LM head (the chunked head does not apply them).
+_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "output_multiplier", "lm_head_multiplier", "logits_scaling")
+
+
+@dataclass
+class ChunkedLogpsOutput(ModelOutput):
+    """What a model with :func:`install_chunked_head` returns for ``adadpo_chunked=True``.
+
+    Per counted token (``N`` in all, in (row, position) order; see :class:`adadpo.core.logps.TokenLogps`):
+    ``logps`` ``[N]`` float32, ``seq`` ``[N]`` int64 row; with ``adadpo_stats=True`` also ``entropy``,
+    ``mean_logits`` ``[N]`` float32 and ``is_top1`` ``[N]`` bool. ``aux_loss``: the MoE load-balancing
+    loss when router logits were requested, else ``None``.
+    """
+
+    logps: Tensor | None = None
+    seq: Tensor | None = None
+    entropy: Tensor | None = None
+    mean_logits: Tensor | None = None
+    is_top1: Tensor | None = None
+    aux_loss: Tensor | None = None
+
+    def tokens(self, batch: int) -> TokenLogps:
+        return TokenLogps(self.logps, self.seq, batch, self.entropy, self.mean_logits, self.is_top1)
+
+
+def chunked_head_problem(model: Any) -> str | None:
+    """Why :func:`install_chunked_head` cannot serve ``model`` (an unwrapped causal LM), or ``None`` if it can.
+
+    The chunked head computes ``log_softmax(hidden @ W.T + b)`` itself, so it needs a backbone separate
+    from the head (``model.base_model``), an output layer that is exactly ``torch.nn.Linear`` (not a PEFT,
+    quantised or parallel layer) and no transformation of the logits after it (soft-capping, scaling).
+    """
+    get_head = getattr(model, "get_output_embeddings", None)
+    head = get_head() if callable(get_head) else None
+    if type(head) is not torch.nn.Linear:
+        return f"its output layer is {type(head).__name__}, not a plain torch.nn.Linear"
+    config = getattr(model, "config", None)
+    if config is None or getattr(model, "base_model", model) is model:
+        return "it has no backbone separate from its LM head (model.base_model)"
+    text_config = config.get_text_config()
+    if text_config is not config:
+        return "it is a multimodal model (its text config is nested)"
+    for name in _LOGIT_TRANSFORMS:
+        value = getattr(text_config, name, None)
+        if value is not None and not (name != "final_logit_softcapping" and value == 1):
+            return f"its config transforms the logits after the LM head ({name}={value!r})"
+    return None
+
+
+def _router_aux_loss(model: Any, backbone_outputs: Any, attention_mask: Tensor | None) -> Tensor:
+    """The MoE load-balancing loss, as the model's own forward (and TRL's fused head) computes it."""
+    from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func
+
+    text_config = model.config.get_text_config()
+    num_experts = getattr(model, "num_experts", None) or text_config.num_experts
+    top_k = getattr(model, "num_experts_per_tok", None) or text_config.num_experts_per_tok
+    return load_balancing_loss_func(backbone_outputs.router_logits, num_experts, top_k, attention_mask)
+
+
+def install_chunked_head(model: Any) -> None:
+    """Let ``model(..., labels=labels, adadpo_chunked=True)`` return :class:`ChunkedLogpsOutput`.
+
+    Wraps ``model.forward`` (an unwrapped causal LM; check :func:`chunked_head_problem` first). With
+    ``adadpo_chunked=True`` the wrapper runs the backbone (``model.base_model``, which carries any LoRA
+    layers) and then :func:`~adadpo.core.logps.linear_token_logps` on its last hidden state and
+    ``model.get_output_embeddings()``'s weight and bias, looked up on every call. Extra keywords:
+    ``adadpo_stats`` (also the per-token entropy, mean logit and top-1 flag) and ``adadpo_chunk_size``.
+    Without ``adadpo_chunked`` the forward is the previous one. Because the call goes through
+    ``model.__call__``, DDP, PEFT and accelerate's autocast wrappers around ``model`` still apply.
+    Idempotent.
+    """
+    if getattr(model, _CHUNKED_MARKER, False):
+        return
+    previous = model.forward
+    text_config = model.config.get_text_config()
+
+    # keep the original signature (``generate`` validates its kwargs against it): wrap the function, not the bound method
+    @functools.wraps(getattr(previous, "__func__", previous))
+    def forward(
+        self: Any,
+        *args: Any,
+        adadpo_chunked: bool = False,
+        adadpo_stats: bool = False,
+        adadpo_chunk_size: int | None = None,
+        labels: Tensor | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        if not adadpo_chunked:
+            return previous(*args, **({**kwargs, "labels": labels} if labels is not None else kwargs))
+        if labels is None:
+            raise ValueError("adadpo_chunked=True needs labels (input_ids with -100 where nothing is scored)")
+        kwargs["use_cache"] = False
+        if getattr(text_config, "output_router_logits", False):
+            kwargs.setdefault("output_router_logits", True)
+        backbone_outputs = self.base_model(*args, **kwargs)
+        head = self.get_output_embeddings()
+        hidden = backbone_outputs.last_hidden_state.to(head.weight.device)
+        tokens = linear_token_logps(
+            hidden, head.weight, labels.to(head.weight.device), bias=head.bias, chunk_size=adadpo_chunk_size,
+            stats=adadpo_stats,
+        )
+        aux_loss = None
+        if kwargs.get("output_router_logits"):
+            aux_loss = _router_aux_loss(self, backbone_outputs, kwargs.get("attention_mask"))
+        return ChunkedLogpsOutput(
+            logps=tokens.logps, seq=tokens.seq, entropy=tokens.entropy, mean_logits=tokens.mean_logits,
+            is_top1=tokens.is_top1, aux_loss=aux_loss,
+        )
+
+    model.forward = types.MethodType(forward, model)
+    setattr(model, _CHUNKED_MARKER, True)
+
+
 class AdaDPOTrainer(DPOTrainer):
     """Drop-in replacement of ``trl.DPOTrainer`` for the six loss families, plain or AdaDPO-balanced.
 
@@ -115,8 +244,12 @@ class AdaDPOTrainer(DPOTrainer):
         elif ref_model is not None:
             raise ValueError(f"ref_model was given, but loss={args.loss!r} is reference-free; drop it or use dpo, rdpo or ipo")
         context = contextlib.nullcontext() if self.family.needs_reference else _no_reference_model(self)
+        self._backends: dict[int, str] = {}  # id(unwrapped causal LM) -> backend; filled by _backend_for
         with context:
             super().__init__(model, ref_model, args, *pos, **kw)
+        self._backend_for(self.model)
+        if self.ref_model is not None:
+            self._backend_for(self.ref_model)
 
     # ------------------------------------------------------------------------------------------- data
 
@@ -129,6 +262,42 @@ class AdaDPOTrainer(DPOTrainer):
         return prepared
 
     # --------------------------------------------------------------------------------------- log-probs
+
+    def _backend_for(self, model: Any) -> str:
+        """The log-prob backend for ``model`` (policy or reference, possibly DDP- or PEFT-wrapped).
+
+        ``args.logps_backend``, except that ``chunked`` falls back to ``trl_fused`` (with one warning per
+        model) when :func:`chunked_head_problem` names a reason, or the LM head is sharded (FSDP, ZeRO-3),
+        or a prompt-learning PEFT adapter prepends virtual tokens. Decided once per model.
+        """
+        inner = self.accelerator.unwrap_model(model)
+        if hasattr(inner, "get_base_model") and hasattr(inner, "peft_config"):
+            peft_model, inner = inner, inner.get_base_model()
+        else:
+            peft_model = None
+        key = id(inner)
+        if key in self._backends:
+            return self._backends[key]
+        backend = self.args.logps_backend
+        if backend == "chunked":
+            problem = chunked_head_problem(inner)
+            if problem is None and (self.is_fsdp_enabled or _zero_stage(self) == 3):
+                problem = "its LM head weight is sharded (FSDP or DeepSpeed ZeRO-3)"
+            peft_config = getattr(peft_model, "active_peft_config", None)
+            if problem is None and peft_config is not None and peft_config.is_prompt_learning:
+                problem = "its prompt-learning PEFT adapter prepends virtual tokens"
+            if problem is None:
+                install_chunked_head(inner)
+            else:
+                logger.warning(
+                    "logps_backend='chunked' cannot serve %s: %s. Its log-probs come from TRL's fused LM head "
+                    "(logps_backend='trl_fused') instead.",
+                    type(inner).__name__,
+                    problem,
+                )
+                backend = "trl_fused"
+        self._backends[key] = backend
+        return backend
 
     def _model_kwargs(self, inputs: dict[str, Tensor]) -> tuple[dict[str, Any], Tensor]:
         kwargs = {k: v for k, v in inputs.items() if k not in _NON_MODEL_KEYS}
@@ -145,6 +314,66 @@ class AdaDPOTrainer(DPOTrainer):
         (a_w, a_l), (t_w, t_l) = sums.chunk(2), lengths.chunk(2)
         return PairLogps(a_w, a_l, t_w, t_l)
 
+    @staticmethod
+    def _token_pair_sums(tokens: TokenLogps) -> tuple[PairLogps, MetricSums]:
+        """Per-pair sums and lengths from per-token log-probs (rows ``< B`` chosen), and TRL's token metrics.
+
+        The metrics, as ``(numerator, count)``: ``entropy`` over every counted token, ``logits/chosen`` and
+        ``logits/rejected`` (mean logit) over each side's tokens, ``mean_token_accuracy`` over the chosen ones.
+        """
+        per_seq = tokens.per_sequence()
+        (a_w, a_l), (t_w, t_l) = per_seq.logps.chunk(2), per_seq.lengths.chunk(2)
+        sums: MetricSums = {}
+        if tokens.entropy is not None:
+            chosen = tokens.seq < tokens.batch // 2
+            n_w = chosen.sum()
+            sums["entropy"] = (tokens.entropy.sum(), tokens.seq.new_tensor(tokens.seq.numel()))
+            sums["logits/chosen"] = (tokens.mean_logits[chosen].sum(), n_w)
+            sums["logits/rejected"] = (tokens.mean_logits[~chosen].sum(), tokens.seq.numel() - n_w)
+            sums["mean_token_accuracy"] = ((tokens.is_top1 & chosen).sum(), n_w)
+        return PairLogps(a_w, a_l, t_w, t_l), sums
+
+    @staticmethod
+    def _fused_metric_sums(outputs: Any, completion_mask: Tensor) -> MetricSums:
+        """TRL's token metrics, as ``(numerator, count)``, from its fused head's ``[2B, T-1]`` outputs."""
+        mask = completion_mask[:, 1:].bool()
+        seq_len = mask.size(1)
+        chosen_mask, rejected_mask = mask.chunk(2)
+        sums: MetricSums = {}
+        if outputs.entropy is not None:
+            sums["entropy"] = ((outputs.entropy[:, -seq_len:].detach() * mask).sum(), mask.sum())
+        if outputs.mean_logits is not None:
+            logits_w, logits_l = outputs.mean_logits[:, -seq_len:].detach().chunk(2)
+            sums["logits/chosen"] = (logits_w[chosen_mask].sum(), chosen_mask.sum())
+            sums["logits/rejected"] = (logits_l[rejected_mask].sum(), rejected_mask.sum())
+        if outputs.is_top1 is not None:
+            top1_w, _ = outputs.is_top1[:, -seq_len:].chunk(2)
+            sums["mean_token_accuracy"] = ((top1_w & chosen_mask).sum(), chosen_mask.sum())
+        return sums
+
+    def _forward_logps(
+        self, model: Any, model_kwargs: dict[str, Any], labels: Tensor, completion_mask: Tensor, metrics: bool
+    ) -> tuple[PairLogps, MetricSums, Tensor | None]:
+        """One forward of ``model`` with the backend chosen for it: per-pair sums, token metrics, MoE aux loss.
+
+        ``chunked``: backbone + :func:`~adadpo.core.logps.linear_token_logps`; ``trl_fused``: TRL's fused LM
+        head; ``full``: the model's own forward (full ``[2B, T, V]`` logits), then
+        :func:`~adadpo.core.logps.token_logps`. ``metrics=False`` skips the token metrics where that saves work.
+        """
+        backend = self._backend_for(model)
+        if backend == "chunked":
+            out = model(
+                **model_kwargs, labels=labels, adadpo_chunked=True, adadpo_stats=metrics,
+                adadpo_chunk_size=self.args.logps_chunk_size,
+            )
+            return (*self._token_pair_sums(out.tokens(labels.shape[0])), out.aux_loss)
+        if backend == "full":
+            out = model(**model_kwargs)
+            tokens = token_logps(out.logits, labels, chunk_size=self.args.logps_chunk_size, stats=metrics)
+            return (*self._token_pair_sums(tokens), getattr(out, "aux_loss", None))
+        out = model(**model_kwargs, labels=labels, fused_lm_head=True)
+        return self._pair_sums(out.log_probs, completion_mask), self._fused_metric_sums(out, completion_mask), out.aux_loss
+
     def reference_logps(self, model_kwargs: dict[str, Any], labels: Tensor, completion_mask: Tensor) -> PairLogps:
         """The reference's per-pair sums: the ``ref_model``, or the policy with its PEFT adapter disabled."""
         kwargs = {k: v for k, v in model_kwargs.items() if k != "output_router_logits"}
@@ -152,10 +381,32 @@ class AdaDPOTrainer(DPOTrainer):
             if self.ref_model is None:  # PEFT: the base model (or the frozen "ref" adapter) is the reference
                 unwrapped = self.accelerator.unwrap_model(self.model)
                 with use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None):
-                    out = self.model(**kwargs, labels=labels, fused_lm_head=True)
+                    pairs, _, _ = self._forward_logps(self.model, kwargs, labels, completion_mask, metrics=False)
             else:
-                out = self.ref_model(**kwargs, labels=labels, fused_lm_head=True)
-        return self._pair_sums(out.log_probs, completion_mask)
+                pairs, _, _ = self._forward_logps(self.ref_model, kwargs, labels, completion_mask, metrics=False)
+        return pairs
+
+    def compute_ref_log_probs(self, model: Any, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Reference sums for one batch when precomputing (``precompute_ref_log_probs=True``), chunked if chosen."""
+        if self._backend_for(model) != "chunked":
+            return super().compute_ref_log_probs(model, inputs)
+        model_kwargs, labels = self._model_kwargs(inputs)
+        adapter = contextlib.nullcontext()
+        if self.ref_model is None and self._is_peft(self.model):
+            unwrapped = self.accelerator.unwrap_model(self.model)
+            adapter = use_adapter(unwrapped, adapter_name="ref" if "ref" in unwrapped.peft_config else None)
+        with (
+            torch.no_grad(),
+            disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs),
+            adapter,
+            self.accelerator.autocast(),
+        ):
+            pairs, _, _ = self._forward_logps(model, model_kwargs, labels, inputs["completion_mask"], metrics=False)
+        return pairs.chosen, pairs.rejected
+
+    def _is_peft(self, model: Any) -> bool:
+        inner = self.accelerator.unwrap_model(model)
+        return hasattr(inner, "get_base_model") and hasattr(inner, "peft_config")
 
     # ------------------------------------------------------------------------------------------- loss
 
@@ -165,8 +416,7 @@ class AdaDPOTrainer(DPOTrainer):
         if self.aux_loss_enabled:
             model_kwargs["output_router_logits"] = True
         completion_mask = inputs["completion_mask"]
-        outputs = model(**model_kwargs, labels=labels, fused_lm_head=True)
-        policy = self._pair_sums(outputs.log_probs, completion_mask)
+        policy, token_sums, aux_loss = self._forward_logps(model, model_kwargs, labels, completion_mask, metrics=True)
 
         ref_w = ref_l = None
         if self.family.needs_reference:
@@ -196,10 +446,10 @@ class AdaDPOTrainer(DPOTrainer):
         else:
             loss = policy.chosen.new_full((), math.nan)
         if self.aux_loss_enabled:
-            loss = loss + self.router_aux_loss_coef * outputs.aux_loss
-            self._metrics[mode]["aux_loss"].append(self.accelerator.gather_for_metrics(outputs.aux_loss).mean().item())
+            loss = loss + self.router_aux_loss_coef * aux_loss
+            self._metrics[mode]["aux_loss"].append(self.accelerator.gather_for_metrics(aux_loss).mean().item())
 
-        self._log_step_metrics(mode, loss, out, outputs, inputs, policy, ref_w, ref_l)
+        self._log_step_metrics(mode, loss, out, token_sums, inputs, policy, ref_w, ref_l)
 
         if return_outputs:  # TRL's deprecated path: logits for compute_metrics need a plain forward
             with torch.no_grad():
@@ -214,7 +464,7 @@ class AdaDPOTrainer(DPOTrainer):
         mode: str,
         loss: Tensor,
         out: PreferenceLossOutput | None,
-        outputs: Any,
+        sums: MetricSums,
         inputs: dict[str, Tensor],
         policy: PairLogps,
         ref_w: Tensor | None,
@@ -226,19 +476,6 @@ class AdaDPOTrainer(DPOTrainer):
         pairs since every process sees the same batch size; token-weighted ones (entropy, logits, token
         accuracy) are reduced as sums over counts.
         """
-        mask = inputs["completion_mask"][:, 1:].bool()
-        seq_len = mask.size(1)
-        chosen_mask, rejected_mask = mask.chunk(2)
-        sums: dict[str, tuple[Tensor, Tensor]] = {}
-        if outputs.entropy is not None:
-            sums["entropy"] = ((outputs.entropy[:, -seq_len:].detach() * mask).sum(), mask.sum())
-        if outputs.mean_logits is not None:
-            logits_w, logits_l = outputs.mean_logits[:, -seq_len:].detach().chunk(2)
-            sums["logits/chosen"] = (logits_w[chosen_mask].sum(), chosen_mask.sum())
-            sums["logits/rejected"] = (logits_l[rejected_mask].sum(), rejected_mask.sum())
-        if outputs.is_top1 is not None:
-            top1_w, _ = outputs.is_top1[:, -seq_len:].chunk(2)
-            sums["mean_token_accuracy"] = ((top1_w & chosen_mask).sum(), chosen_mask.sum())
         means = dict(out.metrics) if out is not None else {}
         device = loss.device
         local = torch.cat(
@@ -354,3 +591,9 @@ def _check_reference_source(model: Any, ref_model: Any, args: AdaDPOConfig, peft
             "(the policy before training is the reference), train a PEFT adapter (peft_config=...), or use a "
             "reference-free loss (simpo, cpo, orpo)"
         )
+
+
+def _zero_stage(trainer: Any) -> int | None:
+    """The DeepSpeed ZeRO stage of ``trainer``'s accelerator, or ``None`` without DeepSpeed."""
+    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None) if trainer.is_deepspeed_enabled else None
+    return getattr(plugin, "zero_stage", None) if plugin is not None else None
