@@ -77,6 +77,11 @@ def summary(figures: dict[str, Any]) -> list[list[str]]:
             g = data["growth"]["chunked"]
             rows.append([f"3b. chunked peak growth T={t0} -> {lengths[-1]}", "<= 1.10x", (f"{g:.2f}x (full: "
                          f"{data['growth'].get('full', float('nan')):.2f}x)"), verdict(g <= 1.10)])
+            h = data.get("growth_without_hidden_grad", {}).get("chunked")
+            if h is not None:
+                rows.append(["3b'. the same without the [2B, T, H] input gradient (returned by every method)", "<= 1.10x",
+                             f"{h:.2f}x (full: {data['growth_without_hidden_grad'].get('full', float('nan')):.2f}x)",
+                             verdict(h <= 1.10)])
         times = [by[t, "chunked"]["time_ratio"] for t in lengths if (t, "chunked") in by and by[t, "chunked"]["time_ratio"]]
         if times:
             rows.append(["3c. chunked / full time", "<= 1.15x", ", ".join(f"T={t}: {x:.2f}x" for t, x in zip(lengths, times)),
