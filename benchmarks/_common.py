@@ -249,3 +249,20 @@ def write_result(name: str, payload: dict[str, Any], directory: Path | None) -> 
     if directory is not None:
         directory.mkdir(parents=True, exist_ok=True)
         (directory / f"{name}.json").write_text(json.dumps(payload, indent=1))
+
+
+def run_step_benchmark(name: str, doc: str, steps: int, measure: Callable[[str, int, int], dict[str, dict[str, float]]],
+                       title: str, headers: Sequence[str], cells: Callable[[dict[str, float]], list[str]]) -> None:
+    """The ``main`` of a per-config step benchmark: parse the options, ``measure(config, repeats, steps)`` for
+    each config, print ``title`` (formatted with ``args``), the machine and a table whose rows are
+    ``[config, method, *cells(result)]``, and save the figures for ``run_all.py``."""
+    args = step_benchmark_args(doc, steps=steps)
+    payload: dict[str, Any] = {"machine": machine(), "results": {},
+                               "settings": {k: v for k, v in vars(args).items() if k != "json_dir"}}
+    rows = []
+    for config in args.configs:
+        payload["results"][config] = res = measure(config, args.repeats, args.steps)
+        rows += [[config, method, *cells(v)] for method, v in res.items()]
+    print(f"\n{title.format(args=args)}\n{payload['machine']}\n")
+    print(table(headers, rows))
+    write_result(name, payload, args.json_dir)

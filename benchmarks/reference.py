@@ -16,7 +16,6 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C
@@ -63,21 +62,14 @@ def measure(config: str, repeats: int, steps: int, warmup: int = 2) -> dict[str,
 
 
 def main() -> None:
-    args = C.step_benchmark_args(__doc__, steps=10)
-    payload: dict[str, Any] = {"machine": C.machine(), "settings": {k: v for k, v in vars(args).items() if k != "json_dir"},
-                               "results": {}}
-    rows = []
-    for config in args.configs:
-        res = measure(config, args.repeats, args.steps)
-        payload["results"][config] = res
-        for name, v in res.items():
-            rows.append([config, name, f"{v['ratio']:.3f}", f"{v['ratio_min']:.3f}-{v['ratio_max']:.3f}",
-                         f"{v['live_ms']:.1f}", f"{v['precomputed_ms']:.1f}"])
-    print(f"\nPrecomputed vs live reference, one training step (forward + loss + backward), 8 pairs, "
-          f"{args.threads} thread(s); {args.repeats} repeats x {args.steps} steps\n{payload['machine']}\n")
-    print(C.table(["config", "loss", "precomputed / live (median)", "range over repeats", "live ms", "precomputed ms"],
-                  rows))
-    C.write_result("reference", payload, args.json_dir)
+    C.run_step_benchmark(
+        "reference", __doc__, 10, measure,
+        "Precomputed vs live reference, one training step (forward + loss + backward), 8 pairs, "
+        "{args.threads} thread(s); {args.repeats} repeats x {args.steps} steps",
+        ["config", "loss", "precomputed / live (median)", "range over repeats", "live ms", "precomputed ms"],
+        lambda v: [f"{v['ratio']:.3f}", f"{v['ratio_min']:.3f}-{v['ratio_max']:.3f}", f"{v['live_ms']:.1f}",
+                   f"{v['precomputed_ms']:.1f}"],
+    )
 
 
 if __name__ == "__main__":

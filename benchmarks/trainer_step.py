@@ -77,19 +77,13 @@ def measure(config: str, repeats: int, steps: int, warmup: int = 2) -> dict[str,
 
 
 def main() -> None:
-    args = C.step_benchmark_args(__doc__, steps=12)
-    payload: dict[str, Any] = {"machine": C.machine(), "settings": {k: v for k, v in vars(args).items() if k != "json_dir"},
-                               "results": {}}
-    rows = []
-    for config in args.configs:
-        res = measure(config, args.repeats, args.steps)
-        payload["results"][config] = res
-        for name, v in res.items():
-            rows.append([config, name, f"{v['ratio']:.3f}", f"{v['ratio_min']:.3f}-{v['ratio_max']:.3f}", f"{v['ms']:.1f}"])
-    print(f"\nTrainer step (forward + loss + backward), 8 pairs, live reference, fp32, {args.threads} thread(s); "
-          f"{args.repeats} repeats x {args.steps} steps\n{payload['machine']}\n")
-    print(C.table(["config", "method", "ratio vs stock (median)", "range over repeats", "median ms"], rows))
-    C.write_result("trainer_step", payload, args.json_dir)
+    C.run_step_benchmark(
+        "trainer_step", __doc__, 12, measure,
+        "Trainer step (forward + loss + backward), 8 pairs, live reference, fp32, {args.threads} thread(s); "
+        "{args.repeats} repeats x {args.steps} steps",
+        ["config", "method", "ratio vs stock (median)", "range over repeats", "median ms"],
+        lambda v: [f"{v['ratio']:.3f}", f"{v['ratio_min']:.3f}-{v['ratio_max']:.3f}", f"{v['ms']:.1f}"],
+    )
 
 
 if __name__ == "__main__":

@@ -90,3 +90,18 @@ def test_best_within_kl_respects_the_budget():
     assert cell == (0.1, 1e-4) and kl == pytest.approx(0.4)
     assert best_within_kl(rows, "AdaDPO", "tq", 0.1) is None
     assert best_within_kl(rows, "DPO", "lc", 2.0)[0] in {(0.1, 1e-4), (0.1, 3e-4)}
+
+
+def test_headline_table_one_row_per_comparison_and_sweep(tmp_path):
+    from adadpo.oracle.report import headline_table
+
+    effects = {(0.1, 1e-4): 0.05, (0.1, 3e-4): 0.04, (0.3, 1e-4): 0.0, (0.3, 3e-4): -0.05}
+    write_report(rows_for(effects), [("DPO", "AdaDPO")], tmp_path / "grid", title="t")
+    write_report(rows_for({(0.1, 1e-4): -0.05}), [("DPO", "AdaDPO")], tmp_path / "other", title="t")
+    table = headline_table([tmp_path / "grid", tmp_path / "other"]).splitlines()
+    assert len(table) == 2 + 2 and table[2].startswith("| grid | AdaDPO vs DPO | 4 |")
+    assert "(W/T/L 2/1/1)" in table[2]  # LC: two seed-separated wins, one tie, one loss
+    assert table[3].startswith("| other | AdaDPO vs DPO | 1 | 0% (W/T/L 0/0/1)")
+    summary = json.loads((tmp_path / "grid" / "summary.json").read_text())
+    best_lc = summary["best"]["AdaDPO"]["lc"]["mean"]
+    assert f"/ {best_lc:.3f} |" in table[2]

@@ -35,5 +35,5 @@ def test_ci_runs_the_readme_test_command():
 def test_readme_main_command_names_a_real_subcommand():
     from adadpo.cli import COMMANDS
 
-    main_cmd = next(line for block in _blocks("bash") for line in block.splitlines() if line.endswith("adadpo explain"))
+    main_cmd = next(line for block in _blocks("bash") for line in block.splitlines() if line.endswith("adadpo demo"))
     assert main_cmd.split()[-1] in COMMANDS

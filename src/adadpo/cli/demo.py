@@ -44,6 +44,10 @@ def table(rows: list[dict], methods: list[str]) -> str:
     return "\n".join(lines)
 
 
+#: Differences reported as higher/lower rather than win/loss: neither direction is better in itself.
+NEUTRAL = ("length", "kl")
+
+
 def differences(rows: list[dict], base: str, cand: str) -> str:
     from adadpo.oracle.report import METRICS, compare
 
@@ -52,6 +56,8 @@ def differences(rows: list[dict], base: str, cand: str) -> str:
         c = compare(rows, base, cand, metric)
         iv = c.pooled
         verdict = "" if iv.n < 2 else f"  {iv.verdict()}"
+        if metric in NEUTRAL:  # neither direction is better in itself: say which way it moved
+            verdict = verdict.replace("win", "higher").replace("loss", "lower")
         lines.append(f"  {METRICS[metric]:<15}{iv.mean:+8.3f}  [{iv.lo:+.3f}, {iv.hi:+.3f}]{verdict}")
     return "\n".join(lines)
 

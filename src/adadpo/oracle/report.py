@@ -446,21 +446,34 @@ def _share(c: dict) -> str:
     return f"{_pct(c['share_higher'])} (W/T/L {c['wins']}/{c['ties']}/{c['losses']})" if c["cells"] else "n/a"
 
 
+def _best(s: dict, method: str, metric: str) -> str:
+    found = s["best"].get(method, {}).get(metric)
+    return "n/a" if found is None else f"{found['mean']:.3f}"
+
+
 def headline_table(result_dirs: Sequence[str | Path]) -> str:
-    """One Markdown row per comparison over several sweeps' ``summary.json``: the paper's headline numbers."""
+    """One Markdown row per comparison over several sweeps' ``summary.json``: the paper's headline numbers.
+
+    Per comparison: the cells, the share of cells where the candidate is higher on LC, LC - WR, TQ and WR
+    (with the seed-separated win/tie/loss counts), the mean seed-paired LC and TQ differences over all runs
+    with their 95% intervals, and the best cell's LC and TQ of base and candidate.
+    """
     import json
 
-    lines = ["| comparison | cells | LC higher | LC - WR enlarged | TQ higher | WR higher | mean LC diff | mean TQ diff |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| sweep | comparison | cells | LC higher | LC - WR enlarged | TQ higher | WR higher | mean LC diff "
+             "| mean TQ diff | best LC (base / cand) | best TQ (base / cand) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for d in result_dirs:
         s = json.loads((Path(d) / "summary.json").read_text())
         by = {(c["base"], c["cand"], c["metric"]): c for c in s["comparisons"]}
         for base, cand in dict.fromkeys((b, c) for b, c, _ in by):
             share = {m: _share(by[(base, cand, m)]) for m in HEADLINE}
             lc, tq = by[(base, cand, "lc")], by[(base, cand, "tq")]
-            lines.append(f"| {cand} vs {base} | {lc['cells']} | {share['lc']} | {share['lc_minus_wr']} | {share['tq']} "
-                         f"| {share['wr']} | {lc['pooled_diff']:+.3f} [{lc['pooled_lo']:+.3f}, {lc['pooled_hi']:+.3f}] "
-                         f"| {tq['pooled_diff']:+.3f} [{tq['pooled_lo']:+.3f}, {tq['pooled_hi']:+.3f}] |")
+            lines.append(f"| {Path(d).name} | {cand} vs {base} | {lc['cells']} | {share['lc']} | {share['lc_minus_wr']} "
+                         f"| {share['tq']} | {share['wr']} "
+                         f"| {lc['pooled_diff']:+.3f} [{lc['pooled_lo']:+.3f}, {lc['pooled_hi']:+.3f}] "
+                         f"| {tq['pooled_diff']:+.3f} [{tq['pooled_lo']:+.3f}, {tq['pooled_hi']:+.3f}] "
+                         f"| {_best(s, base, 'lc')} / {_best(s, cand, 'lc')} | {_best(s, base, 'tq')} / {_best(s, cand, 'tq')} |")
     return "\n".join(lines)
 
 
