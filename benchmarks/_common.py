@@ -209,10 +209,17 @@ def peak_rss_of(fn: Callable[[], Any]) -> tuple[int, float]:
     return (peak - before) * 1024, seconds
 
 
+#: glibc serves allocations of at least this many bytes with their own mmap and unmaps them when freed. Fixed
+#: (glibc otherwise raises it as blocks are freed, up to 32 MiB) so that freed tensors leave RSS at once and
+#: the high-water RSS measures live memory, not what the heap happened to retain. The same for every method.
+MMAP_THRESHOLD = 1 << 20
+
+
 def run_worker(script: Path, args: Sequence[str], timeout: float = 900) -> dict[str, Any]:
     """Run ``python script --worker ...args`` in a fresh process; it prints one JSON line last."""
     cmd = [sys.executable, str(script), "--worker", *args]
-    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    env = {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), **os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

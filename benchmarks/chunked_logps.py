@@ -18,7 +18,8 @@ Methods (the same loss value, checked):
 
 Each (method, T) runs in a fresh process: a warm-up step (same shape for liger_compiled, a 32-token one
 otherwise), then the measured step. Peak memory = the process's high-water RSS during the measured step
-minus its RSS just before it (the high-water mark is reset first; freed heap is returned to the OS).
+minus its RSS just before it (the high-water mark is reset first; freed heap is returned to the OS, and
+glibc's mmap threshold is fixed at 1 MiB so that freed tensors leave RSS at once).
 Repeats alternate the method order; the table gives medians and ratios to ``full`` at the same T.
 """
 
