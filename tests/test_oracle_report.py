@@ -105,3 +105,6 @@ def test_headline_table_one_row_per_comparison_and_sweep(tmp_path):
     summary = json.loads((tmp_path / "grid" / "summary.json").read_text())
     best_lc = summary["best"]["AdaDPO"]["lc"]["mean"]
     assert f"/ {best_lc:.3f} |" in table[2]
+
+    with pytest.raises(ValueError, match="no summary.json"):
+        headline_table([tmp_path / "grid", tmp_path / "nowhere"])

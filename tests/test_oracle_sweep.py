@@ -119,12 +119,23 @@ def test_cli_demo_writes_table_report_results(world, tmp_path):
     ("betas: [0.1]\nlearning_rates: [1e-4]\nseeds: [0]\nmethods: [{name: A, loss: dpo}, {name: A, loss: ipo}]\n", "unique"),
     ("betas: [0.1]\nlearning_rates: [1e-4]\nseeds: [0]\nmethods: [{name: A, loss: dpo}]\ncomparisons: [[A, B]]\n", "'B'"),
     ("betas: [0.1]\nlearning_rates: [1e-4]\nseeds: [0]\nmethods: [{name: A, loss: dpo}]\ngrid: 1\n", "grid"),
+    ("betas: [0.1\nseeds: [0]\n", "not valid YAML"),
+    ("- betas\n- seeds\n", "expected a mapping at the top level, got list"),
 ])
 def test_sweep_config_errors_name_the_problem(tmp_path, text, match):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     with pytest.raises(ValueError, match=match):
         load_sweep_config(path)
+
+
+@pytest.mark.parametrize("args", [["sweep", "--config", "missing.yaml"], ["demo", "--world", "missing.yaml"]])
+def test_cli_missing_yaml_is_a_one_line_error(tmp_path, args):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run([sys.executable, "-m", "adadpo", *args], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"adadpo {args[0]}: error: missing.yaml: no such file (expected a YAML file with" in res.stderr
 
 
 def test_sampling_process_log_probs_are_exact(world):

@@ -464,7 +464,10 @@ def headline_table(result_dirs: Sequence[str | Path]) -> str:
              "| mean TQ diff | best LC (base / cand) | best TQ (base / cand) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for d in result_dirs:
-        s = json.loads((Path(d) / "summary.json").read_text())
+        path = Path(d) / "summary.json"
+        if not path.is_file():
+            raise ValueError(f"{d}: no summary.json (expected the output directory of `adadpo sweep` or `adadpo demo`)")
+        s = json.loads(path.read_text())
         by = {(c["base"], c["cand"], c["metric"]): c for c in s["comparisons"]}
         for base, cand in dict.fromkeys((b, c) for b, c, _ in by):
             share = {m: _share(by[(base, cand, m)]) for m in HEADLINE}
@@ -480,4 +483,7 @@ def headline_table(result_dirs: Sequence[str | Path]) -> str:
 if __name__ == "__main__":  # python -m adadpo.oracle.report DIR...: the headline table of several sweeps
     import sys
 
-    print(headline_table(sys.argv[1:]))
+    try:
+        print(headline_table(sys.argv[1:]))
+    except ValueError as err:
+        sys.exit(f"python -m adadpo.oracle.report: error: {err}")

@@ -96,25 +96,31 @@ def _dataclass_from(cls: type, values: dict[str, Any] | None, where: str):
     return cls(**values)
 
 
-def load_world_config(path: str | os.PathLike) -> WorldConfig:
-    """A YAML mapping of :class:`WorldConfig` fields (the rest keep their defaults)."""
+def _yaml_mapping(path: str | os.PathLike, expected: str) -> dict[str, Any]:
+    """The YAML mapping in ``path``; a missing file, a syntax error or another top-level type is a ValueError
+    naming the file and what was expected (the CLI shows it without a traceback)."""
     import yaml
 
-    with open(path) as f:
-        raw = yaml.safe_load(f) or {}
+    try:
+        with open(path) as f:
+            raw = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file (expected a YAML file with {expected})") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({err})") from None
     if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping of WorldConfig fields, got {type(raw).__name__}")
-    return _dataclass_from(WorldConfig, raw, str(path))
+        raise ValueError(f"{path}: expected {expected}, got {type(raw).__name__}")
+    return raw
+
+
+def load_world_config(path: str | os.PathLike) -> WorldConfig:
+    """A YAML mapping of :class:`WorldConfig` fields (the rest keep their defaults)."""
+    return _dataclass_from(WorldConfig, _yaml_mapping(path, "a mapping of WorldConfig fields"), str(path))
 
 
 def load_sweep_config(path: str | os.PathLike) -> SweepConfig:
     """Read a sweep YAML file; errors name the offending key."""
-    import yaml
-
-    with open(path) as f:
-        raw = yaml.safe_load(f) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    raw = _yaml_mapping(path, "a mapping at the top level")
     allowed = {"world", "budget", "betas", "learning_rates", "seeds", "methods", "comparisons", "workers"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
