@@ -197,11 +197,11 @@ def main() -> None:
                 rows.append([T, m, "failed", "", "", "", ""])
                 continue
             mem, sec = C.median([r["peak_bytes"] for r in runs]), C.median([r["seconds"] for r in runs])
-            loss_ok = base_loss is None or abs(runs[0]["loss"] - base_loss) <= 1e-4 * max(1.0, abs(base_loss))
+            rel_diff = None if base_loss is None else abs(runs[0]["loss"] - base_loss) / max(1.0, abs(base_loss))
             row = {"T": T, "method": m, "peak_mib": mem / 2**20, "seconds": sec, "repeats": len(runs),
                    "mem_ratio": mem / base_mem if base_mem else None, "time_ratio": sec / base_time if base_time else None,
-                   "loss": runs[0]["loss"], "loss_matches_full": loss_ok,
-                   "loss_rel_diff": None if base_loss is None else abs(runs[0]["loss"] - base_loss) / max(1.0, abs(base_loss))}
+                   "loss": runs[0]["loss"], "loss_matches_full": rel_diff is None or rel_diff <= 1e-4,
+                   "loss_rel_diff": rel_diff}
             payload["rows"].append(row)
             rows.append([T, m, f"{row['peak_mib']:.0f}", f"{row['mem_ratio']:.3f}" if base_mem else "",
                          f"{sec:.2f}", f"{row['time_ratio']:.2f}" if base_time else "", len(runs)])

@@ -108,3 +108,15 @@ def test_headline_table_one_row_per_comparison_and_sweep(tmp_path):
 
     with pytest.raises(ValueError, match="no summary.json"):
         headline_table([tmp_path / "grid", tmp_path / "nowhere"])
+
+
+def test_demo_differences_say_higher_or_lower_for_length_and_kl():
+    from adadpo.cli.demo import differences
+
+    rows = rows_for({(0.1, 1e-4): 0.05})
+    for r in rows:
+        if r["method"] == "AdaDPO":
+            r["length"] -= 1.0 + 0.01 * r["seed"]
+    lines = {line.split()[0]: line for line in differences(rows, "DPO", "AdaDPO").splitlines()}
+    assert lines["LC"].endswith("win") and lines["length"].endswith("lower")
+    assert lines["KL"].endswith("tie")  # identical KL in both methods: no direction

@@ -44,8 +44,9 @@ def table(rows: list[dict], methods: list[str]) -> str:
     return "\n".join(lines)
 
 
-#: Differences reported as higher/lower rather than win/loss: neither direction is better in itself.
+#: Metrics where neither direction is better in itself: their verdict says which way they moved.
 NEUTRAL = ("length", "kl")
+MOVED = {"win": "higher", "loss": "lower"}
 
 
 def differences(rows: list[dict], base: str, cand: str) -> str:
@@ -55,9 +56,10 @@ def differences(rows: list[dict], base: str, cand: str) -> str:
     for metric in ("lc", "wr", "tq", "lc_minus_wr", "length", "kl", "delta_chosen"):
         c = compare(rows, base, cand, metric)
         iv = c.pooled
-        verdict = "" if iv.n < 2 else f"  {iv.verdict()}"
-        if metric in NEUTRAL:  # neither direction is better in itself: say which way it moved
-            verdict = verdict.replace("win", "higher").replace("loss", "lower")
+        verdict = iv.verdict()
+        if metric in NEUTRAL:
+            verdict = MOVED.get(verdict, verdict)
+        verdict = "" if iv.n < 2 else f"  {verdict}"
         lines.append(f"  {METRICS[metric]:<15}{iv.mean:+8.3f}  [{iv.lo:+.3f}, {iv.hi:+.3f}]{verdict}")
     return "\n".join(lines)
 
