@@ -16,8 +16,8 @@ from tiny import make_model, make_pairs, make_tokenizer, save_tiny_model
 from transformers import AutoModelForCausalLM
 
 import adadpo
-from adadpo.trl import AdaDPOConfig, AdaDPOTrainer
-from adadpo.trl.trainer import chunked_head_problem
+from adadpo.trl import AdaDPOConfig, AdaDPOTrainer, model_inputs
+from adadpo.trl.chunked_head import chunked_head_problem
 
 COMMON = {
     "per_device_train_batch_size": 4,
@@ -57,15 +57,19 @@ def _trainer(model, tokenizer, dataset, tmp_path, backend: str, **kw) -> AdaDPOT
 
 
 def _loss_and_grads(trainer: AdaDPOTrainer, n: int = 4) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict]:
-    rows = [trainer.train_dataset[i] for i in range(n)]
-    batch = trainer._prepare_inputs(trainer.data_collator(rows))
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(n)])
     trainer.model.train()
     trainer.model.zero_grad()
     loss = trainer.compute_loss(trainer.model, batch)
     loss.backward()
     grads = {name: p.grad.clone() for name, p in trainer.model.named_parameters() if p.requires_grad}
-    logged = {k: v[-1] for k, v in trainer._metrics["train"].items()}
-    return loss.detach(), grads, logged
+    trainer.log({})  # TRL's log: the step's metrics into log_history
+    return loss.detach(), grads, trainer.state.log_history[-1]
+
+
+def _backends(trainer: AdaDPOTrainer) -> set[str]:
+    """The log-prob backends the trainer chose for its policy and (if any) reference model."""
+    return {trainer.logps_backend_for(m).name for m in (trainer.model, trainer.ref_model) if m is not None}
 
 
 def _assert_same(a: tuple, b: tuple, rtol: float = 1e-5) -> None:
@@ -89,7 +93,7 @@ def test_chunked_equals_full_logits_for_every_loss(model_dir, tokenizer, dataset
     for backend in ("chunked", "full", "trl_fused"):
         trainer = _trainer(str(model_dir), tokenizer, dataset, tmp_path, backend, loss=loss, balance=balance,
                            **PARAMS.get(loss, {}))
-        assert set(trainer._backends.values()) == {backend}  # policy (and reference): no silent fallback
+        assert _backends(trainer) == {backend}  # policy (and reference): no silent fallback
         results[backend] = _loss_and_grads(trainer)
     assert results["chunked"][0].item() != 0.0
     _assert_same(results["chunked"], results["full"])
@@ -102,7 +106,7 @@ def test_precomputed_reference_is_chunked_and_equals_the_full_path(model_dir, to
         trainer = _trainer(str(model_dir), tokenizer, dataset, tmp_path, backend, loss="dpo",
                            precompute_ref_log_probs=True)
         assert trainer.ref_model is None
-        assert trainer._backends[id(trainer.model)] == backend  # the precompute pass used this backend
+        assert _backends(trainer) == {backend}  # the precompute pass used this backend
         columns[backend] = [torch.tensor(trainer.train_dataset[c]) for c in ("ref_chosen_logps", "ref_rejected_logps")]
     for a, b in zip(columns["chunked"], columns["full"]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
@@ -127,14 +131,13 @@ def test_lora_chunked_equals_full_and_uses_the_base_model_as_reference(model_dir
     for backend in ("chunked", "full"):
         trainer = _trainer(str(model_dir), tokenizer, dataset, tmp_path, backend, loss="dpo", balance=True,
                            extra={"peft_config": lora})
-        assert trainer.ref_model is None and set(trainer._backends.values()) == {backend}
+        assert trainer.ref_model is None and _backends(trainer) == {backend}
         results[backend] = _loss_and_grads(trainer)
         assert all("lora_" in name for name in results[backend][1])  # only the adapter trains
-        rows = [trainer.train_dataset[i] for i in range(4)]
-        batch = trainer._prepare_inputs(trainer.data_collator(rows))
-        kwargs, labels = trainer._model_kwargs(batch)
-        ref = trainer.reference_logps(kwargs, labels, batch["completion_mask"])
-        refs[backend] = torch.cat([ref.chosen, ref.rejected])
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+        kwargs, labels = model_inputs(batch)
+        ref = trainer.reference_logps(kwargs, labels)
+        refs[backend] = torch.cat([ref.chosen_logps, ref.rejected_logps])
     _assert_same(results["chunked"], results["full"])
     base = AutoModelForCausalLM.from_pretrained(model_dir)
     with torch.no_grad():
@@ -163,7 +166,7 @@ def test_installed_head_keeps_the_forward_signature_and_generation(tokenizer):
 
     from trl.trainer.utils import add_fused_lm_head
 
-    from adadpo.trl.trainer import install_chunked_head
+    from adadpo.trl.chunked_head import install_chunked_head
 
     model = make_model(tokenizer, seed=2)
     ids = tokenizer(["the sky is"], return_tensors="pt")
@@ -177,7 +180,7 @@ def test_installed_head_keeps_the_forward_signature_and_generation(tokenizer):
     labels = ids["input_ids"].clone()
     out = model(**ids, labels=labels, adadpo_chunked=True)
     expected = adadpo.sequence_logps(model(**ids).logits, labels)
-    torch.testing.assert_close(out.tokens(1).per_sequence().logps, expected.logps)
+    torch.testing.assert_close(out.tokens.per_sequence().logps, expected.logps)
 
 
 @pytest.mark.parametrize("backend", ["chunked", "full"])
@@ -205,7 +208,7 @@ def test_unsupported_head_falls_back_to_trl_with_one_message(tokenizer, dataset,
         "torch.nn.Linear. Its log-probs come from TRL's fused LM head (logps_backend='trl_fused') instead."
     )
     assert messages == [expected]
-    assert set(trainer._backends.values()) == {"trl_fused"}
+    assert _backends(trainer) == {"trl_fused"}
     assert "entropy" in trainer.state.log_history[0]
 
 
@@ -238,7 +241,7 @@ def test_moe_router_aux_loss_is_the_same_with_the_chunked_head(tokenizer, datase
     results = {}
     for backend in ("chunked", "full"):
         trainer = _trainer(mixtral(), tokenizer, dataset, tmp_path, backend, loss="simpo", balance=True)
-        assert trainer.aux_loss_enabled and set(trainer._backends.values()) == {backend}
+        assert trainer.aux_loss_enabled and _backends(trainer) == {backend}
         results[backend] = _loss_and_grads(trainer)
     _assert_same(results["chunked"], results["full"])
     assert results["chunked"][2]["aux_loss"] == pytest.approx(results["full"][2]["aux_loss"], rel=1e-6)

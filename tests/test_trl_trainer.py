@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, TrainerCallback
 from trl import DPOConfig, DPOTrainer
 
 import adadpo
-from adadpo.trl import AdaDPOConfig, AdaDPOTrainer, NonFiniteLossError
+from adadpo.trl import AdaDPOConfig, AdaDPOTrainer, NonFiniteLossError, batch_pair_logps, model_inputs
 
 COMMON = dict(
     per_device_train_batch_size=4,
@@ -87,8 +87,13 @@ def test_plain_dpo_matches_stock_dpotrainer_over_20_steps(model_dir, tokenizer, 
 
 
 def _batch(trainer, n: int = 4) -> dict:
-    rows = [trainer.train_dataset[i] for i in range(n)]
-    return trainer._prepare_inputs(trainer.data_collator(rows))
+    return trainer.data_collator([trainer.train_dataset[i] for i in range(n)])
+
+
+def _logged(trainer) -> dict:
+    """The metrics of the steps since the last log, through TRL's own ``log``."""
+    trainer.log({})
+    return trainer.state.log_history[-1]
 
 
 @pytest.mark.parametrize("loss", list(adadpo.LOSSES))
@@ -104,22 +109,16 @@ def test_training_step_loss_is_the_core_loss(model_dir, tokenizer, dataset, tmp_
 
     def sums(model):
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
-        out = adadpo.sequence_logps(logits, labels)
-        return out.logps.chunk(2), out.lengths.chunk(2)
+        return adadpo.sequence_logps(logits, batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100))
 
-    (a_w, a_l), (t_w, t_l) = sums(trainer.model)
-    ref = {}
+    ref = None
     if adadpo.LOSSES[loss].needs_reference:
         with torch.no_grad():
-            (r_w, r_l), _ = sums(AutoModelForCausalLM.from_pretrained(model_dir))
-        ref = dict(ref_chosen_logps=r_w, ref_rejected_logps=r_l)
-    expected = adadpo.preference_loss(
-        loss, chosen_logps=a_w, rejected_logps=a_l, chosen_lengths=t_w, rejected_lengths=t_l, beta=0.1,
-        balance=adadpo.Balance() if balance else None, **ref, **params,
-    )
+            ref = sums(AutoModelForCausalLM.from_pretrained(model_dir)).logps
+    expected = adadpo.preference_loss(loss, sums(trainer.model).pairs(ref), beta=0.1,
+                                      balance=adadpo.Balance() if balance else None, **params)
     torch.testing.assert_close(got, expected.loss, rtol=1e-5, atol=1e-6)
-    logged = {k: v[-1] for k, v in trainer._metrics["train"].items()}
+    logged = _logged(trainer)
     for key, value in expected.metrics.items():
         assert logged[key] == pytest.approx(value.item(), rel=1e-4, abs=1e-5), key
     assert ("balance/coef_chosen" in logged) == balance
@@ -162,15 +161,15 @@ def test_lora_uses_the_base_model_as_reference(model_dir, tokenizer, dataset, tm
     assert trainer.ref_model is None
     trainer.train()
     batch = _batch(trainer)
-    kwargs, labels = trainer._model_kwargs(batch)
-    ref = trainer.reference_logps(kwargs, labels, batch["completion_mask"])
+    kwargs, labels = model_inputs(batch)
+    ref = trainer.reference_logps(kwargs, labels)
     base = AutoModelForCausalLM.from_pretrained(model_dir)
     with torch.no_grad():
         logits = base(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     expected = adadpo.sequence_logps(logits, labels).logps
-    torch.testing.assert_close(torch.cat([ref.chosen, ref.rejected]), expected, rtol=1e-5, atol=1e-5)
-    with torch.no_grad():
-        policy = trainer.model(**kwargs, labels=labels, fused_lm_head=True).log_probs.sum(1)
+    torch.testing.assert_close(torch.cat([ref.chosen_logps, ref.rejected_logps]), expected, rtol=1e-5, atol=1e-5)
+    policy = batch_pair_logps(trainer.model, batch)
+    policy = torch.cat([policy.chosen_logps, policy.rejected_logps])
     assert (policy - expected).abs().max() > 1e-4  # the adapter moved the policy away from the reference
 
 

@@ -25,11 +25,10 @@ import math
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass
 from typing import Any
 
-from adadpo.core.balance import LEVELS
-from adadpo.core.losses import LOSSES, get_family
+from adadpo.cli.balance_args import add_balance_arguments
+from adadpo.core.spec import LOSSES, get_family
 
 NAME = "diagnose"
 HELP = "measure the plain loss's gradient imbalance (log rho) on your data under your model"
@@ -46,10 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ref-model", default=None,
                    help="reference model (same tokenizer); default: the model is its own reference, as at step 0")
     p.add_argument("--loss", default="dpo", choices=list(LOSSES), help="loss whose imbalance is measured (default: dpo)")
-    p.add_argument("--level", default="token", choices=LEVELS,
-                   help="probability the gradients are measured on: geometric-mean token or sequence (default: token)")
-    p.add_argument("--use-reference", action="store_true",
-                   help="measure on the ratios pi / pi_ref (dpo, rdpo, ipo; needs --ref-model)")
+    add_balance_arguments(p, only=("level", "use_reference"))  # the statistic log rho is measured with
     p.add_argument("--kappa", type=float, nargs="+", default=list(DEFAULT_KAPPAS), metavar="K",
                    help="clips whose binding share is reported (default: 2 5 10 100)")
     p.add_argument("--num-pairs", type=int, default=512, help="use the first N pairs of the split (default: 512)")
@@ -89,16 +85,6 @@ def _check_args(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------------------- log-probs
 
 
-@dataclass
-class PairSums:
-    """Per-pair sums of response-token log-probs (float64, CPU) and response lengths, for every pair used."""
-
-    chosen: Any
-    rejected: Any
-    chosen_lengths: Any
-    rejected_lengths: Any
-
-
 def _load_model(name: str, dtype: str, what: str) -> Any:
     import torch
     from transformers import AutoModelForCausalLM
@@ -119,43 +105,32 @@ def _load_tokenizer(name: str) -> Any:
         raise ValueError(f"could not load the tokenizer of --model {name!r} ({type(err).__name__}: {err})") from err
 
 
-def _cat(parts: list[Any]) -> Any:
-    import torch
-
-    return torch.cat(parts).to("cpu", torch.float64)
-
-
-def pair_sums(
+def pair_logps(
     model: Any, tokenizer: Any, dataset: Any, *, ref_model: Any = None, batch_size: int = 8, max_length: int = 1024
-) -> tuple[PairSums, PairSums | None]:
-    """Summed response log-probs of every pair of ``dataset`` under ``model`` (and ``ref_model``), no gradients.
+) -> Any:
+    """The :class:`adadpo.PairLogps` of every pair of ``dataset`` under ``model`` (reference sums: ``ref_model``'s),
+    no gradients, float64 on the CPU.
 
-    Tokenisation, truncation and collation are ``AdaDPOTrainer``'s (TRL's), so the sums are the ones a
-    training run on the same data would start from; pairs TRL drops (prompt alone reaching ``max_length``)
-    are dropped here too. Returns ``(policy, reference or None)``, aligned pair by pair.
+    Tokenisation, truncation and collation are ``AdaDPOTrainer``'s (TRL's) and the sums come from
+    :func:`adadpo.trl.batch_pair_logps`, the trainer's own path, so they are the ones a training run on the same
+    data would start from; pairs TRL drops (prompt alone reaching ``max_length``) are dropped here too.
     """
     import torch
     from datasets.utils import logging as datasets_logging
     from tqdm.auto import tqdm
     from trl.trainer.utils import add_fused_lm_head
 
-    from adadpo.trl import AdaDPOConfig, AdaDPOTrainer
+    from adadpo.core.pairs import PairLogps
+    from adadpo.trl import AdaDPOConfig, AdaDPOTrainer, batch_pair_logps
 
     with tempfile.TemporaryDirectory(prefix="adadpo-diagnose-") as tmp:
-        # The trainer serves only to prepare the data and to patch the model with TRL's fused log-prob head;
-        # nothing is trained. A reference-free loss (simpo) keeps it from loading a reference copy of the model;
-        # the loss the user asked about is applied afterwards, to the sums computed here.
+        # The trainer serves only to prepare the data (and the model, as training would); nothing is trained. A
+        # reference-free loss (simpo) keeps it from loading a reference copy of the model; the loss the user asked
+        # about is applied afterwards, to the sums computed here.
         with warnings.catch_warnings():  # DPOConfig's own defaults trigger deprecation notices irrelevant here
             warnings.simplefilter("ignore", FutureWarning)
-            config = AdaDPOConfig(
-                output_dir=tmp,
-                loss="simpo",
-                report_to="none",
-                per_device_eval_batch_size=batch_size,
-                max_length=max_length,
-                bf16=False,
-                disable_tqdm=True,
-            )
+            config = AdaDPOConfig(output_dir=tmp, loss="simpo", report_to="none", max_length=max_length, bf16=False,
+                                  disable_tqdm=True)
         bars_were_on = datasets_logging.is_progress_bar_enabled()
         datasets_logging.disable_progress_bar()  # one bar (ours) rather than four dataset.map ones
         try:
@@ -167,59 +142,34 @@ def pair_sums(
     policy = trainer.model.eval()
     device = trainer.accelerator.device
     if ref_model is not None:
-        add_fused_lm_head(ref_model)
+        add_fused_lm_head(ref_model)  # for a model the chunked head cannot serve (the trainer's fallback)
         ref_model.to(device).eval()
 
-    sums: dict[str, list[Any]] = {k: [] for k in ("a_w", "a_l", "t_w", "t_l", "r_w", "r_l")}
-    with torch.no_grad(), tqdm(total=len(prepared), desc="adadpo diagnose", unit="pair") as bar:
+    parts = []
+    with tqdm(total=len(prepared), desc="adadpo diagnose", unit="pair") as bar:
         for start in range(0, len(prepared), batch_size):
             rows = [prepared[i] for i in range(start, min(start + batch_size, len(prepared)))]
             batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in trainer.data_collator(rows).items()}
-            model_kwargs, labels = trainer._model_kwargs(batch)
-            out = AdaDPOTrainer._pair_sums(
-                policy(**model_kwargs, labels=labels, fused_lm_head=True).log_probs, batch["completion_mask"]
-            )
-            sums["a_w"].append(out.chosen)
-            sums["a_l"].append(out.rejected)
-            sums["t_w"].append(out.chosen_lengths)
-            sums["t_l"].append(out.rejected_lengths)
-            if ref_model is not None:
-                ref = AdaDPOTrainer._pair_sums(
-                    ref_model(**model_kwargs, labels=labels, fused_lm_head=True).log_probs, batch["completion_mask"]
-                )
-                sums["r_w"].append(ref.chosen)
-                sums["r_l"].append(ref.rejected)
+            parts.append(batch_pair_logps(policy, batch, ref_model=ref_model))
             bar.update(len(rows))
-    lengths = (_cat(sums["t_w"]), _cat(sums["t_l"]))
-    pol = PairSums(_cat(sums["a_w"]), _cat(sums["a_l"]), *lengths)
-    ref_sums = PairSums(_cat(sums["r_w"]), _cat(sums["r_l"]), *lengths) if ref_model is not None else None
-    return pol, ref_sums
+    pairs = PairLogps.cat(parts)
+    return PairLogps(**{k: v.to("cpu", torch.float64) for k, v in pairs.tensors().items()})
 
 
 # -------------------------------------------------------------------------------------------- report
 
 
-def imbalance(loss: str, policy: PairSums, ref: PairSums | None, level: str, use_reference: bool,
-              kappas: tuple[float, ...]) -> Any:
-    """:func:`adadpo.gradient_imbalance` of ``loss`` on the sums. A reference-based loss with no reference
-    model takes the policy as its own reference (the statistic without ``use_reference`` ignores it)."""
+def imbalance(loss: str, pairs: Any, level: str, use_reference: bool, kappas: tuple[float, ...]) -> Any:
+    """:func:`adadpo.gradient_imbalance` of ``loss`` on the pairs. A reference-based loss with no reference
+    model takes the policy as its own reference (the statistic without ``use_reference`` ignores it); a
+    reference-free one ignores the reference sums."""
     from adadpo.core.diagnostics import gradient_imbalance
 
-    kw: dict[str, Any] = {}
-    if get_family(loss).needs_reference:
-        own = ref or policy
-        kw = {"ref_chosen_logps": own.chosen, "ref_rejected_logps": own.rejected}
-    return gradient_imbalance(
-        loss,
-        chosen_logps=policy.chosen,
-        rejected_logps=policy.rejected,
-        chosen_lengths=policy.chosen_lengths,
-        rejected_lengths=policy.rejected_lengths,
-        level=level,
-        use_reference=use_reference,
-        kappas=kappas,
-        **kw,
-    )
+    if get_family(loss).needs_reference and not pairs.has_reference:
+        pairs = pairs.with_reference(pairs.chosen_logps, pairs.rejected_logps)
+    elif not get_family(loss).needs_reference and pairs.has_reference:
+        pairs = type(pairs)(pairs.chosen_logps, pairs.rejected_logps, pairs.chosen_lengths, pairs.rejected_lengths)
+    return gradient_imbalance(loss, pairs, level=level, use_reference=use_reference, kappas=kappas)
 
 
 def _reference_note(args: argparse.Namespace) -> str:
@@ -254,8 +204,7 @@ def describe(report: Any, args: argparse.Namespace, requested: int) -> str:
     return "\n\n".join(["\n".join(head), report.to_text(), "\n".join(words)])
 
 
-def write_outputs(directory: str, report: Any, args: argparse.Namespace, policy: PairSums, ref: PairSums | None,
-                  requested: int) -> tuple[str, str]:
+def write_outputs(directory: str, report: Any, args: argparse.Namespace, pairs: Any, requested: int) -> tuple[str, str]:
     """Write ``imbalance.json`` (settings, summary, per-pair values) and ``imbalance.png`` (histogram of log rho
     with lines at 0 and at ``+-log kappa``); return their paths."""
     os.makedirs(directory, exist_ok=True)
@@ -265,15 +214,9 @@ def write_outputs(directory: str, report: Any, args: argparse.Namespace, policy:
         "kappas": [float(k) for k in args.kappa], "num_pairs_requested": requested, "batch_size": args.batch_size,
         "max_length": args.max_length, "dtype": args.dtype, "reference": _reference_note(args),
     }
-    per_pair = {
-        "log_rho": report.log_rho.tolist(),
-        "chosen_logps": policy.chosen.tolist(),
-        "rejected_logps": policy.rejected.tolist(),
-        "chosen_lengths": [int(t) for t in policy.chosen_lengths.tolist()],
-        "rejected_lengths": [int(t) for t in policy.rejected_lengths.tolist()],
-    }
-    if ref is not None:
-        per_pair.update(ref_chosen_logps=ref.chosen.tolist(), ref_rejected_logps=ref.rejected.tolist())
+    per_pair = {"log_rho": report.log_rho.tolist()}
+    for name, values in pairs.tensors().items():  # the policy's sums and lengths, and the reference's sums if any
+        per_pair[name] = [int(t) for t in values.tolist()] if name.endswith("lengths") else values.tolist()
     json_path = os.path.join(directory, "imbalance.json")
     with open(json_path, "w", encoding="utf-8") as f:
         json.dump({"settings": settings, **report.summary(), "per_pair": per_pair}, f, indent=1)
@@ -333,11 +276,11 @@ def run(args: argparse.Namespace) -> int:
             f"--ref-model {args.ref_model!r} has {ref_model.get_input_embeddings().num_embeddings} token embeddings but "
             f"the tokenizer of --model has {len(tokenizer)} tokens; the two models must share a tokenizer"
         )
-    policy, ref = pair_sums(model, tokenizer, subset, ref_model=ref_model, batch_size=args.batch_size,
-                            max_length=args.max_length)
-    report = imbalance(args.loss, policy, ref, args.level, args.use_reference, tuple(args.kappa))
+    pairs = pair_logps(model, tokenizer, subset, ref_model=ref_model, batch_size=args.batch_size,
+                       max_length=args.max_length)
+    report = imbalance(args.loss, pairs, args.level, args.use_reference, tuple(args.kappa))
     print(describe(report, args, requested))
     if args.output_dir:
-        json_path, png_path = write_outputs(args.output_dir, report, args, policy, ref, requested)
+        json_path, png_path = write_outputs(args.output_dir, report, args, pairs, requested)
         print(f"\nwrote {json_path} and {png_path}")
     return 0

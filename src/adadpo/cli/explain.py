@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 import torch
 
-from adadpo.core.balance import LEVELS, NORMALIZATIONS, PLACEMENTS, Balance
-from adadpo.core.losses import LOSSES, preference_loss
+from adadpo.cli.balance_args import add_balance_arguments, balance_from_args
+from adadpo.core.balance import Balance
+from adadpo.core.losses import preference_loss
+from adadpo.core.spec import LOSSES
 
 DEFAULT_PARAMS = {"rdpo": {"length_alpha": 0.01}}
 
@@ -44,10 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--loss", default="dpo", choices=[*LOSSES, "all"], help="loss family (default: dpo)")
     p.add_argument("--beta", type=float, default=0.1)
-    p.add_argument("--level", default="token", choices=LEVELS)
-    p.add_argument("--normalize", default="sum", choices=NORMALIZATIONS)
-    p.add_argument("--placement", default="margin", choices=PLACEMENTS)
-    p.add_argument("--clip", type=float, default=10.0, help="kappa >= 1; 'inf' disables clipping (default: 10)")
+    add_balance_arguments(p)  # --level, --use-reference, --alpha-chosen, ..., --placement: adadpo.Balance's fields
 
 
 def _grad_magnitudes(loss: str, pairs: tuple[ExamplePair, ...], beta: float, balance: Balance | None, level: str):
@@ -112,7 +111,7 @@ def explain(loss: str, beta: float, balance: Balance, pairs: tuple[ExamplePair, 
 
 
 def run(args: argparse.Namespace) -> int:
-    balance = Balance(level=args.level, normalize=args.normalize, placement=args.placement, clip=args.clip)
+    balance = balance_from_args(args)
     losses = list(LOSSES) if args.loss == "all" else [args.loss]
     print("\n\n".join(explain(loss, args.beta, balance) for loss in losses))
     return 0

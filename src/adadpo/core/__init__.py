@@ -1,13 +1,17 @@
 """The torch-only core of adadpo: losses, balancing, log-prob helpers and diagnostics.
 
-Nothing here imports TRL or transformers; integrations and the CLI build on this package.
+Nothing here imports TRL or transformers; integrations and the CLI build on this package. One batch of
+pairs travels as a :class:`PairLogps` from the log-prob helpers to :func:`preference_loss`, whose
+configuration is a :class:`LossSpec` checked once.
 """
 
 from adadpo.core.balance import Balance, Coefficients, balance_coefficients, normalized_coefficients
 from adadpo.core.diagnostics import ImbalanceReport, gradient_imbalance
-from adadpo.core.logps import SequenceLogps, linear_sequence_logps, sequence_logps
-from adadpo.core.losses import LOSSES, LossFamily, PreferenceLossOutput, preference_loss, side_statistics
+from adadpo.core.logps import SequenceLogps, TokenLogps, linear_sequence_logps, linear_token_logps, sequence_logps, token_logps
+from adadpo.core.losses import PreferenceLossOutput, preference_loss, side_statistics
 from adadpo.core.modules import CPOLoss, DPOLoss, IPOLoss, ORPOLoss, PreferenceLoss, RDPOLoss, SimPOLoss
+from adadpo.core.pairs import PairLogps
+from adadpo.core.spec import LOSSES, LossFamily, LossSpec
 
 __all__ = [
     "LOSSES",
@@ -18,17 +22,22 @@ __all__ = [
     "IPOLoss",
     "ImbalanceReport",
     "LossFamily",
+    "LossSpec",
     "ORPOLoss",
+    "PairLogps",
     "PreferenceLoss",
     "PreferenceLossOutput",
     "RDPOLoss",
     "SequenceLogps",
     "SimPOLoss",
+    "TokenLogps",
     "balance_coefficients",
     "gradient_imbalance",
     "linear_sequence_logps",
+    "linear_token_logps",
     "normalized_coefficients",
     "preference_loss",
     "sequence_logps",
     "side_statistics",
+    "token_logps",
 ]

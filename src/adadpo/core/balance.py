@@ -16,8 +16,8 @@ This module knows nothing about particular losses: :mod:`adadpo.core.losses` sup
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field, fields
+from typing import Literal, NamedTuple, get_args, get_origin, get_type_hints
 
 import torch
 from torch import Tensor
@@ -26,14 +26,14 @@ Level = Literal["token", "sequence"]
 Normalize = Literal["sum", "geometric", "rejected", "chosen"]
 Placement = Literal["margin", "gradient"]
 
-LEVELS: tuple[str, ...] = ("token", "sequence")
-NORMALIZATIONS: tuple[str, ...] = ("sum", "geometric", "rejected", "chosen")
-PLACEMENTS: tuple[str, ...] = ("margin", "gradient")
+LEVELS: tuple[str, ...] = get_args(Level)
+NORMALIZATIONS: tuple[str, ...] = get_args(Normalize)
+PLACEMENTS: tuple[str, ...] = get_args(Placement)
 
 
-def _check_choice(field: str, value: object, choices: tuple[str, ...]) -> None:
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ValueError(f"Balance.{field}={value!r} is not supported; expected one of {list(choices)}")
+        raise ValueError(f"Balance.{name}={value!r} is not supported; expected one of {list(choices)}")
 
 
 @dataclass(frozen=True)
@@ -57,13 +57,15 @@ class Balance:
             loss value and rewards of the base loss and rescales only the gradient.
     """
 
-    level: Level = "token"
-    use_reference: bool = False
-    alpha_chosen: float = 1.0
-    alpha_rejected: float = 1.0
-    clip: float = 10.0
-    normalize: Normalize = "sum"
-    placement: Placement = "margin"
+    level: Level = field(default="token", metadata={"help": "Probability whose gradient is balanced."})
+    use_reference: bool = field(
+        default=False, metadata={"help": "Balance pi/pi_ref instead of pi (reference-based losses only)."}
+    )
+    alpha_chosen: float = field(default=1.0, metadata={"help": "Exponent on X_w."})
+    alpha_rejected: float = field(default=1.0, metadata={"help": "Exponent on X_l."})
+    clip: float = field(default=10.0, metadata={"help": "kappa >= 1; inf disables clipping."})
+    normalize: Normalize = field(default="sum", metadata={"help": "Scale kept by the coefficient pair."})
+    placement: Placement = field(default="margin", metadata={"help": "Where the coefficients act."})
 
     def __post_init__(self) -> None:
         _check_choice("level", self.level, LEVELS)
@@ -78,6 +80,28 @@ class Balance:
         clip = self.clip
         if isinstance(clip, bool) or not isinstance(clip, (int, float)) or math.isnan(clip) or clip < 1:
             raise ValueError(f"Balance.clip={clip!r} must be a number >= 1 (kappa), or math.inf to disable clipping")
+
+
+class BalanceOption(NamedTuple):
+    """One field of :class:`Balance`, described for a config or command line: ``kind`` is ``str``, ``bool`` or
+    ``float``; ``choices`` lists the allowed strings of a ``Literal`` field, else ``None``."""
+
+    name: str
+    kind: type
+    default: object
+    help: str
+    choices: tuple[str, ...] | None
+
+
+def balance_options() -> tuple[BalanceOption, ...]:
+    """:class:`Balance`'s fields in order: the one source of the ``balance_*`` config fields and CLI flags."""
+    hints = get_type_hints(Balance)
+    options = []
+    for f in fields(Balance):
+        hint = hints[f.name]
+        choices = get_args(hint) if get_origin(hint) is Literal else None
+        options.append(BalanceOption(f.name, str if choices else hint, f.default, f.metadata["help"], choices))
+    return tuple(options)
 
 
 @dataclass(frozen=True)
@@ -125,12 +149,15 @@ def normalized_coefficients(log_rho: Tensor, normalize: Normalize) -> tuple[Tens
 
 
 @torch.no_grad()
-def balance_coefficients(x_chosen: Tensor, x_rejected: Tensor, balance: Balance, dtype: torch.dtype) -> Coefficients:
+def balance_coefficients(
+    x_chosen: Tensor, x_rejected: Tensor, balance: Balance, dtype: torch.dtype, check: bool = True
+) -> Coefficients:
     """AdaDPO coefficients from the side statistics ``X_w``, ``X_l`` (``[B]`` each, any float dtype).
 
     ``log rho = alpha_w X_w - alpha_l X_l``, clamped to ``[-log kappa, log kappa]``, then normalized.
     The statistics are computed in :func:`statistic_dtype`; the coefficients are returned in ``dtype``
-    (the loss's compute dtype). Raises ``ValueError`` if they overflow it or vanish (``clip=inf`` with extreme inputs).
+    (the loss's compute dtype). With ``check`` (one host sync), raises ``ValueError`` if they overflow it or
+    vanish (``clip=inf`` with extreme inputs); without, such coefficients make the loss non-finite.
     """
     wide = statistic_dtype(x_chosen.device)
     x_w, x_l = x_chosen.to(wide), x_rejected.to(wide)
@@ -143,7 +170,7 @@ def balance_coefficients(x_chosen: Tensor, x_rejected: Tensor, balance: Balance,
     clipped = used != log_rho
     c_w, c_l = normalized_coefficients(used, balance.normalize)
     c_w, c_l = c_w.to(dtype), c_l.to(dtype)
-    if not bool(torch.isfinite(c_w).all() & torch.isfinite(c_l).all() & (c_w > 0).all() & (c_l > 0).all()):
+    if check and not bool(torch.isfinite(c_w).all() & torch.isfinite(c_l).all() & (c_w > 0).all() & (c_l > 0).all()):
         worst = float(log_rho.abs().max())
         raise ValueError(
             f"AdaDPO coefficients are not representable in {dtype} (|log rho| up to {worst:.4g} with "

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from adadpo.core.balance import Balance, Level
 from adadpo.core.losses import side_statistics
+from adadpo.core.pairs import PairLogps
 
 QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
 
@@ -83,24 +84,27 @@ class ImbalanceReport:
 
 def gradient_imbalance(
     loss: str = "dpo",
+    pairs: PairLogps | None = None,
     *,
-    chosen_logps: Tensor,
-    rejected_logps: Tensor,
-    chosen_lengths: Tensor,
-    rejected_lengths: Tensor,
+    chosen_logps: Tensor | None = None,
+    rejected_logps: Tensor | None = None,
+    chosen_lengths: Tensor | None = None,
+    rejected_lengths: Tensor | None = None,
     ref_chosen_logps: Tensor | None = None,
     ref_rejected_logps: Tensor | None = None,
     level: Level = "token",
     use_reference: bool = False,
     kappas: tuple[float, ...] = (2.0, 5.0, 10.0, 100.0),
 ) -> ImbalanceReport:
-    """Report the plain loss's gradient imbalance from per-pair sums (``[B]`` each, as for
-    :func:`adadpo.preference_loss`). ``kappas`` are the clips whose binding share is reported."""
+    """Report the plain loss's gradient imbalance on a batch of pairs: a :class:`PairLogps`, or its ``[B]``
+    fields as keywords (as for :func:`adadpo.preference_loss`). ``kappas`` are the clips whose binding share
+    is reported."""
     for k in kappas:
         if not k >= 1:
             raise ValueError(f"kappas must all be >= 1, got {k!r}")
     x_w, x_l = side_statistics(
         loss,
+        pairs,
         chosen_logps=chosen_logps,
         rejected_logps=rejected_logps,
         chosen_lengths=chosen_lengths,

@@ -13,6 +13,8 @@ output, nor their gradients.
 - :func:`token_logps` and :func:`linear_token_logps` are the same computations returning one entry per
   counted token (plus, on request, the entropy, mean logit and top-1 flag that TRL logs), for callers
   that reduce them their own way (the trainer).
+- ``.pairs()`` on either result turns a batch laid out as TRL concatenates pairs (chosen rows, then
+  rejected rows) into the :class:`~adadpo.core.pairs.PairLogps` that :func:`adadpo.preference_loss` takes.
 
 Label conventions follow Hugging Face causal LMs: ``labels`` are aligned with ``input_ids`` and, with
 ``shift=True`` (default), position ``t`` of the logits predicts ``labels[:, t + 1]``. A token counts when
@@ -26,6 +28,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from adadpo.core.pairs import PairLogps
+
 #: Target size of one chunk of float32 logits (elements); ``2**23`` floats = 32 MiB.
 _CHUNK_ELEMENTS = 2**23
 
@@ -35,6 +39,15 @@ class SequenceLogps(NamedTuple):
 
     logps: Tensor
     lengths: Tensor
+
+    def pairs(self, ref_logps: Tensor | None = None) -> PairLogps:
+        """The :class:`~adadpo.core.pairs.PairLogps` of a batch laid out as TRL concatenates pairs: the ``B``
+        chosen sequences, then the ``B`` rejected ones. ``ref_logps``: the reference's ``[2B]`` sums, same layout."""
+        n = self.logps.shape[0]
+        if n % 2:
+            raise ValueError(f"a batch of pairs has an even number of sequences (chosen rows, then rejected), got {n}")
+        refs = ref_logps.chunk(2) if ref_logps is not None else (None, None)
+        return PairLogps(*self.logps.chunk(2), *self.lengths.chunk(2), *refs)
 
 
 class TokenLogps(NamedTuple):
@@ -63,6 +76,10 @@ class TokenLogps(NamedTuple):
         logps = logps.index_add(0, self.seq, self.logps.double()).float()
         lengths = torch.bincount(self.seq, minlength=self.batch).to(torch.int64)
         return SequenceLogps(logps, lengths)
+
+    def pairs(self, ref_logps: Tensor | None = None) -> PairLogps:
+        """Per-sequence sums as a :class:`~adadpo.core.pairs.PairLogps` (see :meth:`SequenceLogps.pairs`)."""
+        return self.per_sequence().pairs(ref_logps)
 
 
 def _targets(

@@ -31,39 +31,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from adadpo.core.balance import Balance, Coefficients, balance_coefficients, statistic_dtype
+from adadpo.core.pairs import PairLogps
+from adadpo.core.spec import LOSSES, LossFamily, LossSpec, get_family
 
-
-@dataclass(frozen=True)
-class LossFamily:
-    """Static description of one loss: what its side score is and which parameters it takes."""
-
-    name: str
-    needs_reference: bool
-    mean: bool  # u is the per-token mean (d = 1/T) rather than the sum (d = 1)
-    log_odds: bool  # g = log-odds (ORPO); identity otherwise
-    nll_weight: str | None  # parameter weighting the chosen NLL term, "one" for a fixed weight of 1
-    params: tuple[str, ...]  # loss-specific keyword parameters it accepts
-
-
-LOSSES: dict[str, LossFamily] = {
-    f.name: f
-    for f in (
-        LossFamily("dpo", True, False, False, None, ("label_smoothing",)),
-        LossFamily("rdpo", True, False, False, None, ("length_alpha", "label_smoothing")),
-        LossFamily("ipo", True, True, False, None, ()),
-        LossFamily("simpo", False, True, False, None, ("gamma", "label_smoothing")),
-        LossFamily("cpo", False, False, False, "cpo_alpha", ("cpo_alpha", "label_smoothing")),
-        LossFamily("orpo", False, True, True, "one", ()),
-    )
-}
-
-#: Defaults of the loss-specific parameters (``None`` = required when the loss takes it).
-PARAM_DEFAULTS: dict[str, float | None] = {
-    "gamma": 0.5,
-    "length_alpha": None,
-    "cpo_alpha": 1.0,
-    "label_smoothing": 0.0,
-}
+__all__ = ["LOSSES", "LossFamily", "LossSpec", "PreferenceLossOutput", "get_family", "preference_loss",
+           "side_statistics"]
 
 
 @dataclass
@@ -99,145 +71,9 @@ class PreferenceLossOutput:
     coefficients: Coefficients | None = field(default=None, repr=False)
 
 
-def get_family(loss: str) -> LossFamily:
-    """The :class:`LossFamily` named ``loss``; ``ValueError`` listing the known names otherwise."""
-    if loss not in LOSSES:
-        raise ValueError(f"loss={loss!r} is not a known preference loss; expected one of {list(LOSSES)}")
-    return LOSSES[loss]
-
-
 def log1mexp(x: Tensor) -> Tensor:
     """``log(1 - exp(x))`` for ``x < 0``, stable on both sides of ``-log 2``."""
     return torch.where(x < -math.log(2), torch.log1p(-torch.exp(x)), torch.log(-torch.expm1(x)))
-
-
-# ---------------------------------------------------------------------------------------------- inputs
-
-
-@dataclass(frozen=True)
-class _Pairs:
-    """Validated inputs in the compute dtype. ``A`` = policy sums, ``T`` = lengths, ``R`` = reference sums."""
-
-    A_w: Tensor
-    A_l: Tensor
-    T_w: Tensor
-    T_l: Tensor
-    R_w: Tensor | None
-    R_l: Tensor | None
-
-
-def _check_tensor(name: str, x: object, shape: torch.Size | None) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor of shape [B], got {type(x).__name__}")
-    if x.dim() != 1 or x.numel() == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D tensor of shape [B] (one value per pair), got shape {tuple(x.shape)}")
-    if shape is not None and x.shape != shape:
-        raise ValueError(f"{name} has shape {tuple(x.shape)} but chosen_logps has shape {tuple(shape)}; every input must be [B]")
-    return x
-
-
-def _validate(
-    family: LossFamily,
-    chosen_logps: Tensor,
-    rejected_logps: Tensor,
-    chosen_lengths: Tensor,
-    rejected_lengths: Tensor,
-    ref_chosen_logps: Tensor | None,
-    ref_rejected_logps: Tensor | None,
-    balance: Balance | None,
-) -> _Pairs:
-    shape = _check_tensor("chosen_logps", chosen_logps, None).shape
-    if not chosen_logps.is_floating_point():
-        raise ValueError(f"chosen_logps must be a floating-point tensor, got {chosen_logps.dtype}")
-    named = {"rejected_logps": rejected_logps, "chosen_lengths": chosen_lengths, "rejected_lengths": rejected_lengths}
-    has_ref = (ref_chosen_logps is not None, ref_rejected_logps is not None)
-    if family.needs_reference:
-        if not all(has_ref):
-            missing = [n for n, h in zip(("ref_chosen_logps", "ref_rejected_logps"), has_ref) if not h]
-            raise ValueError(
-                f"loss={family.name!r} needs the reference model's log-probs, but {' and '.join(missing)} "
-                f"{'is' if len(missing) == 1 else 'are'} missing; pass the reference sums or use a reference-free loss "
-                "(simpo, cpo, orpo)"
-            )
-        named.update(ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
-    elif any(has_ref):
-        raise ValueError(
-            f"loss={family.name!r} is reference-free, but reference log-probs were given; drop ref_chosen_logps/"
-            "ref_rejected_logps or use dpo, rdpo or ipo"
-        )
-    if balance is not None and balance.use_reference and not family.needs_reference:
-        raise ValueError(
-            f"Balance(use_reference=True) needs a reference model, but loss={family.name!r} is reference-free; "
-            "set use_reference=False"
-        )
-    for name, x in named.items():
-        _check_tensor(name, x, shape)
-        if name.endswith("logps") and not x.is_floating_point():
-            raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
-
-    dtype = torch.promote_types(chosen_logps.dtype, torch.float32)
-    device = chosen_logps.device
-    values = {"chosen_logps": chosen_logps, **named}
-    cast = {n: x.to(device=device, dtype=dtype) for n, x in values.items()}
-    for n in ("ref_chosen_logps", "ref_rejected_logps"):
-        if n in cast:
-            cast[n] = cast[n].detach()  # the reference is a constant
-
-    # One host sync for all checks; find the culprit only on failure.
-    checks = {n: torch.isfinite(x.detach()).all() for n, x in cast.items()}
-    checks.update({f"{n}>=1": (cast[n].detach() >= 1).all() for n in ("chosen_lengths", "rejected_lengths")})
-    flags = torch.stack(list(checks.values())).tolist()
-    for (key, ok) in zip(checks, flags):
-        if ok:
-            continue
-        if key.endswith(">=1"):
-            n = key[:-3]
-            bad = torch.nonzero(cast[n].detach() < 1).flatten()
-            raise ValueError(
-                f"{n} must be >= 1 for every pair (an empty response has no tokens to train on); "
-                f"found {cast[n][bad[0]].item():g} at index {bad[0].item()} ({bad.numel()} pair(s) in all)"
-            )
-        bad = torch.nonzero(~torch.isfinite(cast[key].detach())).flatten()
-        raise ValueError(
-            f"{key} must be finite; found {cast[key][bad[0]].item()} at index {bad[0].item()} ({bad.numel()} pair(s) in all)"
-        )
-    return _Pairs(
-        A_w=cast["chosen_logps"],
-        A_l=cast["rejected_logps"],
-        T_w=cast["chosen_lengths"],
-        T_l=cast["rejected_lengths"],
-        R_w=cast.get("ref_chosen_logps"),
-        R_l=cast.get("ref_rejected_logps"),
-    )
-
-
-def resolve_loss_params(family: LossFamily, beta: float, given: dict[str, float | None]) -> dict[str, float]:
-    """Check ``beta`` and the loss-specific keywords in ``given`` for ``family``; fill in defaults.
-
-    Keywords that do not apply to the loss must be ``None`` (``label_smoothing`` may also be 0); returns the
-    ones that apply, as floats. ``ValueError`` naming the keyword otherwise.
-    """
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not (math.isfinite(beta) and beta > 0):
-        raise ValueError(f"beta={beta!r} must be a finite number > 0")
-    resolved: dict[str, float] = {}
-    for name, value in given.items():
-        if name not in family.params:
-            if value is not None and not (name == "label_smoothing" and value == 0):
-                raise ValueError(f"{name}={value!r} does not apply to loss={family.name!r}; it takes {list(family.params) or 'only beta'}")
-            continue
-        if value is None:
-            value = PARAM_DEFAULTS[name]
-        if value is None:
-            raise ValueError(f"loss={family.name!r} needs {name} (e.g. {name}=0.01); it has no default")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError(f"{name}={value!r} must be a finite number")
-        resolved[name] = float(value)
-    eps = resolved.get("label_smoothing", 0.0)
-    if not 0.0 <= eps < 0.5:
-        raise ValueError(f"label_smoothing={eps!r} must lie in [0, 0.5)")
-    if resolved.get("cpo_alpha", 0.0) < 0:
-        raise ValueError(f"cpo_alpha={resolved['cpo_alpha']!r} must be >= 0")
-    return resolved
 
 
 # ------------------------------------------------------------------------------------------ statistics
@@ -272,13 +108,56 @@ def _side_x(family: LossFamily, balance: Balance, A: Tensor, T: Tensor, R: Tenso
     return x
 
 
+def _compute_view(pairs: PairLogps) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
+    """``A_w, A_l, T_w, T_l, R_w, R_l`` in the compute dtype (float32, or float64 for float64 sums) on the
+    policy sums' device; the reference sums detached (constants)."""
+    dtype = torch.promote_types(pairs.chosen_logps.dtype, torch.float32)
+    device = pairs.chosen_logps.device
+
+    def cast(x: Tensor) -> Tensor:
+        return x.to(device=device, dtype=dtype)
+
+    R_w = R_l = None
+    if pairs.has_reference:
+        R_w, R_l = cast(pairs.ref_chosen_logps.detach()), cast(pairs.ref_rejected_logps.detach())
+    return (cast(pairs.chosen_logps), cast(pairs.rejected_logps), cast(pairs.chosen_lengths),
+            cast(pairs.rejected_lengths), R_w, R_l)
+
+
+def _check_reference(family: LossFamily, pairs: PairLogps) -> None:
+    if family.needs_reference and not pairs.has_reference:
+        raise ValueError(
+            f"loss={family.name!r} needs the reference model's log-probs, but ref_chosen_logps and ref_rejected_logps "
+            "are missing; pass the reference sums or use a reference-free loss (simpo, cpo, orpo)"
+        )
+    if not family.needs_reference and pairs.has_reference:
+        raise ValueError(
+            f"loss={family.name!r} is reference-free, but reference log-probs were given; drop ref_chosen_logps/"
+            "ref_rejected_logps or use dpo, rdpo or ipo"
+        )
+
+
+def _as_pairs(spec: LossSpec, pairs: PairLogps | None, tensors: dict[str, Tensor | None]) -> PairLogps:
+    """``pairs``, or the :class:`PairLogps` of the keyword tensors (the keyword form), checked against ``spec``;
+    values are checked for keyword tensors and under ``spec.debug``."""
+    given = {k: v for k, v in tensors.items() if v is not None}
+    if pairs is not None and given:
+        raise ValueError(f"pass the pairs either as a PairLogps or as keyword tensors, not both (got {sorted(given)})")
+    checked = pairs if pairs is not None else PairLogps(**given)
+    _check_reference(spec.family, checked)
+    if pairs is None or spec.debug:
+        checked.check_values()
+    return checked
+
+
 def side_statistics(
     loss: str,
+    pairs: PairLogps | None = None,
     *,
-    chosen_logps: Tensor,
-    rejected_logps: Tensor,
-    chosen_lengths: Tensor,
-    rejected_lengths: Tensor,
+    chosen_logps: Tensor | None = None,
+    rejected_logps: Tensor | None = None,
+    chosen_lengths: Tensor | None = None,
+    rejected_lengths: Tensor | None = None,
     ref_chosen_logps: Tensor | None = None,
     ref_rejected_logps: Tensor | None = None,
     balance: Balance | None = None,
@@ -286,15 +165,17 @@ def side_statistics(
     """The side statistics ``(X_w, X_l)`` (``[B]`` each, float64 where available) of spec section 3.1.
 
     ``log rho = X_w - X_l`` is how many times harder (in log) the plain loss pushes the rejected side
-    than it pulls the chosen one. ``balance`` picks level and reference (default: ``Balance()``).
+    than it pulls the chosen one. ``balance`` picks level and reference (default: ``Balance()``). The pairs
+    come as a :class:`PairLogps` or as keyword tensors (then their values are checked).
     """
-    family = get_family(loss)
-    balance = balance or Balance()
-    p = _validate(family, chosen_logps, rejected_logps, chosen_lengths, rejected_lengths,
-                  ref_chosen_logps, ref_rejected_logps, balance)
-    u_w, u_l = _side_u(family, p.A_w, p.T_w, p.R_w), _side_u(family, p.A_l, p.T_l, p.R_l)
-    return (_side_x(family, balance, p.A_w, p.T_w, p.R_w, u_w),
-            _side_x(family, balance, p.A_l, p.T_l, p.R_l, u_l))
+    spec = LossSpec(loss, balance=balance)
+    pairs = _as_pairs(spec, pairs, dict(chosen_logps=chosen_logps, rejected_logps=rejected_logps,
+                                        chosen_lengths=chosen_lengths, rejected_lengths=rejected_lengths,
+                                        ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps))
+    A_w, A_l, T_w, T_l, R_w, R_l = _compute_view(pairs)
+    u_w, u_l = _side_u(spec.family, A_w, T_w, R_w), _side_u(spec.family, A_l, T_l, R_l)
+    return (_side_x(spec.family, spec.statistic, A_w, T_w, R_w, u_w),
+            _side_x(spec.family, spec.statistic, A_l, T_l, R_l, u_l))
 
 
 # ------------------------------------------------------------------------------------------ the losses
@@ -306,30 +187,32 @@ def _sigmoid_loss(z: Tensor, eps: float) -> Tensor:
     return loss if eps == 0 else (1 - eps) * loss - eps * F.logsigmoid(-z)
 
 
-def _pairwise(family: LossFamily, delta: Tensor, p: _Pairs, beta: float, params: dict[str, float]) -> Tensor:
-    name = family.name
-    if name == "ipo":
+def _pairwise(spec: LossSpec, delta: Tensor, T_w: Tensor, T_l: Tensor) -> Tensor:
+    """The pairwise term of ``delta = s_w - s_l`` (the module docstring's table), ``[B]``."""
+    name, beta, params = spec.family.name, spec.beta, spec.params
+    if name == "ipo":  # (c_w hbar_w - c_l hbar_l - 1 / (2 beta))^2
         return (delta - 1 / (2 * beta)) ** 2
-    if name == "orpo":
+    if name == "orpo":  # -beta log sigma(c_w lo_w - c_l lo_l)
         return -beta * F.logsigmoid(delta)
     z = beta * delta
-    if name == "rdpo":
-        z = z + params["length_alpha"] * (p.T_w - p.T_l)
-    elif name == "simpo":
+    if name == "rdpo":  # + length_alpha (T_w - T_l)
+        z = z + params["length_alpha"] * (T_w - T_l)
+    elif name == "simpo":  # - gamma
         z = z - params["gamma"]
     return _sigmoid_loss(z, params["label_smoothing"])
 
 
 def preference_loss(
-    loss: str,
+    loss: str | LossSpec,
+    pairs: PairLogps | None = None,
     *,
-    chosen_logps: Tensor,
-    rejected_logps: Tensor,
-    chosen_lengths: Tensor,
-    rejected_lengths: Tensor,
+    chosen_logps: Tensor | None = None,
+    rejected_logps: Tensor | None = None,
+    chosen_lengths: Tensor | None = None,
+    rejected_lengths: Tensor | None = None,
     ref_chosen_logps: Tensor | None = None,
     ref_rejected_logps: Tensor | None = None,
-    beta: float = 0.1,
+    beta: float | None = None,
     gamma: float | None = None,
     length_alpha: float | None = None,
     cpo_alpha: float | None = None,
@@ -338,62 +221,73 @@ def preference_loss(
 ) -> PreferenceLossOutput:
     """A preference loss over a batch of pairs, plain (``balance=None``) or AdaDPO-balanced.
 
+    Two forms:
+
+    - ``preference_loss(spec, pairs)``: a :class:`LossSpec` resolved once and a :class:`PairLogps`; no
+      Python validation, and no host sync unless ``spec.debug``. The form for training loops.
+    - ``preference_loss("dpo", chosen_logps=..., ..., beta=0.1, balance=Balance())`` (or with ``pairs``): the
+      convenience, which builds the :class:`LossSpec` from the keywords and checks every value.
+
     Args:
-        loss: ``"dpo" | "rdpo" | "ipo" | "simpo" | "cpo" | "orpo"`` (see the module docstring).
-        chosen_logps, rejected_logps: ``[B]`` summed response-token log-probs under the policy.
-        chosen_lengths, rejected_lengths: ``[B]`` response token counts, ``>= 1``.
-        ref_chosen_logps, ref_rejected_logps: ``[B]`` sums under the reference (dpo, rdpo, ipo only);
-            treated as constants.
-        beta: inverse temperature; for ipo the regularisation ``tau`` (target margin ``1 / (2 beta)``);
-            for orpo the weight ``lambda`` of the odds-ratio term.
-        gamma: simpo's target margin (default 0.5, as TRL's ``simpo_gamma``).
-        length_alpha: rdpo's length coefficient (required for rdpo).
-        cpo_alpha: weight of cpo's chosen NLL term (default 1.0).
-        label_smoothing: conservative-loss ``eps`` in ``[0, 0.5)`` for dpo, rdpo, simpo, cpo (default 0).
-        balance: ``None`` for the plain loss, or a :class:`Balance`.
+        loss: a :class:`LossSpec`, or a loss name (``"dpo" | "rdpo" | "ipo" | "simpo" | "cpo" | "orpo"``;
+            the parameters ``beta`` (default 0.1), ``gamma``, ``length_alpha``, ``cpo_alpha``,
+            ``label_smoothing`` and ``balance`` are then :class:`LossSpec`'s).
+        pairs: the batch as a :class:`PairLogps`, or ``None`` to give its fields as keywords:
+            ``chosen_logps``, ``rejected_logps`` ``[B]`` summed response-token log-probs under the policy;
+            ``chosen_lengths``, ``rejected_lengths`` ``[B]`` response token counts ``>= 1``;
+            ``ref_chosen_logps``, ``ref_rejected_logps`` ``[B]`` reference sums (dpo, rdpo, ipo only).
 
     Returns:
         :class:`PreferenceLossOutput`. The loss is computed in float32 (float64 for float64 inputs).
     """
-    family = get_family(loss)
-    params = resolve_loss_params(family, beta, {"gamma": gamma, "length_alpha": length_alpha,
-                                            "cpo_alpha": cpo_alpha, "label_smoothing": label_smoothing})
-    p = _validate(family, chosen_logps, rejected_logps, chosen_lengths, rejected_lengths,
-                  ref_chosen_logps, ref_rejected_logps, balance)
+    params = dict(beta=beta, gamma=gamma, length_alpha=length_alpha, cpo_alpha=cpo_alpha,
+                  label_smoothing=label_smoothing, balance=balance)
+    if isinstance(loss, LossSpec):
+        set_params = sorted(k for k, v in params.items() if v is not None)
+        if set_params:
+            raise ValueError(f"preference_loss(spec, ...) takes its parameters from the LossSpec; drop {set_params}")
+        spec = loss
+    else:
+        spec = LossSpec(loss, **{k: v for k, v in params.items() if v is not None}, debug=True)
+    pairs = _as_pairs(spec, pairs, dict(chosen_logps=chosen_logps, rejected_logps=rejected_logps,
+                                        chosen_lengths=chosen_lengths, rejected_lengths=rejected_lengths,
+                                        ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps))
+    return _loss(spec, *_compute_view(pairs))
 
-    u_w, u_l = _side_u(family, p.A_w, p.T_w, p.R_w), _side_u(family, p.A_l, p.T_l, p.R_l)
+
+def _loss(spec: LossSpec, A_w: Tensor, A_l: Tensor, T_w: Tensor, T_l: Tensor, R_w: Tensor | None,
+          R_l: Tensor | None) -> PreferenceLossOutput:
+    """The loss of spec section 3 on ``[B]`` compute-dtype inputs: side scores, coefficients, pairwise term, NLL."""
+    family, balance, beta = spec.family, spec.balance, spec.beta
+    u_w, u_l = _side_u(family, A_w, T_w, R_w), _side_u(family, A_l, T_l, R_l)
     g_w, g_l = (_log_odds(u_w), _log_odds(u_l)) if family.log_odds else (u_w, u_l)
     s_w, s_l = g_w, g_l
 
-    stat = balance or Balance()
-    coefs = balance_coefficients(
-        _side_x(family, stat, p.A_w, p.T_w, p.R_w, u_w),
-        _side_x(family, stat, p.A_l, p.T_l, p.R_l, u_l),
-        stat,
-        dtype=s_w.dtype,
-    )
+    stat = spec.statistic
+    coefs = balance_coefficients(_side_x(family, stat, A_w, T_w, R_w, u_w), _side_x(family, stat, A_l, T_l, R_l, u_l),
+                                 stat, dtype=s_w.dtype, check=spec.debug)
     if balance is None:
         c_w, c_l = torch.ones_like(s_w), torch.ones_like(s_l)
     else:
         c_w, c_l = coefs.chosen, coefs.rejected
-        if balance.placement == "margin":
+        if balance.placement == "margin":  # s -> c s
             s_w, s_l = c_w * s_w, c_l * s_l
-        else:
+        else:  # s -> sg(s) + c (s - sg(s)): same value, gradient scaled by c
             s_w = s_w.detach() + c_w * (s_w - s_w.detach())
             s_l = s_l.detach() + c_l * (s_l - s_l.detach())
 
-    losses = _pairwise(family, s_w - s_l, p, beta, params)
+    losses = _pairwise(spec, s_w - s_l, T_w, T_l)
     total = losses.mean()
     nll = None
-    if family.nll_weight is not None:
-        nll = -p.A_w.sum() / p.T_w.sum()
-        weight = 1.0 if family.nll_weight == "one" else params[family.nll_weight]
+    if family.nll_weight is not None:  # NLL_w = -sum_b A_w / sum_b T_w, untouched by the coefficients
+        nll = -A_w.sum() / T_w.sum()
+        weight = 1.0 if family.nll_weight == "one" else spec.params[family.nll_weight]
         total = total + weight * nll
 
     with torch.no_grad():
-        reward_w = beta * (p.A_w - p.R_w if family.needs_reference else u_w)
-        reward_l = beta * (p.A_l - p.R_l if family.needs_reference else u_l)
-        metrics = _metrics(family, p, reward_w, reward_l, nll, coefs, balance, g_w - g_l)
+        reward_w = beta * (A_w - R_w if family.needs_reference else u_w)
+        reward_l = beta * (A_l - R_l if family.needs_reference else u_l)
+        metrics = _metrics(family, A_w, A_l, reward_w, reward_l, nll, coefs, balance, g_w - g_l)
     return PreferenceLossOutput(
         loss=total,
         losses=losses,
@@ -410,7 +304,8 @@ def preference_loss(
 
 def _metrics(
     family: LossFamily,
-    p: _Pairs,
+    A_w: Tensor,
+    A_l: Tensor,
     reward_w: Tensor,
     reward_l: Tensor,
     nll: Tensor | None,
@@ -424,8 +319,8 @@ def _metrics(
         "rewards/rejected": reward_l.mean(),
         "rewards/margins": margins.mean(),
         "rewards/accuracies": (margins > 0).to(reward_w.dtype).mean(),
-        "logps/chosen": p.A_w.detach().mean(),
-        "logps/rejected": p.A_l.detach().mean(),
+        "logps/chosen": A_w.detach().mean(),
+        "logps/rejected": A_l.detach().mean(),
     }
     if nll is not None:
         m["nll_loss"] = nll.detach()

@@ -1,7 +1,8 @@
 """``nn.Module`` wrappers around :func:`adadpo.preference_loss`, one per loss family.
 
 >>> loss_fn = SimPOLoss(beta=2.0, gamma=1.0, balance=Balance())
->>> out = loss_fn(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths)
+>>> out = loss_fn(pairs)                     # a PairLogps, e.g. from TokenLogps.pairs()
+>>> out = loss_fn(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths)   # or the four [B] tensors
 >>> out.loss.backward()
 """
 
@@ -10,49 +11,43 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from adadpo.core.balance import Balance
-from adadpo.core.losses import PreferenceLossOutput, get_family, preference_loss, resolve_loss_params
+from adadpo.core.losses import PreferenceLossOutput, preference_loss
+from adadpo.core.pairs import PairLogps
+from adadpo.core.spec import LossSpec
 
 
 class PreferenceLoss(nn.Module):
-    """A configured preference loss. Parameters are checked at construction."""
+    """A configured preference loss: its :class:`LossSpec` is built (and checked) once, at construction.
+
+    ``debug=True`` checks every batch's values (one host sync each); see :class:`LossSpec`.
+    """
 
     loss_name: str = ""
 
-    def __init__(self, loss: str | None = None, *, beta: float = 0.1, balance: Balance | None = None, **params: float) -> None:
+    def __init__(self, loss: str | None = None, *, beta: float = 0.1, balance: Balance | None = None,
+                 debug: bool = False, **params: float) -> None:
         super().__init__()
-        name = loss or self.loss_name
-        family = get_family(name)
-        resolve_loss_params(family, beta, params)  # fail early, with the same messages
-        self.loss = name
-        self.beta = beta
-        self.balance = balance
-        self.params = params
+        self.spec = LossSpec(loss or self.loss_name, beta=beta, balance=balance, debug=debug, **params)
 
     def forward(
         self,
-        chosen_logps: Tensor,
-        rejected_logps: Tensor,
-        chosen_lengths: Tensor,
-        rejected_lengths: Tensor,
+        chosen_logps: PairLogps | Tensor,
+        rejected_logps: Tensor | None = None,
+        chosen_lengths: Tensor | None = None,
+        rejected_lengths: Tensor | None = None,
         ref_chosen_logps: Tensor | None = None,
         ref_rejected_logps: Tensor | None = None,
     ) -> PreferenceLossOutput:
-        return preference_loss(
-            self.loss,
-            chosen_logps=chosen_logps,
-            rejected_logps=rejected_logps,
-            chosen_lengths=chosen_lengths,
-            rejected_lengths=rejected_lengths,
-            ref_chosen_logps=ref_chosen_logps,
-            ref_rejected_logps=ref_rejected_logps,
-            beta=self.beta,
-            balance=self.balance,
-            **self.params,
-        )
+        """The loss of a :class:`PairLogps`, or of its fields given as ``[B]`` tensors in order."""
+        if isinstance(chosen_logps, PairLogps):
+            return preference_loss(self.spec, chosen_logps)
+        pairs = PairLogps(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths, ref_chosen_logps,
+                          ref_rejected_logps)
+        return preference_loss(self.spec, pairs)
 
     def extra_repr(self) -> str:
-        params = "".join(f", {k}={v}" for k, v in self.params.items())
-        return f"loss={self.loss!r}, beta={self.beta}{params}, balance={self.balance}"
+        params = "".join(f", {k}={v}" for k, v in self.spec.params.items())
+        return f"loss={self.spec.loss!r}, beta={self.spec.beta}{params}, balance={self.spec.balance}"
 
 
 class DPOLoss(PreferenceLoss):

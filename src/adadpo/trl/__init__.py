@@ -3,10 +3,15 @@
 >>> from adadpo.trl import AdaDPOConfig, AdaDPOTrainer
 >>> args = AdaDPOConfig("out", loss="dpo", balance=True, beta=0.1)
 >>> trainer = AdaDPOTrainer(model="Qwen/Qwen2-0.5B-Instruct", args=args, train_dataset=dataset)
+
+``batch_pair_logps(model, batch)`` gives the :class:`adadpo.PairLogps` of one collated TRL batch, as the
+trainer computes it, outside any trainer.
 """
 
+from adadpo.trl.backends import batch_pair_logps, model_inputs
 from adadpo.trl.callbacks import MetricsFileCallback
 from adadpo.trl.config import AdaDPOConfig
 from adadpo.trl.trainer import AdaDPOTrainer, NonFiniteLossError
 
-__all__ = ["AdaDPOConfig", "AdaDPOTrainer", "MetricsFileCallback", "NonFiniteLossError"]
+__all__ = ["AdaDPOConfig", "AdaDPOTrainer", "MetricsFileCallback", "NonFiniteLossError", "batch_pair_logps",
+           "model_inputs"]

@@ -1,30 +1,30 @@
 """``AdaDPOConfig``: TRL's ``DPOConfig`` plus the loss family and the AdaDPO balance fields.
 
-Every field below mirrors a keyword of :func:`adadpo.preference_loss` / :class:`adadpo.Balance`, with the
-``balance_`` prefix for the latter. ``beta`` and ``label_smoothing`` are DPOConfig's own fields.
+The ``balance_*`` fields are generated from :class:`adadpo.Balance`'s own fields (name, type, default, help,
+choices), so the two cannot drift apart. ``beta`` and ``label_smoothing`` are DPOConfig's own fields.
+:meth:`AdaDPOConfig.loss_spec` resolves all of it into the :class:`adadpo.LossSpec` the trainer applies every step.
 """
 
 from __future__ import annotations
 
-import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 
 from trl import DPOConfig
 
-from adadpo.core.balance import LEVELS, NORMALIZATIONS, PLACEMENTS, Balance
-from adadpo.core.losses import LOSSES, get_family, resolve_loss_params
-
-_DEFAULT = Balance()
+from adadpo.core.balance import Balance, balance_options
+from adadpo.core.spec import LOSSES, LossSpec, get_family
 
 #: Where the trainer's log-probs come from; see ``AdaDPOConfig.logps_backend``.
 LOGPS_BACKENDS = ("chunked", "trl_fused", "full")
+BALANCE_PREFIX = "balance_"
 
 
 def _has_gpu() -> bool:
     import torch
 
     return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+
 
 # DPOConfig fields whose non-default values select TRL-only loss machinery that AdaDPOTrainer replaces.
 _TRL_ONLY = {
@@ -35,20 +35,27 @@ _TRL_ONLY = {
     "use_weighting": (False, "WPO weighting is not supported"),
 }
 
+#: ``balance_<name>`` for every field of :class:`adadpo.Balance`, same type, default and help.
+BalanceFields = make_dataclass(
+    "BalanceFields",
+    [
+        (BALANCE_PREFIX + o.name, o.kind,
+         field(default=o.default, metadata={"help": o.help, **({"choices": list(o.choices)} if o.choices else {})}))
+        for o in balance_options()
+    ],
+)
+
 
 @dataclass
-class AdaDPOConfig(DPOConfig):
+class AdaDPOConfig(BalanceFields, DPOConfig):
     r"""Configuration of :class:`~adadpo.trl.AdaDPOTrainer`: ``trl.DPOConfig`` plus the fields below.
 
     Args:
         loss: preference loss family, one of ``dpo``, ``rdpo``, ``ipo``, ``simpo``, ``cpo``, ``orpo``.
         balance: train the AdaDPO (gradient-balanced) form of ``loss`` instead of the plain one.
-        balance_level: ``token`` (geometric-mean token probability) or ``sequence``.
-        balance_use_reference: balance the ratios ``pi / pi_ref`` (dpo, rdpo, ipo only).
-        balance_alpha_chosen, balance_alpha_rejected: exponents on the two sides' statistics.
-        balance_clip: ``kappa >= 1``; ``inf`` disables clipping.
-        balance_normalize: ``sum`` | ``geometric`` | ``rejected`` | ``chosen``.
-        balance_placement: ``margin`` (the paper's form) or ``gradient`` (loss value unchanged).
+        balance_<field>: one per field of :class:`adadpo.Balance` (``balance_level``, ``balance_use_reference``,
+            ``balance_alpha_chosen``, ``balance_alpha_rejected``, ``balance_clip``, ``balance_normalize``,
+            ``balance_placement``), with its type, default and choices; checked also when ``balance`` is off.
         gamma: SimPO's target margin (simpo only, default 0.5).
         length_alpha: R-DPO's length penalty (rdpo only, required).
         cpo_alpha: weight of CPO's chosen NLL term (cpo only, default 1.0).
@@ -62,6 +69,8 @@ class AdaDPOConfig(DPOConfig):
             memory; a reference for tests).
         logps_chunk_size: counted tokens per chunk for ``chunked`` and ``full`` (default: about 32 MiB of
             float32 logits per chunk, ``2**23 // vocab_size`` tokens).
+        loss_debug: check every batch's log-prob sums and AdaDPO coefficients in the loss (one host sync per
+            step) and fail at the first bad value; off, a bad batch surfaces as ``NonFiniteLossError``.
     """
 
     loss: str = field(
@@ -69,25 +78,6 @@ class AdaDPOConfig(DPOConfig):
         metadata={"help": "Preference loss family.", "choices": list(LOSSES)},
     )
     balance: bool = field(default=False, metadata={"help": "Use the AdaDPO (gradient-balanced) form of the loss."})
-    balance_level: str = field(
-        default=_DEFAULT.level,
-        metadata={"help": "Probability whose gradient is balanced.", "choices": list(LEVELS)},
-    )
-    balance_use_reference: bool = field(
-        default=_DEFAULT.use_reference,
-        metadata={"help": "Balance pi/pi_ref instead of pi (reference-based losses only)."},
-    )
-    balance_alpha_chosen: float = field(default=_DEFAULT.alpha_chosen, metadata={"help": "Exponent on X_w."})
-    balance_alpha_rejected: float = field(default=_DEFAULT.alpha_rejected, metadata={"help": "Exponent on X_l."})
-    balance_clip: float = field(default=_DEFAULT.clip, metadata={"help": "kappa >= 1; inf disables clipping."})
-    balance_normalize: str = field(
-        default=_DEFAULT.normalize,
-        metadata={"help": "Scale kept by the coefficient pair.", "choices": list(NORMALIZATIONS)},
-    )
-    balance_placement: str = field(
-        default=_DEFAULT.placement,
-        metadata={"help": "Where the coefficients act.", "choices": list(PLACEMENTS)},
-    )
     gamma: float | None = field(default=None, metadata={"help": "SimPO target margin (simpo; default 0.5)."})
     length_alpha: float | None = field(default=None, metadata={"help": "R-DPO length penalty (rdpo; required)."})
     cpo_alpha: float | None = field(default=None, metadata={"help": "CPO NLL weight (cpo; default 1.0)."})
@@ -102,6 +92,9 @@ class AdaDPOConfig(DPOConfig):
     logps_chunk_size: int | None = field(
         default=None,
         metadata={"help": "Counted tokens per log-prob chunk (default: 2**23 // vocab_size, ~32 MiB of logits)."},
+    )
+    loss_debug: bool = field(
+        default=False, metadata={"help": "Check every batch's log-prob sums and coefficients (one host sync per step)."}
     )
 
     def __post_init__(self) -> None:
@@ -125,15 +118,7 @@ class AdaDPOConfig(DPOConfig):
             isinstance(self.logps_chunk_size, bool) or not isinstance(self.logps_chunk_size, int) or self.logps_chunk_size < 1
         ):
             raise ValueError(f"logps_chunk_size={self.logps_chunk_size!r} must be a positive integer (or None for the default)")
-        if isinstance(self.balance_clip, str):  # "inf" from YAML or the command line
-            self.balance_clip = float(self.balance_clip)
-        self.balance_spec  # noqa: B018 -- validates every balance_* field, also when balance=False
-        if self.balance_use_reference and not family.needs_reference:
-            raise ValueError(
-                f"balance_use_reference=True (Balance(use_reference=True)) needs a reference model, but loss={self.loss!r} "
-                "is reference-free; set it to False"
-            )
-        resolve_loss_params(family, self.beta, self.loss_params)
+        self.loss_spec()  # every loss and balance_* field, also when balance=False
         if self.precompute_ref_log_probs and not family.needs_reference:
             raise ValueError(
                 f"precompute_ref_log_probs=True, but loss={self.loss!r} is reference-free and uses no reference "
@@ -142,33 +127,19 @@ class AdaDPOConfig(DPOConfig):
         if self.sync_ref_model and not family.needs_reference:
             raise ValueError(f"sync_ref_model=True, but loss={self.loss!r} is reference-free; set it to False")
 
-    @property
     def balance_spec(self) -> Balance:
-        """The :class:`adadpo.Balance` described by the ``balance_*`` fields (whether or not ``balance`` is on)."""
-        return Balance(
-            level=self.balance_level,
-            use_reference=self.balance_use_reference,
-            alpha_chosen=self.balance_alpha_chosen,
-            alpha_rejected=self.balance_alpha_rejected,
-            clip=math.inf if self.balance_clip in (None, math.inf) else self.balance_clip,
-            normalize=self.balance_normalize,
-            placement=self.balance_placement,
+        """The :class:`adadpo.Balance` of the ``balance_*`` fields (whether or not ``balance`` is on)."""
+        return Balance(**{o.name: getattr(self, BALANCE_PREFIX + o.name) for o in balance_options()})
+
+    def loss_spec(self) -> LossSpec:
+        """The :class:`adadpo.LossSpec` these fields describe, checked: what ``AdaDPOTrainer`` applies each step."""
+        balance = self.balance_spec()
+        if balance.use_reference and not get_family(self.loss).needs_reference:
+            raise ValueError(
+                f"balance_use_reference=True (Balance(use_reference=True)) needs a reference model, but loss={self.loss!r} "
+                "is reference-free; set it to False"
+            )
+        return LossSpec(
+            self.loss, beta=self.beta, gamma=self.gamma, length_alpha=self.length_alpha, cpo_alpha=self.cpo_alpha,
+            label_smoothing=self.label_smoothing, balance=balance if self.balance else None, debug=self.loss_debug,
         )
-
-    @property
-    def loss_balance(self) -> Balance | None:
-        """What :func:`adadpo.preference_loss` takes as ``balance``: ``None`` for the plain loss."""
-        return self.balance_spec if self.balance else None
-
-    @property
-    def loss_params(self) -> dict[str, float | None]:
-        """The loss-specific keywords of :func:`adadpo.preference_loss` that apply to ``loss``."""
-        family = get_family(self.loss)
-        given = {"gamma": self.gamma, "length_alpha": self.length_alpha, "cpo_alpha": self.cpo_alpha}
-        for name, value in given.items():
-            if value is not None and name not in family.params:
-                raise ValueError(f"{name}={value!r} does not apply to loss={self.loss!r}; it takes {list(family.params)}")
-        given["label_smoothing"] = self.label_smoothing if "label_smoothing" in family.params else None
-        if "label_smoothing" not in family.params and self.label_smoothing:
-            raise ValueError(f"label_smoothing={self.label_smoothing!r} does not apply to loss={self.loss!r}")
-        return {k: v for k, v in given.items() if k in family.params}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 import yaml
@@ -11,15 +12,15 @@ import adadpo
 
 def settings_section(args: Any) -> str:
     """Markdown: the loss and balance settings in a table, then the whole configuration as YAML."""
-    balance = args.balance_spec
+    spec = args.loss_spec()
     rows = [
-        ("loss", args.loss),
-        ("balance (AdaDPO)", args.balance),
-        ("beta", args.beta),
-        *((k, v) for k, v in args.loss_params.items()),
+        ("loss", spec.loss),
+        ("balance (AdaDPO)", spec.balance is not None),
+        ("beta", spec.beta),
+        *spec.params.items(),
     ]
-    if args.balance:
-        rows += [(f"balance.{k}", getattr(balance, k)) for k in balance.__dataclass_fields__]
+    if spec.balance is not None:
+        rows += [(f"balance.{f.name}", getattr(spec.balance, f.name)) for f in fields(spec.balance)]
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     config = {k: v for k, v in sorted(args.to_dict().items())}
     dump = yaml.safe_dump(config, sort_keys=True, default_flow_style=False, allow_unicode=True)

@@ -1,0 +1,107 @@
+"""``PairLogps``: the one container a batch of preference pairs travels in, from the model's output to the loss.
+
+For pair ``b``: ``A_w = chosen_logps[b]`` and ``A_l = rejected_logps[b]`` are the summed response-token
+log-probs under the policy, ``T_w``, ``T_l`` the response lengths, and ``R_w``, ``R_l`` the same sums under
+the reference model (``None`` for the reference-free losses simpo, cpo, orpo).
+
+The log-prob helpers build it (:meth:`adadpo.core.logps.TokenLogps.pairs`,
+:meth:`adadpo.core.logps.SequenceLogps.pairs`), :class:`adadpo.LossSpec` and :func:`adadpo.preference_loss`
+consume it. Construction checks the structure (types, shapes, dtypes, both reference sums or neither) without
+reading a value, so building one never waits for the device; :meth:`PairLogps.check_values` reads the values
+(finite, lengths >= 1) in one host sync, for inputs that did not come from a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+_LOGPS = ("chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps")
+
+
+def _check_tensor(name: str, x: object, shape: torch.Size | None) -> None:
+    if not isinstance(x, Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of shape [B], got {type(x).__name__}")
+    if x.dim() != 1 or x.numel() == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D tensor of shape [B] (one value per pair), got shape {tuple(x.shape)}")
+    if shape is not None and x.shape != shape:
+        raise ValueError(f"{name} has shape {tuple(x.shape)} but chosen_logps has shape {tuple(shape)}; every input must be [B]")
+    if name in _LOGPS and not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
+
+
+@dataclass(frozen=True)
+class PairLogps:
+    """Per-pair sums of response-token log-probs and response lengths, ``[B]`` each.
+
+    Attributes:
+        chosen_logps, rejected_logps: ``A_w``, ``A_l``, floating point, differentiable.
+        chosen_lengths, rejected_lengths: ``T_w``, ``T_l``, response token counts (any real dtype), ``>= 1``.
+        ref_chosen_logps, ref_rejected_logps: ``R_w``, ``R_l`` under the reference model (treated as
+            constants by the losses), or both ``None``.
+    """
+
+    chosen_logps: Tensor
+    rejected_logps: Tensor
+    chosen_lengths: Tensor
+    rejected_lengths: Tensor
+    ref_chosen_logps: Tensor | None = None
+    ref_rejected_logps: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        _check_tensor("chosen_logps", self.chosen_logps, None)
+        shape = self.chosen_logps.shape
+        for name in ("rejected_logps", "chosen_lengths", "rejected_lengths"):
+            _check_tensor(name, getattr(self, name), shape)
+        refs = {"ref_chosen_logps": self.ref_chosen_logps, "ref_rejected_logps": self.ref_rejected_logps}
+        missing = [name for name, x in refs.items() if x is None]
+        if len(missing) == 1:
+            raise ValueError(f"{missing[0]} is missing: give both reference sums (ref_chosen_logps, ref_rejected_logps) or neither")
+        if not missing:
+            for name, x in refs.items():
+                _check_tensor(name, x, shape)
+
+    @property
+    def has_reference(self) -> bool:
+        return self.ref_chosen_logps is not None
+
+    def with_reference(self, ref_chosen_logps: Tensor, ref_rejected_logps: Tensor) -> PairLogps:
+        """The same pairs with the reference sums ``R_w``, ``R_l`` (``[B]`` each) attached."""
+        return PairLogps(self.chosen_logps, self.rejected_logps, self.chosen_lengths, self.rejected_lengths,
+                         ref_chosen_logps, ref_rejected_logps)
+
+    def tensors(self) -> dict[str, Tensor]:
+        """The fields that are set, by name (the keywords of :func:`adadpo.preference_loss`)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    @classmethod
+    def cat(cls, parts: list[PairLogps]) -> PairLogps:
+        """Concatenate batches of pairs (all with a reference or all without)."""
+        names = parts[0].tensors()
+        return cls(**{name: torch.cat([getattr(p, name) for p in parts]) for name in names})
+
+    def check_values(self) -> PairLogps:
+        """Raise ``ValueError`` naming the field and the first bad pair unless every sum is finite and every
+        length ``>= 1``; one host sync for all checks. Returns ``self``."""
+        values = self.tensors()
+        checks = {name: torch.isfinite(x.detach()).all() for name, x in values.items()}
+        checks.update({f"{n}>=1": (values[n].detach() >= 1).all() for n in ("chosen_lengths", "rejected_lengths")})
+        flags = torch.stack([c.to(self.chosen_logps.device) for c in checks.values()]).tolist()
+        for key, ok in zip(checks, flags):
+            if ok:
+                continue
+            name = key.removesuffix(">=1")
+            x = values[name].detach()
+            if key.endswith(">=1"):
+                bad = torch.nonzero(x < 1).flatten()
+                raise ValueError(
+                    f"{name} must be >= 1 for every pair (an empty response has no tokens to train on); "
+                    f"found {x[bad[0]].item():g} at index {bad[0].item()} ({bad.numel()} pair(s) in all)"
+                )
+            bad = torch.nonzero(~torch.isfinite(x)).flatten()
+            raise ValueError(
+                f"{name} must be finite; found {x[bad[0]].item()} at index {bad[0].item()} ({bad.numel()} pair(s) in all)"
+            )
+        return self

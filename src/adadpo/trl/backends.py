@@ -1,0 +1,183 @@
+"""Log-prob backends: one forward of a causal LM over a TRL preference batch, to a :class:`adadpo.PairLogps`.
+
+A TRL preference batch holds ``2B`` rows, the ``B`` chosen sequences then the ``B`` rejected ones, with a
+``completion_mask`` marking the response tokens. :func:`model_inputs` turns it into the model's keywords and
+``labels`` (the input ids, ``-100`` outside the responses): the one masking convention used from here on.
+Every backend takes those and returns the same :class:`BackendOutput`: the pairs, TRL's token metrics as
+``(numerator, count)`` sums, and the MoE auxiliary loss.
+
+- ``chunked`` (:class:`ChunkedBackend`): backbone + :func:`adadpo.core.logps.linear_token_logps` through the
+  chunked head (:mod:`adadpo.trl.chunked_head`); the ``[2B, T, V]`` logits never exist.
+- ``trl_fused`` (:class:`TrlFusedBackend`): TRL 1.16's fused LM head (``fused_lm_head=True``), what stock
+  ``DPOTrainer`` uses.
+- ``full`` (:class:`FullBackend`): the model's own forward with full logits, then
+  :func:`adadpo.core.logps.token_logps`.
+
+:func:`choose_backend` picks one for a model (``chunked`` falls back to ``trl_fused`` where it cannot serve);
+:func:`batch_pair_logps` is the whole path for one batch, for callers outside a trainer (``adadpo diagnose``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from adadpo.core.logps import SequenceLogps, TokenLogps, token_logps
+from adadpo.core.pairs import PairLogps
+from adadpo.trl.chunked_head import chunked_head_problem, install_chunked_head
+
+logger = logging.getLogger("adadpo")
+
+#: Token-weighted metrics of one step: TRL's name -> (numerator, count), reduced as sums over processes.
+MetricSums = dict[str, tuple[Tensor, Tensor]]
+
+#: Batch columns that are not model inputs.
+NON_MODEL_KEYS = frozenset({"completion_mask", "ref_chosen_logps", "ref_rejected_logps"})
+
+
+class BackendOutput(NamedTuple):
+    """One forward's result: ``pairs`` (policy sums and lengths, no reference), ``metric_sums`` (TRL's
+    ``entropy``, ``logits/chosen``, ``logits/rejected``, ``mean_token_accuracy``; empty without metrics),
+    ``aux_loss`` (the MoE load-balancing loss, or ``None``)."""
+
+    pairs: PairLogps
+    metric_sums: MetricSums
+    aux_loss: Tensor | None
+
+
+def model_inputs(batch: dict[str, Tensor]) -> tuple[dict[str, Any], Tensor]:
+    """The model keywords of a TRL preference batch and its ``labels``: ``input_ids`` with ``-100`` wherever
+    ``completion_mask`` is 0 (prompt and padding), aligned with ``input_ids`` (the model shifts)."""
+    kwargs = {k: v for k, v in batch.items() if k not in NON_MODEL_KEYS}
+    kwargs["use_cache"] = False
+    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
+    return kwargs, labels
+
+
+def token_metric_sums(tokens: TokenLogps) -> MetricSums:
+    """TRL's token metrics from per-token statistics of a ``[2B]`` pair batch (rows ``< B`` are chosen)."""
+    chosen = tokens.seq < tokens.batch // 2
+    n_w = chosen.sum()
+    return {
+        "entropy": (tokens.entropy.sum(), tokens.seq.new_tensor(tokens.seq.numel())),
+        "logits/chosen": (tokens.mean_logits[chosen].sum(), n_w),
+        "logits/rejected": (tokens.mean_logits[~chosen].sum(), tokens.seq.numel() - n_w),
+        "mean_token_accuracy": ((tokens.is_top1 & chosen).sum(), n_w),
+    }
+
+
+class LogpsBackend:
+    """Computes a batch's :class:`BackendOutput` from ``model(**model_kwargs)`` and ``labels``."""
+
+    name = ""
+
+    def __init__(self, chunk_size: int | None = None) -> None:
+        self.chunk_size = chunk_size
+
+    def __call__(self, model: Any, model_kwargs: dict[str, Any], labels: Tensor, metrics: bool) -> BackendOutput:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(chunk_size={self.chunk_size})"
+
+
+class ChunkedBackend(LogpsBackend):
+    """Backbone + chunked LM head (needs :func:`~adadpo.trl.chunked_head.install_chunked_head`)."""
+
+    name = "chunked"
+
+    def __call__(self, model: Any, model_kwargs: dict[str, Any], labels: Tensor, metrics: bool) -> BackendOutput:
+        out = model(**model_kwargs, labels=labels, adadpo_chunked=True, adadpo_stats=metrics,
+                    adadpo_chunk_size=self.chunk_size)
+        return BackendOutput(out.tokens.pairs(), token_metric_sums(out.tokens) if metrics else {}, out.aux_loss)
+
+
+class FullBackend(LogpsBackend):
+    """The model's own logits, then :func:`~adadpo.core.logps.token_logps`."""
+
+    name = "full"
+
+    def __call__(self, model: Any, model_kwargs: dict[str, Any], labels: Tensor, metrics: bool) -> BackendOutput:
+        out = model(**model_kwargs)
+        tokens = token_logps(out.logits, labels, chunk_size=self.chunk_size, stats=metrics)
+        return BackendOutput(tokens.pairs(), token_metric_sums(tokens) if metrics else {},
+                             getattr(out, "aux_loss", None))
+
+
+class TrlFusedBackend(LogpsBackend):
+    """TRL's fused LM head (``trl.trainer.utils.add_fused_lm_head``, which ``DPOTrainer`` installs)."""
+
+    name = "trl_fused"
+
+    def __call__(self, model: Any, model_kwargs: dict[str, Any], labels: Tensor, metrics: bool) -> BackendOutput:
+        out = model(**model_kwargs, labels=labels, fused_lm_head=True)
+        counted = labels[:, 1:] != -100
+        width = counted.size(1)  # prompt-learning PEFT prepends virtual tokens: keep the real positions
+        sums = SequenceLogps(out.log_probs[:, -width:].sum(dim=1), counted.sum(dim=1))
+        return BackendOutput(sums.pairs(), self._metric_sums(out, counted) if metrics else {}, out.aux_loss)
+
+    @staticmethod
+    def _metric_sums(outputs: Any, counted: Tensor) -> MetricSums:
+        """TRL's token metrics, as ``(numerator, count)``, from its fused head's ``[2B, T-1]`` outputs."""
+        width = counted.size(1)
+        chosen_mask, rejected_mask = counted.chunk(2)
+        sums: MetricSums = {}
+        if outputs.entropy is not None:
+            sums["entropy"] = ((outputs.entropy[:, -width:].detach() * counted).sum(), counted.sum())
+        if outputs.mean_logits is not None:
+            logits_w, logits_l = outputs.mean_logits[:, -width:].detach().chunk(2)
+            sums["logits/chosen"] = (logits_w[chosen_mask].sum(), chosen_mask.sum())
+            sums["logits/rejected"] = (logits_l[rejected_mask].sum(), rejected_mask.sum())
+        if outputs.is_top1 is not None:
+            top1_w, _ = outputs.is_top1[:, -width:].chunk(2)
+            sums["mean_token_accuracy"] = ((top1_w & chosen_mask).sum(), chosen_mask.sum())
+        return sums
+
+
+_WARNED = "_adadpo_chunked_fallback_warned"
+BACKENDS: dict[str, type[LogpsBackend]] = {b.name: b for b in (ChunkedBackend, TrlFusedBackend, FullBackend)}
+
+
+def choose_backend(model: Any, requested: str, chunk_size: int | None = None, sharded: bool = False) -> LogpsBackend:
+    """The backend for ``model`` (unwrapped from DDP; possibly a PEFT model): ``requested``, except that
+    ``chunked`` falls back to ``trl_fused``, with one logged warning, when :func:`chunked_head_problem` names
+    a reason, the LM head is ``sharded`` (FSDP, ZeRO-3), or a prompt-learning PEFT adapter prepends virtual
+    tokens (warned once per model). Installs the chunked head when it is chosen."""
+    is_peft = hasattr(model, "get_base_model") and hasattr(model, "peft_config")
+    inner = model.get_base_model() if is_peft else model
+    if requested == "chunked":
+        problem = chunked_head_problem(inner)
+        if problem is None and sharded:
+            problem = "its LM head weight is sharded (FSDP or DeepSpeed ZeRO-3)"
+        peft_config = getattr(model, "active_peft_config", None) if is_peft else None
+        if problem is None and peft_config is not None and peft_config.is_prompt_learning:
+            problem = "its prompt-learning PEFT adapter prepends virtual tokens"
+        if problem is None:
+            install_chunked_head(inner)
+        elif not getattr(inner, _WARNED, False):
+            setattr(inner, _WARNED, True)
+            logger.warning(
+                "logps_backend='chunked' cannot serve %s: %s. Its log-probs come from TRL's fused LM head "
+                "(logps_backend='trl_fused') instead.",
+                type(inner).__name__,
+                problem,
+            )
+            requested = "trl_fused"
+    return BACKENDS[requested](chunk_size)
+
+
+@torch.no_grad()
+def batch_pair_logps(model: Any, batch: dict[str, Tensor], *, ref_model: Any = None, backend: str = "chunked",
+                     chunk_size: int | None = None) -> PairLogps:
+    """The :class:`adadpo.PairLogps` of one collated TRL preference batch under ``model`` (and, as reference
+    sums, ``ref_model``), without gradients, exactly as ``AdaDPOTrainer`` computes them. ``backend`` as
+    ``AdaDPOConfig.logps_backend`` (``trl_fused`` needs TRL's fused head on the model: ``add_fused_lm_head``)."""
+    model_kwargs, labels = model_inputs(batch)
+    pairs = choose_backend(model, backend, chunk_size)(model, model_kwargs, labels, metrics=False).pairs
+    if ref_model is None:
+        return pairs
+    ref = choose_backend(ref_model, backend, chunk_size)(ref_model, model_kwargs, labels, metrics=False).pairs
+    return pairs.with_reference(ref.chosen_logps, ref.rejected_logps)
