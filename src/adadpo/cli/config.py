@@ -1,18 +1,21 @@
-"""YAML config plus command-line overrides for dataclass-backed commands (``adadpo train``).
+"""``adadpo train``'s configuration: a YAML file plus command-line overrides, parsed by TRL's own ``TrlParser``.
 
-Follows ``trl``'s ``TrlParser`` convention (``--config run.yaml``, then ``--key value`` overrides, an optional
-``env:`` mapping), with two differences: YAML values go through the same type conversion as the command
-line, so a mistyped value fails at once naming the key, and unknown keys fail with the closest known names.
+``--config run.yaml`` sets the defaults (its ``env:`` section the environment), ``--key value`` overrides them,
+and keys that ``accelerate launch`` takes (``num_processes``, ``accelerate_config``, ...) are launch settings:
+all exactly as ``trl dpo --config``, so a config TRL accepts is accepted here. adadpo adds only what TRL lacks:
+every other unknown key is a one-line error naming the closest known ones, and so is a list or a mapping given
+to a field whose type takes neither (TRL would pass it on to fail deep inside training).
 """
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import json
 import os
+import types
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 from trl import TrlParser
@@ -23,95 +26,108 @@ def _suggest(key: str, known: Sequence[str]) -> str:
     return f" (did you mean {', '.join(close)}?)" if close else ""
 
 
-def _type_name(action: argparse.Action) -> str:
-    return getattr(action.type, "__name__", str(action.type)) if action.type else "str"
-
-
-def _config_tokens(parser: TrlParser, config: dict[str, Any], source: str) -> list[str]:
-    """Turn a YAML mapping into command-line tokens, checking keys, types and choices on the way."""
-    actions: dict[str, argparse.Action] = {}
-    for a in parser._actions:  # the first action of a dest is --key; a later --no_key shares the dest
-        if a.dest != "help":
-            actions.setdefault(a.dest, a)
-    unknown = [k for k in config if k not in actions]
-    if unknown:
-        raise ValueError(
-            "; ".join(f"unknown key {k!r} in {source}{_suggest(k, list(actions))}" for k in unknown)
-            + f". Run `adadpo train --help` for the {len(actions)} known keys"
-        )
-    tokens: list[str] = []
-    for key, value in config.items():
-        action = actions[key]
-        if value is None or isinstance(value, dict):
-            parser.set_defaults(**{key: value})  # argparse has no syntax for null or a mapping
-            continue
-        values = value if isinstance(value, list) else [value]
-        if isinstance(value, list) and action.nargs not in ("+", "*"):
-            raise ValueError(f"{key}={value!r} in {source}: expected a single {_type_name(action)}, got a list")
-        for v in values:
-            text = str(v).lower() if isinstance(v, bool) else str(v)
-            if action.type is not None:
-                try:
-                    action.type(text)
-                except (TypeError, ValueError) as err:
-                    raise ValueError(f"{key}={v!r} in {source}: expected {_type_name(action)} ({err})") from err
-            if action.choices is not None and action.type is not None and action.type(text) not in action.choices:
-                raise ValueError(f"{key}={v!r} in {source}: expected one of {list(action.choices)}")
-        tokens += [action.option_strings[0], *(str(v).lower() if isinstance(v, bool) else str(v) for v in values)]
-    return tokens
+def _admits(tp: Any, kind: type) -> bool:
+    """Whether a field annotated ``tp`` takes a ``list`` or ``dict`` (``kind``) value."""
+    if get_origin(tp) in (Union, types.UnionType):
+        return any(_admits(arg, kind) for arg in get_args(tp))
+    return tp is Any or tp is kind or get_origin(tp) is kind
 
 
 class _Parser(TrlParser):
-    def error(self, message: str) -> None:  # argparse would print usage and exit; raise a ValueError instead
+    """``TrlParser`` raising ``ValueError`` (one line) instead of printing usage and exiting, and checking that a
+    YAML list or mapping goes to a field that takes one."""
+
+    config_path = "the config"
+
+    def error(self, message: str) -> None:
         raise ValueError(message)
 
+    def set_defaults_with_config(self, **config: Any) -> list[str]:
+        hints = {f.name: get_type_hints(dc)[f.name] for dc in self.dataclass_types for f in fields(dc)}
+        for key, value in config.items():
+            for kind, what in ((list, "a list"), (dict, "a mapping")):
+                if isinstance(value, kind) and key in hints and not _admits(hints[key], kind):
+                    expected = getattr(hints[key], "__name__", str(hints[key]))
+                    raise ValueError(f"{key}={value!r} in {self.config_path}: expected {expected}, not {what}")
+        self.config_keys = set(config)
+        return super().set_defaults_with_config(**config)
 
-def parse_config(dataclass_types: Sequence[type], argv: Sequence[str], prog: str) -> tuple[Any, ...]:
-    """Parse ``[--config FILE] [--key value ...]`` into instances of ``dataclass_types``.
 
-    Returns the dataclass instances followed by the set of keys the user gave (in the file or on the
-    command line), so callers can tell a default from an explicit choice.
-    """
+@dataclass
+class ParsedConfig:
+    """``instances``: one per dataclass type; ``given``: the keys the user set (file or command line), so that a
+    default can be told from a choice; ``launch_args``: ``accelerate launch`` arguments (empty: no launch);
+    ``script_argv``: the command line without its launch arguments (what the launched processes get)."""
+
+    instances: tuple[Any, ...]
+    given: set[str]
+    launch_args: list[str]
+    script_argv: list[str]
+
+
+def _launch_options() -> set[str]:
+    from accelerate.commands.launch import launch_command_parser
+
+    options = {opt for action in launch_command_parser()._actions for opt in action.option_strings}
+    return options | {"--accelerate_config"}  # TRL's name for a predefined or custom accelerate config
+
+
+def _split_remaining(remaining: list[str], known: Sequence[str], source: str | None) -> list[str]:
+    """The ``accelerate launch`` arguments among the strings the dataclasses did not take (from the file
+    ``source``, or the command line for ``None``); any other ``--key`` is an error naming the closest known keys."""
+    launch_options = _launch_options()
+    launch: list[str] = []
+    unknown: list[str] = []
+    in_launch = False
+    for token in remaining:
+        if token.startswith("--"):
+            name = token.split("=", 1)[0]
+            in_launch = name in launch_options
+            if not in_launch:
+                unknown.append(name[2:])
+        if in_launch:
+            launch.append(token)
+    if unknown:
+        name = (lambda k: f"unknown key {k!r} in {source}") if source else (lambda k: f"unknown option --{k}")
+        raise ValueError("; ".join(name(k) + _suggest(k, known) for k in unknown)
+                         + f". Run `adadpo train --help` for the {len(known)} known keys")
+    return launch
+
+
+def parse_config(dataclass_types: Sequence[type], argv: Sequence[str], prog: str) -> ParsedConfig:
+    """Parse ``[--config FILE] [--key value ...]`` into instances of ``dataclass_types`` with TRL's parser."""
+    from trl.cli.accelerate_config import resolve_accelerate_config_argument
+
     parser = _Parser(list(dataclass_types), prog=prog)
     argv = list(argv)
-    tokens: list[str] = []
-    given: set[str] = set()
     if "--config" in argv:
         i = argv.index("--config")
         if i + 1 >= len(argv):
             raise ValueError("--config needs a path to a YAML file")
-        path = argv[i + 1]
-        del argv[i : i + 2]
-        if not os.path.isfile(path):
-            raise ValueError(f"--config {path}: no such file")
-        with open(path, encoding="utf-8") as f:
-            try:
-                config = yaml.safe_load(f) or {}
-            except yaml.YAMLError as err:
-                raise ValueError(f"--config {path} is not valid YAML: {err}") from err
-        if not isinstance(config, dict):
-            raise ValueError(f"--config {path} must hold a YAML mapping of key: value, got {type(config).__name__}")
-        env = config.pop("env", {}) or {}
-        if not isinstance(env, dict):
-            raise ValueError(f"env in {path} must be a mapping of environment variables")
-        for key, value in env.items():
-            os.environ[str(key)] = str(value)
-        tokens = _config_tokens(parser, config, path)
-        given |= set(config)
-    known = {opt for a in parser._actions for opt in a.option_strings}
-    for tok in argv:
-        if tok.startswith("--"):
-            name = tok[2:].split("=", 1)[0]
-            if f"--{name}" not in known:
-                raise ValueError(f"unknown option --{name}{_suggest(name, [o[2:] for o in known])}")
-            given.add(name[3:] if name.startswith("no_") and f"--{name[3:]}" in known else name)
+        parser.config_path = argv[i + 1]
+        if not os.path.isfile(parser.config_path):
+            raise ValueError(f"--config {parser.config_path}: no such file")
     try:
-        out = parser.parse_args_into_dataclasses(args=tokens + argv, return_remaining_strings=True)
-    except ValueError:
-        raise
+        *instances, from_file, from_argv = parser.parse_args_and_config(
+            argv, return_remaining_strings=True, separate_remaining_strings=True
+        )
+    except yaml.YAMLError as err:
+        raise ValueError(f"--config {parser.config_path} is not valid YAML: {' '.join(str(err).split())}") from err
     except (TypeError, json.JSONDecodeError) as err:
         raise ValueError(str(err)) from err
-    *instances, remaining = out
-    if remaining:
-        raise ValueError(f"unexpected arguments: {' '.join(remaining)}")
-    return (*instances, given)
+    known = sorted({a.dest for a in parser._actions if a.dest != "help"})
+    argv_launch = _split_remaining(from_argv, known, None)
+    launch = _split_remaining(from_file, known, parser.config_path) + argv_launch
+    script_argv, pending = [], iter(argv_launch)  # argv minus the launch tokens (an ordered subsequence of it)
+    expected = next(pending, None)
+    for token in argv:
+        if token == expected:
+            expected = next(pending, None)
+        else:
+            script_argv.append(token)
+    dests = {a.dest for a in parser._actions}
+    given = set(getattr(parser, "config_keys", ())) & dests
+    for token in argv:
+        name = token[2:].split("=", 1)[0].replace("-", "_") if token.startswith("--") else ""
+        given |= {name, name.removeprefix("no_")} & dests
+    return ParsedConfig(tuple(instances), given, resolve_accelerate_config_argument(launch), script_argv)

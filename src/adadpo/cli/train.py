@@ -17,12 +17,17 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from adadpo.cli.config import ParsedConfig
 
 NAME = "train"
 RAW_ARGS = True  # YAML config + overrides, parsed by adadpo.cli.config
 HELP = "train a model with a plain or balanced preference loss (YAML config + overrides)"
 
 logger = logging.getLogger("adadpo")
+_LAUNCHED = "ADADPO_LAUNCHED"  # set for the processes `accelerate launch` starts
 
 
 def _script_arguments() -> type:
@@ -47,36 +52,56 @@ def _script_arguments() -> type:
     return TrainScriptArguments
 
 
+def _dataclass_types() -> tuple[type, ...]:
+    """``trl dpo``'s dataclasses (script, config, model, dataset mixture) with ``AdaDPOConfig`` for ``DPOConfig``."""
+    from trl import DatasetMixtureConfig, ModelConfig
+
+    from adadpo.trl import AdaDPOConfig
+
+    return (_script_arguments(), AdaDPOConfig, ModelConfig, DatasetMixtureConfig)
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(NAME, help=HELP, description=__doc__, add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("args", nargs=argparse.REMAINDER, help="--config FILE and --key value overrides")
 
 
-def parse(argv: list[str]) -> tuple:
-    from trl import ModelConfig
-
+def parse(argv: list[str]) -> ParsedConfig:
+    """``argv`` (``--config FILE``, ``--key value``) as ``(script, AdaDPOConfig, ModelConfig)`` instances, the
+    keys given and the ``accelerate launch`` arguments (see :mod:`adadpo.cli.config`)."""
     from adadpo.cli.config import parse_config
-    from adadpo.trl import AdaDPOConfig
 
-    return parse_config((_script_arguments(), AdaDPOConfig, ModelConfig), argv, prog="adadpo train")
+    return parse_config(_dataclass_types(), argv, prog="adadpo train")
+
+
+def launch(parsed: ParsedConfig) -> int:
+    """Run ``accelerate launch <launch args> -m adadpo train <the rest>``, as ``trl dpo`` does for launch keys such
+    as ``num_processes`` or ``accelerate_config``; the launched processes ignore the launch keys."""
+    from accelerate.commands.launch import launch_command, launch_command_parser
+
+    os.environ[_LAUNCHED] = "1"
+    launch_command(launch_command_parser().parse_args([*parsed.launch_args, "--module", "adadpo", "train",
+                                                       *parsed.script_argv]))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     argv = list(args.args)
     if argv[:1] in (["-h"], ["--help"]):
-        from trl import ModelConfig, TrlParser
+        from trl import TrlParser
 
-        from adadpo.trl import AdaDPOConfig
-
-        TrlParser((_script_arguments(), AdaDPOConfig, ModelConfig), prog="adadpo train").print_help()
+        TrlParser(_dataclass_types(), prog="adadpo train").print_help()
         return 0
-    script, config, model_args, given = parse(argv)
-    train(script, config, model_args, given)
+    parsed = parse(argv)
+    if parsed.launch_args and not os.environ.get(_LAUNCHED):
+        return launch(parsed)
+    train(*parsed.instances, parsed.given)
     return 0
 
 
-def train(script, config, model_args, given: set[str] = frozenset()):
-    """Load model, tokenizer and data as named, train, save; returns the trainer."""
+def train(script, config, model_args, mixture=None, given: set[str] = frozenset()):
+    """Load model, tokenizer and data as named (``dataset_name``, or TRL's ``datasets`` mixture), train, save;
+    returns the trainer."""
     import importlib.util
 
     from transformers import AutoTokenizer
@@ -88,14 +113,18 @@ def train(script, config, model_args, given: set[str] = frozenset()):
 
     if not model_args.model_name_or_path:
         raise ValueError("model_name_or_path is required (a Hugging Face Hub id or a local directory)")
-    if not script.dataset_name:
+    use_mixture = mixture is not None and mixture.datasets
+    if not script.dataset_name and not use_mixture:
         raise ValueError("dataset_name is required (a Hub id, or a local jsonl/json/parquet/csv file or directory)")
-    if "output_dir" not in given:
-        raise ValueError("output_dir is required: where checkpoints, metrics and the final model go")
     if model_args.use_peft and importlib.util.find_spec("peft") is None:
         raise ValueError("use_peft=True needs the peft package: pip install 'adadpo[peft]'")
 
-    data = load_preference_dataset(script.dataset_name, script.dataset_config, script.dataset_streaming)
+    if use_mixture:  # TRL's dataset mixture (`datasets:`), loaded by TRL, as `trl dpo` does
+        from trl import get_dataset
+
+        data = get_dataset(mixture)
+    else:
+        data = load_preference_dataset(script.dataset_name, script.dataset_config, script.dataset_streaming)
     train_dataset = select_split(data, script.dataset_train_split, "dataset_train_split")
     eval_dataset = None
     if config.eval_strategy != "no":
