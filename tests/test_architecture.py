@@ -1,4 +1,4 @@
-"""The core is torch-only: importing adadpo must not pull in TRL, transformers or datasets."""
+"""The core is torch-only: `pip install adadpo` brings torch and numpy, and importing adadpo needs nothing else."""
 
 from __future__ import annotations
 
@@ -9,21 +9,51 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_core_imports_no_integration_libraries():
-    code = (
-        "import sys, adadpo, adadpo.core, adadpo.cli; "
-        "bad = [m for m in ('trl', 'transformers', 'datasets', 'accelerate', 'peft') if m in sys.modules]; "
-        "print(bad); sys.exit(1 if bad else 0)"
+#: What `pip install adadpo` does not bring (the extras do).
+OPTIONAL = ("trl", "transformers", "datasets", "accelerate", "peft", "yaml", "tqdm", "matplotlib", "sklearn")
+
+TORCH_ONLY = f"""
+import importlib.abc, sys
+class NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {OPTIONAL!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, NotInstalled())
+"""
+
+
+def _torch_only(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter where every optional dependency is missing, as after `pip install adadpo`."""
+    return subprocess.run([sys.executable, "-c", TORCH_ONLY + code], capture_output=True, text=True, timeout=120)
+
+
+def test_the_core_install_is_torch_only():
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert [d.split(">")[0] for d in project["dependencies"]] == ["torch", "numpy"]
+    res = _torch_only(
+        "import torch, adadpo, adadpo.cli\n"
+        "pairs = adadpo.PairLogps(torch.tensor([-4.0]), torch.tensor([-6.0]), torch.tensor([4]), torch.tensor([3]))\n"
+        "print(adadpo.preference_loss(adadpo.LossSpec('simpo', balance=adadpo.Balance()), pairs).loss.item())\n"
+        "assert adadpo.cli.main(['explain', '--loss', 'orpo']) == 0\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.returncode == 0 and "orpo: beta=0.1" in res.stdout, res.stderr[-2000:]
+
+
+def test_a_missing_extra_is_named():
+    res = _torch_only("from adadpo.cli import main; main(['train', '--config', 'run.yaml'])")
+    assert res.returncode == 2 and res.stderr.strip().endswith(
+        "install the 'trainer' extra: pip install \"adadpo[trainer]\""), res.stderr[-2000:]
+    res = _torch_only("import adadpo.trl")
+    assert "adadpo.trl needs the 'trainer' extra" in res.stderr, res.stderr[-2000:]
 
 
 def test_public_api():
     import adadpo
 
     for name in ("preference_loss", "Balance", "PreferenceLossOutput", "gradient_imbalance", "sequence_logps",
-                 "linear_sequence_logps", "side_statistics", "LOSSES", "DPOLoss", "ORPOLoss"):
+                 "linear_sequence_logps", "side_statistics", "LOSSES", "DPOLoss", "ORPOLoss", "PairLogps", "LossSpec"):
         assert hasattr(adadpo, name), name
     assert list(adadpo.LOSSES) == ["dpo", "rdpo", "ipo", "simpo", "cpo", "orpo"]
 

@@ -13,6 +13,19 @@ from adadpo.cli import demo, diagnose, explain, sweep, train
 
 COMMANDS = {"explain": explain, "demo": demo, "train": train, "diagnose": diagnose, "sweep": sweep}
 
+#: The extra that installs each optional dependency (``pip install "adadpo[extra]"``).
+EXTRAS = {
+    **dict.fromkeys(("trl", "transformers", "datasets", "accelerate", "yaml", "tqdm", "matplotlib"), "trainer"),
+    "sklearn": "eval",
+    "peft": "peft",
+}
+
+
+def missing_extra(err: ModuleNotFoundError) -> str | None:
+    """A one-line hint naming the extra to install, when ``err`` is an optional dependency's absence."""
+    top = (err.name or "").split(".")[0]
+    return f"{err} -- install the {EXTRAS[top]!r} extra: pip install \"adadpo[{EXTRAS[top]}]\"" if top in EXTRAS else None
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -39,3 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command].run(args)
     except ValueError as err:  # a user's mistake: say what, no traceback
         parser.exit(2, f"adadpo {args.command}: error: {err}\n")
+    except ModuleNotFoundError as err:  # an extra not installed: say which
+        hint = missing_extra(err)
+        if hint is None:
+            raise
+        parser.exit(2, f"adadpo {args.command}: error: {hint}\n")

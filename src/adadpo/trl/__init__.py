@@ -8,6 +8,12 @@
 trainer computes it, outside any trainer.
 """
 
+try:
+    import trl  # noqa: F401
+except ModuleNotFoundError as err:  # pragma: no cover - exercised by tests/test_architecture.py in a subprocess
+    raise ModuleNotFoundError(f"adadpo.trl needs the 'trainer' extra: pip install \"adadpo[trainer]\" ({err})",
+                              name=err.name) from err
+
 from adadpo.trl.backends import batch_pair_logps, model_inputs
 from adadpo.trl.callbacks import MetricsFileCallback
 from adadpo.trl.config import AdaDPOConfig
