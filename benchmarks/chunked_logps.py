@@ -26,6 +26,7 @@ Repeats alternate the method order; the table gives medians and ratios to ``full
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 from pathlib import Path
@@ -59,14 +60,19 @@ def make_inputs(pairs: int, T: int, hidden: int, vocab: int, prompt_frac: float,
 
 
 def _dpo(sums: Any, lengths: Any) -> Any:
-    """DPO loss (mean over pairs) with reference log-probs 0 (precomputed; Liger without a reference agrees)."""
+    """DPO loss (mean over pairs) of ``[2B]`` sums (chosen rows first) with reference log-probs 0 (precomputed;
+    Liger without a reference agrees), through the pair type and a loss resolved once, as the trainer does."""
     import adadpo
 
-    (a_w, a_l), (t_w, t_l) = sums.chunk(2), lengths.chunk(2)
-    zeros = a_w.detach() * 0
-    return adadpo.preference_loss("dpo", chosen_logps=a_w, rejected_logps=a_l, chosen_lengths=t_w,
-                                  rejected_lengths=t_l, ref_chosen_logps=zeros, ref_rejected_logps=zeros,
-                                  beta=BETA).loss
+    pairs = adadpo.SequenceLogps(sums, lengths).pairs(ref_logps=sums.detach() * 0)
+    return adadpo.preference_loss(_dpo_spec(), pairs).loss
+
+
+@functools.cache
+def _dpo_spec() -> Any:
+    import adadpo
+
+    return adadpo.LossSpec("dpo", beta=BETA)
 
 
 def _hidden_grad_bytes(args: Any, T: int) -> int:

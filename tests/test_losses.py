@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -139,19 +140,40 @@ def test_coefficients_never_touch_the_nll():
 
 
 @pytest.mark.parametrize("loss", list(LOSSES))
-def test_module_wrappers_match_the_function(loss):
+def test_spec_form_module_form_and_keyword_form_agree(loss):
     cls = {"dpo": adadpo.DPOLoss, "rdpo": adadpo.RDPOLoss, "ipo": adadpo.IPOLoss, "simpo": adadpo.SimPOLoss,
            "cpo": adadpo.CPOLoss, "orpo": adadpo.ORPOLoss}[loss]
     kw = _kw(loss)
     params = PARAMS.get(loss, {})
+    pairs = adadpo.PairLogps(**{k: v for k, v in kw.items() if isinstance(v, torch.Tensor)})
     for bal in (None, Balance(level="sequence", clip=5.0)):
-        module = cls(beta=0.3, balance=bal, **params)
-        args = [kw[k] for k in ("chosen_logps", "rejected_logps", "chosen_lengths", "rejected_lengths")]
-        refs = [kw[k] for k in ("ref_chosen_logps", "ref_rejected_logps") if k in kw]
-        got = module(*args, *refs)
         want = preference_loss(loss, **kw, beta=0.3, balance=bal)
-        assert torch.equal(got.loss, want.loss)
+        module = cls(beta=0.3, balance=bal, **params)
+        for got in (module(pairs), module(*pairs.tensors().values()),
+                    preference_loss(adadpo.LossSpec(loss, beta=0.3, balance=bal, **params), pairs)):
+            assert torch.equal(got.loss, want.loss) and torch.equal(got.losses, want.losses)
+            assert got.metrics.keys() == want.metrics.keys()
         assert loss in repr(module)
+
+
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_a_resolved_spec_reads_no_value_from_the_device(loss, monkeypatch):
+    """``preference_loss(spec, pairs)`` without ``debug``: no ``bool``, ``float``, ``item``... of a tensor (no host
+    sync), even for a bad batch, which shows as a non-finite loss; ``debug=True`` checks and names the field."""
+    pairs = adadpo.PairLogps(**{k: v for k, v in _kw(loss, chosen_logps=torch.tensor([-4.0, math.nan, -2.5],
+                                dtype=torch.float64)).items() if isinstance(v, torch.Tensor)})
+    spec = adadpo.LossSpec(loss, balance=Balance(clip=math.inf), **PARAMS.get(loss, {}))
+
+    def host_read(*args, **kwargs):
+        raise AssertionError("the per-step path read a tensor value on the host")
+
+    with monkeypatch.context() as m:
+        for name in ("__bool__", "__float__", "__int__", "item", "tolist"):
+            m.setattr(torch.Tensor, name, host_read)
+        out = preference_loss(spec, pairs)
+    assert not math.isfinite(out.loss.item())
+    with pytest.raises(ValueError, match=r"chosen_logps must be finite; found nan at index 1"):
+        preference_loss(dataclasses.replace(spec, debug=True), pairs)
 
 
 def test_balanced_loss_differs_from_plain():
