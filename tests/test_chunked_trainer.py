@@ -12,25 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 from datasets import Dataset
-from tiny import make_model, make_pairs, make_tokenizer, save_tiny_model
+from tiny import TRAINER_ARGS, make_model, make_pairs, make_tokenizer, save_tiny_model
 from transformers import AutoModelForCausalLM
 
 import adadpo
 from adadpo.trl import AdaDPOConfig, AdaDPOTrainer, model_inputs
 from adadpo.trl.chunked_head import chunked_head_problem
 
-COMMON = {
-    "per_device_train_batch_size": 4,
-    "learning_rate": 1e-3,
-    "seed": 0,
-    "report_to": "none",
-    "save_strategy": "no",
-    "logging_steps": 1,
-    "disable_tqdm": True,
-    "bf16": False,
-    "gradient_checkpointing": False,
-    "max_steps": 1,
-}
+COMMON = {**TRAINER_ARGS, "max_steps": 1}
 PARAMS = {"rdpo": {"length_alpha": 0.05}}
 METRICS = ("entropy", "logits/chosen", "logits/rejected", "mean_token_accuracy", "logps/chosen", "logps/rejected")
 
@@ -246,15 +235,3 @@ def test_moe_router_aux_loss_is_the_same_with_the_chunked_head(tokenizer, datase
     _assert_same(results["chunked"], results["full"])
     assert results["chunked"][2]["aux_loss"] == pytest.approx(results["full"][2]["aux_loss"], rel=1e-6)
     assert results["chunked"][2]["aux_loss"] > 0
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"logps_backend": "liger"}, r"logps_backend='liger' is not one of \['chunked', 'trl_fused', 'full'\]"),
-        ({"logps_chunk_size": 0}, r"logps_chunk_size=0 must be a positive integer"),
-    ],
-)
-def test_backend_config_errors_name_the_field(tmp_path, kwargs, message):
-    with pytest.raises(ValueError, match=message):
-        AdaDPOConfig(str(tmp_path), **{**COMMON, **kwargs})

@@ -71,7 +71,7 @@ def test_dpo_token_level_agrees_with_a_plain_forward(world, tmp_path, capsys):
     assert "the model is its own reference (the start of training" in stdout
     assert "split 'train', 7 pairs" in stdout and "loss:      dpo, level token" in stdout
 
-    # dpo, token level, no reference: X = log P = A / T on each side (losses._side_x with d = 1), so
+    # dpo, token level, no reference: X = log P = A / T on each side (adadpo.side_statistics, d = 1), so
     # log rho = A_w / T_w - A_l / T_l.
     A_w, A_l, T_w, T_l = _plain_sums(world / "model", TRAIN[:7])
     expected = A_w / T_w - A_l / T_l

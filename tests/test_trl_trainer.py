@@ -9,24 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 from datasets import Dataset
-from tiny import make_model, make_pairs, make_tokenizer, save_tiny_model
+from tiny import TRAINER_ARGS, make_model, make_pairs, make_tokenizer, save_tiny_model
 from transformers import AutoModelForCausalLM, TrainerCallback
 from trl import DPOConfig, DPOTrainer
 
 import adadpo
 from adadpo.trl import AdaDPOConfig, AdaDPOTrainer, NonFiniteLossError, batch_pair_logps, model_inputs
 
-COMMON = dict(
-    per_device_train_batch_size=4,
-    learning_rate=1e-3,
-    seed=0,
-    report_to="none",
-    save_strategy="no",
-    logging_steps=1,
-    disable_tqdm=True,
-    bf16=False,
-    gradient_checkpointing=False,
-)
+COMMON = TRAINER_ARGS
 
 
 @pytest.fixture(scope="module")
@@ -248,6 +238,8 @@ def test_reference_loss_without_any_reference_source(tokenizer, dataset, tmp_pat
         (dict(loss="orpo", label_smoothing=0.1), r"label_smoothing=0.1 does not apply to loss='orpo'"),
         (dict(loss="cpo", precompute_ref_log_probs=True), r"precompute_ref_log_probs=True, but loss='cpo' is reference-free"),
         (dict(loss="dpo", beta=-1.0), r"beta=-1.0 must be a finite number > 0"),
+        (dict(logps_backend="liger"), r"logps_backend='liger' is not one of \['chunked', 'trl_fused', 'full'\]"),
+        (dict(logps_chunk_size=0), r"logps_chunk_size=0 must be a positive integer"),
     ],
 )
 def test_config_errors_name_the_field(tmp_path, kwargs, message):

@@ -10,6 +10,9 @@ WORDS = (
     "the a sky sea tree cat dog is are was blue green red big small good bad yes no it this that and or "
     "what color why how answer question please tell me about very quite not really sure think so"
 ).split()
+#: Trainer settings of the trainer tests: no saving, a log per step, fp32, no checkpointing, quiet.
+TRAINER_ARGS = dict(per_device_train_batch_size=4, learning_rate=1e-3, seed=0, report_to="none", save_strategy="no",
+                    logging_steps=1, disable_tqdm=True, bf16=False, gradient_checkpointing=False)
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }}</s> {% endfor %}"
     "{% if add_generation_prompt %}<|assistant|> {% endif %}"

@@ -109,7 +109,7 @@ def train(script, config, model_args, mixture=None, given: set[str] = frozenset(
     from trl import get_peft_config, get_quantization_config
 
     from adadpo.trl import AdaDPOTrainer, MetricsFileCallback
-    from adadpo.trl.loading import import_callback, load_preference_dataset, select_split
+    from adadpo.trl.loading import import_callback
 
     if not model_args.model_name_or_path:
         raise ValueError("model_name_or_path is required (a Hugging Face Hub id or a local directory)")
@@ -119,17 +119,7 @@ def train(script, config, model_args, mixture=None, given: set[str] = frozenset(
     if model_args.use_peft and importlib.util.find_spec("peft") is None:
         raise ValueError("use_peft=True needs the peft package: pip install 'adadpo[peft]'")
 
-    if use_mixture:  # TRL's dataset mixture (`datasets:`), loaded by TRL, as `trl dpo` does
-        from trl import get_dataset
-
-        data = get_dataset(mixture)
-    else:
-        data = load_preference_dataset(script.dataset_name, script.dataset_config, script.dataset_streaming)
-    train_dataset = select_split(data, script.dataset_train_split, "dataset_train_split")
-    eval_dataset = None
-    if config.eval_strategy != "no":
-        eval_dataset = select_split(data, script.dataset_test_split, "dataset_test_split")
-
+    train_dataset, eval_dataset = _datasets(script, config, mixture if use_mixture else None)
     config.model_init_kwargs = {
         "revision": model_args.model_revision,
         "trust_remote_code": config.trust_remote_code,
@@ -165,6 +155,29 @@ def train(script, config, model_args, mixture=None, given: set[str] = frozenset(
     trainer.save_model(config.output_dir)
     trainer.create_model_card(model_name=os.path.basename(os.path.abspath(config.output_dir)), dataset_name=script.dataset_name)
     trainer.accelerator.print(_summary(trainer, config.output_dir))
+    _end(trainer)
+    return trainer
+
+
+def _datasets(script, config, mixture) -> tuple:
+    """The train split and (when ``eval_strategy`` is not ``no``) the test split: of TRL's dataset ``mixture``
+    (``datasets:``, loaded by TRL as ``trl dpo`` does), or of ``dataset_name``."""
+    from adadpo.trl.loading import load_preference_dataset, select_split
+
+    if mixture is not None:
+        from trl import get_dataset
+
+        data = get_dataset(mixture)
+    else:
+        data = load_preference_dataset(script.dataset_name, script.dataset_config, script.dataset_streaming)
+    train_dataset = select_split(data, script.dataset_train_split, "dataset_train_split")
+    if config.eval_strategy == "no":
+        return train_dataset, None
+    return train_dataset, select_split(data, script.dataset_test_split, "dataset_test_split")
+
+
+def _end(trainer) -> None:
+    """Release the trainer's distributed state (``trainer.end()``) without hanging at exit."""
     if hasattr(trainer, "end"):
         # Free the DDP wrapper before end() destroys the process group: DDP's C++ Reducer holds the group, and a
         # gloo group whose last reference goes with it is destroyed under the GIL while a gloo worker may need the
@@ -173,7 +186,6 @@ def train(script, config, model_args, mixture=None, given: set[str] = frozenset(
         trainer.accelerator.free_memory()
         gc.collect()
         trainer.end()
-    return trainer
 
 
 def _summary(trainer, output_dir: str) -> str:
