@@ -1,7 +1,9 @@
 """The six preference losses, plain and gradient-balanced (AdaDPO).
 
-Every loss takes per-pair sums of response-token log-probs ``A`` (``[B]``) and response lengths ``T``,
-builds one score per side ``s = k g(u)`` and a pairwise term of ``s_w - s_l``. Notation (one pair):
+Every loss takes a batch of pairs, a :class:`~adadpo.core.pairs.PairLogps` (per-pair sums of response-token
+log-probs ``A``, ``[B]``, response lengths ``T``, optional reference sums ``R``), applies a
+:class:`~adadpo.core.spec.LossSpec` resolved once, and builds one score per side ``s = k g(u)`` and a
+pairwise term of ``s_w - s_l``. Notation (one pair):
 ``A_w``, ``A_l`` policy sums; ``R_w``, ``R_l`` reference sums; ``h = A - R``; ``abar = A / T``;
 ``hbar = h / T``; ``sg`` = stop-gradient; ``c_w``, ``c_l`` the AdaDPO coefficients (``1`` when plain).
 
