@@ -1,4 +1,7 @@
-"""``adadpo sweep --config grid.yaml``: methods x beta x learning rate x seeds in the oracle world.
+"""``adadpo sweep --config grid.yaml``: methods x beta x learning rate x seeds in a benchmark world.
+
+The world is the oracle's unless the YAML says ``world: {kind: smollm2, ...}`` (the real-model world,
+``examples/smollm2/``).
 
 Runs in parallel (``workers`` processes, one thread each), appends each finished run to
 ``OUTPUT_DIR/results.jsonl`` and skips runs already there, so a killed sweep resumes. Then writes
@@ -13,7 +16,7 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sweep", help="grid of beta x learning rate x seeds x methods in the oracle world, with a report",
+    p = sub.add_parser("sweep", help="grid of beta x learning rate x seeds x methods in a benchmark world, with a report",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="sweep YAML (see examples/sweep_dpo.yaml)")
     p.add_argument("--output-dir", help="default: sweep-<config name>")
@@ -41,7 +44,14 @@ def run(args: argparse.Namespace) -> int:
     preamble = (f"`adadpo sweep --config {args.config}`: {runs} runs trained in {seconds / 60:.1f} min of wall time "
                 f"with {config.workers} worker process(es) (world build excluded; summed over invocations if "
                 f"resumed). World `{config.world.key()}`; settings in `sweep.json`.")
-    report = write_report(rows, config.comparisons, out, title=args.title or f"Oracle sweep: {Path(args.config).stem}",
-                          preamble=preamble, order=[m.name for m in config.methods])
+    methods = [m.name for m in config.methods]
+    appendix, kind = "", config.world_kind
+    if kind == "smollm2":
+        from adadpo.lmworld.report import examples_markdown
+
+        appendix = examples_markdown(rows, methods)
+    default_title = f"{'Oracle' if kind == 'oracle' else 'Real-model (' + kind + ')'} sweep: {Path(args.config).stem}"
+    report = write_report(rows, config.comparisons, out, title=args.title or default_title,
+                          preamble=preamble, order=methods, appendix=appendix)
     print(f"{len(rows)} runs in {out}/results.jsonl; report: {report}")
     return 0

@@ -189,8 +189,8 @@ def _pct(x: float) -> str:
 
 
 def markdown(rows: list[dict], comparisons: Sequence[tuple[str, str]], *, title: str, preamble: str = "",
-             plots: Sequence[tuple[str, str]] = ()) -> str:
-    """The report: headline statistics, best cells, per-cell table, LC vs TQ, plots."""
+             plots: Sequence[tuple[str, str]] = (), appendix: str = "") -> str:
+    """The report: headline statistics, best cells, per-cell table, LC vs TQ, plots, then ``appendix``."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
     seeds = sorted({r["seed"] for r in rows})
     cells = sorted({(r["beta"], r["learning_rate"]) for r in rows})
@@ -261,6 +261,8 @@ def markdown(rows: list[dict], comparisons: Sequence[tuple[str, str]], *, title:
                   f"WR {t['mae_wr_tq']:.3f}.", ""]
     for caption, path in plots:
         lines += [f"![{caption}]({path})", ""]
+    if appendix:
+        lines += [appendix.strip(), ""]
     return "\n".join(lines)
 
 
@@ -401,7 +403,7 @@ def plot_bars(rows: list[dict], methods: Sequence[str], path: str | Path) -> Non
 
 
 def write_report(rows: list[dict], comparisons: Sequence[tuple[str, str]], output_dir: str | Path, *, title: str,
-                 preamble: str = "", order: Sequence[str] = ()) -> Path:
+                 preamble: str = "", order: Sequence[str] = (), appendix: str = "") -> Path:
     """Write the plots, ``summary.json`` and ``report.md`` into ``output_dir``; returns the report's path.
 
     ``order``: method names in the order tables and legends should list them (default: first seen).
@@ -438,7 +440,7 @@ def write_report(rows: list[dict], comparisons: Sequence[tuple[str, str]], outpu
         plots.append(("TQ and LC against the KL from the reference", "frontier.png"))
     (out / "summary.json").write_text(json.dumps(summary(rows, comparisons), indent=2))
     path = out / "report.md"
-    path.write_text(markdown(rows, comparisons, title=title, preamble=preamble, plots=plots))
+    path.write_text(markdown(rows, comparisons, title=title, preamble=preamble, plots=plots, appendix=appendix))
     return path
 
 

@@ -66,7 +66,7 @@ class RunSpec:
         return f"{self.method.name}|beta={self.beta:g}|lr={self.learning_rate:g}|seed={self.seed}"
 
 
-def _curves(log_history: list[dict]) -> dict[str, list[float]]:
+def curves(log_history: list[dict]) -> dict[str, list[float]]:
     rows = [r for r in log_history if "loss" in r and "step" in r]
     curves = {"step": [r["step"] for r in rows]}
     for key in CURVE_KEYS:
@@ -111,5 +111,5 @@ def train_and_evaluate(world: World, spec: RunSpec, budget: Budget = Budget(), t
         "balance": spec.method.balance, "params": spec.method.params,
         "beta": spec.beta, "learning_rate": spec.learning_rate, "seed": spec.seed,
         "world": world.config.key(), "budget": asdict(budget), "steps": trainer.state.global_step,
-        **metrics, "curves": _curves(history), "seconds": time.perf_counter() - start,
+        **metrics, "curves": curves(history), "seconds": time.perf_counter() - start,
     }

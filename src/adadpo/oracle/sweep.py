@@ -2,7 +2,7 @@
 
 A :class:`SweepConfig` comes from YAML (see ``examples/sweep_dpo.yaml``)::
 
-    world: {seed: 0}               # WorldConfig fields (optional)
+    world: {seed: 0}               # WorldConfig fields (optional); {kind: smollm2, ...}: the real-LM world
     budget: {epochs: 1}            # Budget fields (optional)
     betas: [0.05, 0.1, 0.2]
     learning_rates: [1.0e-4, 2.0e-4, 4.0e-4]
@@ -30,9 +30,43 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from adadpo.oracle.data import World, build_world
-from adadpo.oracle.run import Budget, Method, RunSpec, train_and_evaluate
+from adadpo.oracle.run import Budget, Method, RunSpec
 from adadpo.oracle.world import WorldConfig
+
+
+@dataclass(frozen=True)
+class WorldKind:
+    """A benchmark world a sweep can run in: its config and budget types, how to build (or load) it, how to
+    train and evaluate one run in it, and how many threads each worker process uses."""
+
+    name: str
+    config_cls: type
+    budget_cls: type
+    build: Callable[..., Any]  # (config, cache_dir, progress) -> world
+    run: Callable[..., dict[str, Any]]  # (world, spec, budget, threads) -> row
+    threads: Callable[[int], int]  # workers -> threads per worker
+
+
+def world_kind(name: str) -> WorldKind:
+    """``oracle`` (the synthetic world) or ``smollm2`` (a real instruct LM, :mod:`adadpo.lmworld`)."""
+    if name == "oracle":
+        from adadpo.oracle.data import build_world
+        from adadpo.oracle.run import train_and_evaluate
+
+        # one thread per worker: the committed oracle results are reproducible on one machine that way
+        return WorldKind("oracle", WorldConfig, Budget, build_world, train_and_evaluate, lambda workers: 1)
+    if name == "smollm2":
+        from adadpo.lmworld.data import LMWorldConfig
+        from adadpo.lmworld.data import build_world as build_lm
+        from adadpo.lmworld.run import LMBudget
+        from adadpo.lmworld.run import train_and_evaluate as run_lm
+
+        return WorldKind("smollm2", LMWorldConfig, LMBudget, build_lm, run_lm,
+                         lambda workers: max(1, (os.cpu_count() or 1) // workers))
+    raise ValueError(f"world kind {name!r}: expected one of {list(WORLD_KINDS)}")
+
+
+WORLD_KINDS = ("oracle", "smollm2")
 
 
 @dataclass
@@ -41,12 +75,17 @@ class SweepConfig:
     betas: list[float]
     learning_rates: list[float]
     seeds: list[int]
-    world: WorldConfig = field(default_factory=WorldConfig)
-    budget: Budget = field(default_factory=Budget)
+    world: Any = field(default_factory=WorldConfig)  # the kind's config (WorldConfig for the oracle)
+    budget: Any = field(default_factory=Budget)  # the kind's budget
     comparisons: list[tuple[str, str]] = field(default_factory=list)
     workers: int = 2
+    world_kind: str = "oracle"
 
     def __post_init__(self) -> None:
+        kind = world_kind(self.world_kind)
+        for name, value, cls in (("world", self.world, kind.config_cls), ("budget", self.budget, kind.budget_cls)):
+            if type(value) is not cls:
+                raise ValueError(f"{name}: a {self.world_kind} sweep needs a {cls.__name__}, got {type(value).__name__}")
         names = [m.name for m in self.methods]
         if len(set(names)) != len(names):
             raise ValueError(f"methods: names must be unique, got {names}")
@@ -113,9 +152,14 @@ def _yaml_mapping(path: str | os.PathLike, expected: str) -> dict[str, Any]:
     return raw
 
 
-def load_world_config(path: str | os.PathLike) -> WorldConfig:
-    """A YAML mapping of :class:`WorldConfig` fields (the rest keep their defaults)."""
-    return _dataclass_from(WorldConfig, _yaml_mapping(path, "a mapping of WorldConfig fields"), str(path))
+def load_world_config(path: str | os.PathLike, kind: str = "oracle") -> Any:
+    """A YAML mapping of the world's config fields (the rest keep their defaults); a ``kind`` key in the
+    file, if present, must agree with ``kind``."""
+    raw = _yaml_mapping(path, "a mapping of world config fields")
+    given = raw.pop("kind", kind)
+    if given != kind:
+        raise ValueError(f"{path}: kind={given!r} but the {kind} world was asked for")
+    return _dataclass_from(world_kind(kind).config_cls, raw, str(path))
 
 
 def load_sweep_config(path: str | os.PathLike) -> SweepConfig:
@@ -136,19 +180,26 @@ def load_sweep_config(path: str | os.PathLike) -> SweepConfig:
         if extra:
             raise ValueError(f"{path}: methods[{i}] has unknown key(s) {extra}; allowed: name, loss, balance, params")
         methods.append(Method(str(m["name"]), str(m["loss"]), m.get("balance"), dict(m.get("params") or {})))
+    world = dict(raw.get("world") or {})
+    name = str(world.pop("kind", "oracle"))
+    if name not in WORLD_KINDS:
+        raise ValueError(f"{path}: world: kind={name!r}; expected one of {list(WORLD_KINDS)}")
+    kind = world_kind(name)
     return SweepConfig(
         methods=methods, betas=[float(x) for x in raw["betas"]],
         learning_rates=[float(x) for x in raw["learning_rates"]], seeds=[int(x) for x in raw["seeds"]],
-        world=_dataclass_from(WorldConfig, raw.get("world"), f"{path}: world"),
-        budget=_dataclass_from(Budget, raw.get("budget"), f"{path}: budget"),
+        world=_dataclass_from(kind.config_cls, world, f"{path}: world"),
+        budget=_dataclass_from(kind.budget_cls, raw.get("budget"), f"{path}: budget"),
         comparisons=[tuple(c) for c in raw.get("comparisons") or []], workers=int(raw.get("workers", 2)),
+        world_kind=name,
     )
 
 
 def sweep_config_dict(config: SweepConfig) -> dict[str, Any]:
     """The config as plain data (written next to the results)."""
+    kind = {} if config.world_kind == "oracle" else {"world_kind": config.world_kind}
     return {
-        "world": asdict(config.world), "budget": asdict(config.budget), "betas": config.betas,
+        **kind, "world": asdict(config.world), "budget": asdict(config.budget), "betas": config.betas,
         "learning_rates": config.learning_rates, "seeds": config.seeds,
         "methods": [{"name": m.name, "loss": m.loss, "balance": m.balance, "params": m.params} for m in config.methods],
         "comparisons": [list(c) for c in config.comparisons], "workers": config.workers,
@@ -193,21 +244,24 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore")
 
 
-_WORLD: World | None = None
+_WORLD: Any = None
+_KIND: WorldKind | None = None
+_THREADS = 1
 
 
-def _init_worker(config: WorldConfig, cache_dir: str | None) -> None:
-    global _WORLD
+def _init_worker(kind: str, config: Any, cache_dir: str | None, threads: int) -> None:
+    global _WORLD, _KIND, _THREADS
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     _quiet()
-    _WORLD = build_world(config, cache_dir)
+    _KIND, _THREADS = world_kind(kind), threads
+    _WORLD = _KIND.build(config, cache_dir)
 
 
-def _run_in_worker(spec: RunSpec, budget: Budget) -> dict[str, Any]:
-    assert _WORLD is not None
-    return train_and_evaluate(_WORLD, spec, budget, threads=1)
+def _run_in_worker(spec: RunSpec, budget: Any) -> dict[str, Any]:
+    assert _WORLD is not None and _KIND is not None
+    return _KIND.run(_WORLD, spec, budget, threads=_THREADS)
 
 
 def run_sweep(config: SweepConfig, output_dir: str | os.PathLike, cache_dir: str | None = None,
@@ -223,7 +277,7 @@ def run_sweep(config: SweepConfig, output_dir: str | os.PathLike, cache_dir: str
         return row.get("world") == wkey and row.get("budget") == budget
 
     _drop_torn_tail(results_path)
-    build_world(config.world, cache_dir, progress)  # once, in this process, before the workers load it
+    world_kind(config.world_kind).build(config.world, cache_dir, progress)  # once, here, before the workers load it
     done = {r["key"] for r in read_results(results_path) if mine(r)}
     todo = [s for s in config.runs() if s.key not in done]
     total = len(config.runs())
@@ -250,14 +304,15 @@ def _run_all(config: SweepConfig, todo: list[RunSpec], results_path: Path, cache
         if progress:
             progress("training runs", finished, total)
 
+    threads = world_kind(config.world_kind).threads(config.workers)
     if config.workers == 1:
-        _init_worker(config.world, cache_dir)
+        _init_worker(config.world_kind, config.world, cache_dir, threads)
         for spec in todo:
             record(_run_in_worker(spec, config.budget))
         return
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(config.workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(config.world, cache_dir)) as pool:
+                             initargs=(config.world_kind, config.world, cache_dir, threads)) as pool:
         pending = {pool.submit(_run_in_worker, spec, config.budget) for spec in todo}
         while pending:
             ready, pending = wait(pending, return_when=FIRST_COMPLETED)

@@ -1,0 +1,264 @@
+"""The real-model world: its settings, and the cached reference samples, preference pairs and held-out set.
+
+``build_world(config, cache_dir)``:
+
+1. prepares the policy (:func:`adadpo.lmworld.model.prepare_model`): SmolLM2-135M-Instruct by default;
+2. makes disjoint training and held-out tasks (:mod:`adadpo.lmworld.tasks`);
+3. samples ``samples_per_prompt`` answers per training prompt from the reference model and keeps the judge's
+   best and worst as chosen and rejected (on-policy pairs, as in SimPO and AdaDPO), in TRL's conversational
+   format, saved as a ``datasets`` dataset on disk (so TRL's cached reference log-probs are reused by every
+   run of the world);
+4. samples as many answers per held-out prompt: the first ``eval_samples`` are the reference answers each
+   trained policy is judged against, and the judge's best and worst make the held-out pairs.
+
+Everything lands in ``cache_dir/lmworld-<config.key()>``, built in a temporary directory and renamed into
+place. The judge is the oracle's (:func:`adadpo.oracle.world.judge_prob`) with answers' word counts as
+lengths and the program of :func:`adadpo.lmworld.tasks.quality` as true quality.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from adadpo.lmworld.tasks import KINDS, Task, make_tasks, quality, words
+from adadpo.lmworld.tasks import VERSION as TASKS_VERSION
+from adadpo.oracle.world import best_and_worst
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class LMWorldConfig:
+    """Everything that defines the world and its data (with the task program's version: the cache key).
+
+    ``model``: ``smollm2-gguf`` (SmolLM2-135M-Instruct from its PyPI wheel), a Hub id or a local directory.
+    Judge: ``P(a beats b) = sigmoid(tau (q_a - q_b) + eta (words_a - words_b) / length_scale)``.
+    Sampling: temperature ``temperature``, at most ``max_new_tokens`` new tokens, ``samples_per_prompt``
+    per prompt; the first ``eval_samples`` of a held-out prompt's samples are the reference's answers.
+    """
+
+    model: str = "smollm2-gguf"
+    system: str = "You are a helpful assistant. Keep your answers short."
+    kinds: tuple[str, ...] = KINDS
+    n_train_prompts: int = 192
+    n_eval_prompts: int = 80
+    samples_per_prompt: int = 4
+    eval_samples: int = 2
+    max_new_tokens: int = 48
+    temperature: float = 0.7
+    tau: float = 6.0
+    eta: float = 1.0
+    length_scale: float = 20.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kinds", tuple(self.kinds))
+        unknown = sorted(set(self.kinds) - set(KINDS))
+        if unknown or not self.kinds:
+            raise ValueError(f"kinds={list(self.kinds)}: expected a non-empty subset of {list(KINDS)}")
+        if self.samples_per_prompt < 2:
+            raise ValueError(f"samples_per_prompt={self.samples_per_prompt}: need >= 2 to pick a best and a worst")
+        if not 1 <= self.eval_samples <= self.samples_per_prompt:
+            raise ValueError(f"eval_samples={self.eval_samples}: need 1 <= eval_samples <= samples_per_prompt "
+                             f"({self.samples_per_prompt})")
+        if self.eta < 0 or self.tau <= 0 or self.length_scale <= 0 or self.temperature <= 0:
+            raise ValueError(f"need tau > 0, eta >= 0, length_scale > 0, temperature > 0; got tau={self.tau}, "
+                             f"eta={self.eta}, length_scale={self.length_scale}, temperature={self.temperature}")
+        for name in ("n_train_prompts", "n_eval_prompts", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: need >= 1")
+
+    def key(self) -> str:
+        """Short hash of the settings: the cache directory's name."""
+        return hashlib.sha256(json.dumps({**asdict(self), "version": TASKS_VERSION}, sort_keys=True).encode()
+                              ).hexdigest()[:12]
+
+
+@dataclass
+class World:
+    """A built world: where the reference model is, the training pairs and the held-out set."""
+
+    config: LMWorldConfig
+    path: Path
+    model_path: str
+    train_pairs: list[dict]
+    eval_tasks: list[Task]
+    eval_reference: dict  # tokens, texts, ended: eval_samples answers per held-out prompt, prompt-major
+    eval_pairs: list[dict]  # prompt index, chosen/rejected tokens and texts, reference log-probs
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def train_dataset_path(self) -> Path:
+        return self.path / "train_dataset"
+
+    def load_reference(self):
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(self.model_path).eval()
+
+    def load_tokenizer(self):
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.model_path)
+
+    def prompt_text(self, tokenizer, task: Task) -> str:
+        from adadpo.lmworld.policy import chat_prompt
+
+        return chat_prompt(tokenizer, self.config.system, task.text)
+
+
+def messages(system: str, user: str) -> list[dict[str, str]]:
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+
+
+def _best_worst(config: LMWorldConfig, task: Task, texts: list[str], rng: np.random.Generator) -> tuple[int, int]:
+    q = np.array([quality(task, t) for t in texts])
+    length = np.array([len(words(t)) for t in texts])
+    return best_and_worst(config, q, length, rng)
+
+
+def _stats(config: LMWorldConfig, tasks: list[Task], texts: list[str], pairs: list[dict]) -> dict:
+    k = config.samples_per_prompt
+    q = np.array([quality(tasks[i // k], t) for i, t in enumerate(texts)])
+    n = np.array([len(words(t)) for t in texts], dtype=float)
+    by_kind = {}
+    for kind in config.kinds:
+        idx = [i for i in range(len(texts)) if tasks[i // k].kind == kind]
+        if idx:
+            by_kind[kind] = {"quality": float(q[idx].mean()), "words": float(n[idx].mean())}
+    qw = np.array([p["q_chosen"] for p in pairs])
+    ql = np.array([p["q_rejected"] for p in pairs])
+    nw = np.array([p["words_chosen"] for p in pairs])
+    nl = np.array([p["words_rejected"] for p in pairs])
+    return {
+        "samples": len(texts), "quality": float(q.mean()), "words": float(n.mean()), "words_std": float(n.std()),
+        "corr_quality_words": float(np.corrcoef(q, n)[0, 1]) if q.std() > 0 and n.std() > 0 else 0.0,
+        "pairs": len(pairs), "chosen_better": float((qw > ql).mean()), "chosen_worse": float((qw < ql).mean()),
+        "chosen_longer": float((nw > nl).mean()), "q_chosen": float(qw.mean()), "q_rejected": float(ql.mean()),
+        "words_chosen": float(nw.mean()), "words_rejected": float(nl.mean()), "by_kind": by_kind,
+    }
+
+
+def _build(config: LMWorldConfig, out: Path, model_path: str, progress: Progress | None) -> None:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from adadpo.lmworld.policy import chat_prompt, response_logps, sample
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    model = AutoModelForCausalLM.from_pretrained(model_path).eval()
+    train_tasks, eval_tasks = make_tasks(config.n_train_prompts, config.n_eval_prompts, config.seed, config.kinds)
+    k = config.samples_per_prompt
+    gen = np.random.default_rng(config.seed + 2)
+
+    def stage(name: str):
+        return (lambda i, n: progress(name, i, n)) if progress else None
+
+    with torch.random.fork_rng():
+        train = sample(model, tokenizer, [chat_prompt(tokenizer, config.system, t.text) for t in train_tasks], n=k,
+                       max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed + 3,
+                       progress=stage("sampling training answers"))
+        held = sample(model, tokenizer, [chat_prompt(tokenizer, config.system, t.text) for t in eval_tasks], n=k,
+                      max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed + 4,
+                      progress=stage("sampling held-out answers"))
+
+    rows = []
+    for i, task in enumerate(train_tasks):
+        texts = train.texts[i * k : (i + 1) * k]
+        best, worst = _best_worst(config, task, texts, gen)
+        if texts[best] == texts[worst]:
+            continue
+        rows.append({"prompt": messages(config.system, task.text),
+                     "chosen": [{"role": "assistant", "content": texts[best]}],
+                     "rejected": [{"role": "assistant", "content": texts[worst]}],
+                     "kind": task.kind, "q_chosen": quality(task, texts[best]), "q_rejected": quality(task, texts[worst]),
+                     "words_chosen": len(words(texts[best])), "words_rejected": len(words(texts[worst]))})
+    Dataset.from_list([{c: r[c] for c in ("prompt", "chosen", "rejected")} for r in rows]).save_to_disk(
+        out / "train_dataset")
+
+    e = config.eval_samples
+    ref = {"tokens": [], "texts": [], "ended": []}
+    pairs = []
+    for i, task in enumerate(eval_tasks):
+        span = range(i * k, (i + 1) * k)
+        for j in list(span)[:e]:
+            ref["tokens"].append(held.tokens[j])
+            ref["texts"].append(held.texts[j])
+            ref["ended"].append(held.ended[j])
+        texts = [held.texts[j] for j in span]
+        best, worst = _best_worst(config, task, texts, gen)
+        if texts[best] != texts[worst]:
+            pairs.append({"prompt": i, "chosen": held.tokens[i * k + best], "rejected": held.tokens[i * k + worst],
+                          "chosen_text": texts[best], "rejected_text": texts[worst]})
+    if progress:
+        progress("scoring held-out pairs", 0, 1)
+    prompts = [chat_prompt(tokenizer, config.system, eval_tasks[p["prompt"]].text) for p in pairs]
+    for side in ("chosen", "rejected"):
+        logps = response_logps(model, tokenizer, prompts, [p[side] for p in pairs])
+        for p, lp in zip(pairs, logps.tolist()):
+            p[f"ref_{side}_logps"] = lp
+    if progress:
+        progress("scoring held-out pairs", 1, 1)
+
+    with open(out / "train_pairs.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    all_tasks = train_tasks + eval_tasks
+    all_texts = train.texts + held.texts
+    (out / "eval.json").write_text(json.dumps({
+        "tasks": [asdict(t) for t in eval_tasks], "reference": ref, "pairs": pairs,
+    }))
+    stats = _stats(config, all_tasks, all_texts, rows)
+    (out / "world.json").write_text(json.dumps({"config": asdict(config), "model_path": model_path, "stats": stats},
+                                               indent=2))
+
+
+def default_cache_dir() -> Path:
+    from adadpo.oracle.data import default_cache_dir as oracle_default
+
+    return oracle_default()
+
+
+def build_world(config: LMWorldConfig, cache_dir: str | os.PathLike | None = None,
+                progress: Progress | None = None) -> World:
+    """Load the world for ``config`` from ``cache_dir`` (default ``$ADADPO_CACHE`` or ``~/.cache/adadpo``),
+    building it first if absent (SmolLM2 on 2 CPU cores: a few minutes, mostly sampling)."""
+    from adadpo.lmworld.model import prepare_model
+
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = root / f"lmworld-{config.key()}"
+    if not (path / "world.json").exists():
+        if progress:
+            progress("preparing the model", 0, 1)
+        model_path = prepare_model(config.model, root)
+        if progress:
+            progress("preparing the model", 1, 1)
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".lmworld-{config.key()}-", dir=root))
+        try:
+            _build(config, tmp, model_path, progress)
+            try:
+                os.rename(tmp, path)
+            except OSError:  # built concurrently by another process: keep theirs
+                if not (path / "world.json").exists():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    meta = json.loads((path / "world.json").read_text())
+    data = json.loads((path / "eval.json").read_text())
+    with open(path / "train_pairs.jsonl") as f:
+        train_pairs = [json.loads(line) for line in f]
+    return World(
+        config=config, path=path, model_path=meta["model_path"], train_pairs=train_pairs,
+        eval_tasks=[Task(t["kind"], t["text"], tuple(t["params"])) for t in data["tasks"]],
+        eval_reference=data["reference"], eval_pairs=data["pairs"], stats=meta["stats"],
+    )

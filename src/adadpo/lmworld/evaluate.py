@@ -1,0 +1,72 @@
+"""Held-out evaluation of a trained policy against the reference model in the real-model world.
+
+The same measurements as the oracle's (:mod:`adadpo.oracle.evaluate`), with the truth of
+:func:`adadpo.lmworld.tasks.quality` and lengths in words. Per held-out prompt the policy answers
+``eval_samples`` times with the world's sampling process; answer ``i`` is judged against the reference's
+answer ``i``; outcomes are the judge's probabilities (ties count half).
+
+* ``wr``, ``lc`` (AlpacaEval 2's length-controlled win rate of the same outcomes), ``tq`` (the judge with
+  ``eta = 0``: true-quality win rate);
+* ``length``, ``quality`` (``ref_length``, ``ref_quality`` for the reference's answers);
+* ``kl``: ``KL(pi_T || pi_ref,T)`` between the two models' sampling processes at the world's temperature,
+  Monte Carlo over the policy's answers, each scored exactly (:func:`adadpo.lmworld.policy.response_logps`);
+* on held-out pairs, with ``r(y) = log pi(y) - log pi_ref(y)`` at temperature 1: ``reward_accuracy``,
+  ``reward_margin``, ``delta_chosen``, ``delta_rejected`` (likelihood displacement when ``delta_chosen < 0``);
+* ``examples``: the first answers to a few held-out prompts, beside the reference's, to read.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from adadpo.eval import length_controlled_winrate
+from adadpo.lmworld.data import World
+from adadpo.lmworld.policy import response_logps, sample
+from adadpo.lmworld.tasks import quality, words
+from adadpo.oracle.world import judge_prob
+
+#: Held-out prompts whose answers are kept in each run's row, to print side by side.
+EXAMPLES = 6
+
+
+def evaluate_policy(world: World, policy, reference, tokenizer, seed: int) -> dict:
+    """Metrics of ``policy`` vs ``reference`` on the world's held-out prompts and pairs (see module doc)."""
+    cfg, e = world.config, world.config.eval_samples
+    prompts = [world.prompt_text(tokenizer, t) for t in world.eval_tasks]
+    flat_prompts = [p for p in prompts for _ in range(e)]
+    tasks = [t for t in world.eval_tasks for _ in range(e)]
+    with torch.random.fork_rng():
+        answers = sample(policy, tokenizer, prompts, n=e, max_new_tokens=cfg.max_new_tokens,
+                         temperature=cfg.temperature, seed=10_000 + seed)
+    ref_texts = world.eval_reference["texts"]
+    q = np.array([quality(t, a) for t, a in zip(tasks, answers.texts)])
+    q_ref = np.array([quality(t, a) for t, a in zip(tasks, ref_texts)])
+    n = np.array([len(words(a)) for a in answers.texts], dtype=float)
+    n_ref = np.array([len(words(a)) for a in ref_texts], dtype=float)
+    pref = judge_prob(cfg, q, q_ref, n, n_ref)
+    true_pref = judge_prob(cfg, q, q_ref, n, n_ref, eta=0.0)
+    lc = length_controlled_winrate(pref, n, n_ref)
+
+    kl = (response_logps(policy, tokenizer, flat_prompts, answers.tokens, answers.ended, cfg.temperature)
+          - response_logps(reference, tokenizer, flat_prompts, answers.tokens, answers.ended, cfg.temperature))
+
+    pairs = world.eval_pairs
+    pair_prompts = [prompts[p["prompt"]] for p in pairs]
+    delta = {}
+    for side in ("chosen", "rejected"):
+        logps = response_logps(policy, tokenizer, pair_prompts, [p[side] for p in pairs])
+        delta[side] = logps - torch.tensor([p[f"ref_{side}_logps"] for p in pairs])
+    margin = delta["chosen"] - delta["rejected"]
+    examples = [{"prompt": world.eval_tasks[i].text, "reference": ref_texts[i * e], "answer": answers.texts[i * e],
+                 "quality": float(q[i * e]), "ref_quality": float(q_ref[i * e])}
+                for i in range(min(EXAMPLES, len(world.eval_tasks)))]
+    return {
+        "wr": float(pref.mean()), "lc": float(lc.lc), "tq": float(true_pref.mean()),
+        "length": float(n.mean()), "quality": float(q.mean()),
+        "ref_length": float(n_ref.mean()), "ref_quality": float(q_ref.mean()),
+        "kl": float(kl.mean()), "ended": float(np.mean(answers.ended)),
+        "reward_accuracy": float((margin > 0).float().mean()), "reward_margin": float(margin.mean()),
+        "delta_chosen": float(delta["chosen"].mean()), "delta_rejected": float(delta["rejected"].mean()),
+        "examples": examples,
+    }

@@ -1,0 +1,108 @@
+"""Chat prompts, batched sampling and exact scoring of answers under a real causal LM.
+
+The sampling process is fixed and known, so its log-probabilities can be computed exactly: temperature
+``T`` on the model's logits, no top-k/top-p, special tokens other than EOS never emitted, EOS not allowed as
+the first token, an answer that reaches ``max_new_tokens`` without EOS cut there. :func:`response_logps`
+scores an answer either under that process (for the KL between two policies' sampling distributions) or
+under the model's plain distribution at temperature 1 with EOS appended (how the trainer scores a pair).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from adadpo import sequence_logps
+
+
+@dataclass
+class Samples:
+    """Sampled answers, prompt-major: ``tokens`` (ids, without EOS), ``texts`` (decoded, special tokens
+    removed, stripped) and ``ended`` (whether the answer ended with EOS rather than at the length limit)."""
+
+    tokens: list[list[int]]
+    texts: list[str]
+    ended: list[bool]
+
+
+def chat_prompt(tokenizer, system: str, user: str) -> str:
+    """The prompt string the policy answers: the chat template with a generation prompt."""
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def never_emitted(tokenizer) -> list[int]:
+    """Token ids the sampling process never emits: every special token except EOS."""
+    return sorted(set(tokenizer.all_special_ids) - {tokenizer.eos_token_id})
+
+
+def _encode(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def sample(model, tokenizer, prompts: Sequence[str], *, n: int, max_new_tokens: int, temperature: float, seed: int,
+           batch_size: int = 64, progress: Callable[[int, int], None] | None = None) -> Samples:
+    """``n`` answers per chat prompt (strings from :func:`chat_prompt`), prompt-major, batched."""
+    torch.manual_seed(seed)
+    flat = [p for p in prompts for _ in range(n)]
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    out = Samples([], [], [])
+    if progress:
+        progress(0, len(flat))
+    try:
+        with torch.no_grad():
+            for s in range(0, len(flat), batch_size):
+                enc = tokenizer(list(flat[s : s + batch_size]), return_tensors="pt", padding=True,
+                                add_special_tokens=False)
+                gen = model.generate(**enc, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
+                                     min_new_tokens=1, max_new_tokens=max_new_tokens, pad_token_id=pad,
+                                     eos_token_id=eos, suppress_tokens=never_emitted(tokenizer))
+                for row in gen[:, enc["input_ids"].shape[1] :].tolist():
+                    ids = row[: row.index(eos)] if eos in row else row
+                    out.tokens.append(ids)
+                    out.ended.append(len(ids) < len(row))
+                    out.texts.append(tokenizer.decode(ids, skip_special_tokens=True).strip())
+                if progress:
+                    progress(min(s + batch_size, len(flat)), len(flat))
+    finally:
+        tokenizer.padding_side = side
+    return out
+
+
+def response_logps(model, tokenizer, prompts: Sequence[str], answers: Sequence[Sequence[int]],
+                   ended: Sequence[bool] | None = None, temperature: float = 1.0, batch_size: int = 16) -> Tensor:
+    """``[N]`` float32 log-probabilities of answer token ids given chat prompts, summed over the answer.
+
+    ``ended=None``: ``log pi(y + EOS | x)`` under the model's plain distribution (``temperature`` ignored).
+    With ``ended``: the exact log-probability of the sampling process of :func:`sample` at ``temperature``
+    (never-emitted tokens masked, EOS masked at the first position, EOS scored only where the answer ended).
+    """
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    never = never_emitted(tokenizer)
+    out = []
+    with torch.no_grad():
+        for s in range(0, len(prompts), batch_size):
+            rows, labels = [], []
+            for i in range(s, min(s + batch_size, len(prompts))):
+                p = _encode(tokenizer, prompts[i])
+                r = list(answers[i]) + ([eos] if ended is None or ended[i] else [])
+                rows.append(p + r)
+                labels.append([-100] * len(p) + r)
+            width = max(map(len, rows))
+            ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+            lab = torch.tensor([r + [-100] * (width - len(r)) for r in labels])
+            logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
+            if ended is not None:
+                logits = logits / temperature
+                logits[:, :, never] = -torch.inf
+                first = (lab != -100).int().argmax(1)  # first answer position of each row
+                logits[torch.arange(len(rows)), first - 1, eos] = -torch.inf
+            out.append(sequence_logps(logits, lab).logps)
+    return torch.cat(out) if out else torch.zeros(0)

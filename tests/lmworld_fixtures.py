@@ -1,0 +1,35 @@
+"""Shared pieces of the real-model world's tests (tests/test_lmworld*.py): a tiny stand-in for SmolLM2 and tiny
+world settings.
+
+The stand-in is the tiny Llama GGUF of :mod:`gguf_tiny` (byte-level BPE, ChatML control tokens, SmolLM2's chat
+template, tied embeddings), written with 4 blocks instead of 2 so that ``LMBudget()``'s default
+``train_layers=4`` (what ``adadpo demo`` uses) fits, and converted once per session by
+``adadpo.lmworld.model.convert_gguf`` into an ordinary ``transformers`` checkpoint directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from unittest import mock
+
+import gguf_tiny
+
+#: Blocks of the stand-in model.
+LAYERS = 4
+#: A world small enough to build in about a second on one thread.
+TINY_WORLD = dict(n_train_prompts=12, n_eval_prompts=7, samples_per_prompt=3, eval_samples=2, max_new_tokens=6)
+
+_BUILT: dict[str, Path] = {}
+
+
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """The converted tiny model's directory, built on first use in this process."""
+    if "dir" not in _BUILT:
+        from adadpo.lmworld.model import convert_gguf
+
+        root = tmp_path_factory.mktemp("lmworld-tiny-model")
+        with mock.patch.dict(gguf_tiny.CONFIG, num_hidden_layers=LAYERS):
+            gguf_tiny.write_tiny_llama_gguf(root / "tiny.gguf")
+        convert_gguf(root / "tiny.gguf", root / "model")
+        _BUILT["dir"] = root / "model"
+    return _BUILT["dir"]

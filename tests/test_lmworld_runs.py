@@ -1,0 +1,179 @@
+"""The real-model world end to end on a tiny stand-in for SmolLM2: one run through AdaDPOTrainer (what is
+trained, what the row holds), the sweep with ``world: {kind: smollm2}`` (resume, config errors) and
+``adadpo demo --world <yaml>`` in-process."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import pytest
+import torch
+import yaml
+
+pytest.importorskip("gguf")
+
+from lmworld_fixtures import LAYERS, TINY_WORLD, tiny_model_dir
+
+from adadpo.cli import main
+from adadpo.lmworld import run as lmrun
+from adadpo.lmworld.data import LMWorldConfig, build_world
+from adadpo.lmworld.run import LMBudget, train_and_evaluate
+from adadpo.lmworld.tasks import make_tasks
+from adadpo.oracle.run import CURVE_KEYS, Method, RunSpec
+from adadpo.oracle.sweep import load_sweep_config, read_results, run_sweep
+
+torch.set_num_threads(1)
+
+BUDGET = LMBudget(batch_size=4, train_layers=1, logging_steps=1)
+#: What the oracle report and the demo read from a row.
+ROW_KEYS = ("lc", "wr", "tq", "length", "quality", "ref_length", "ref_quality", "kl", "reward_accuracy",
+            "reward_margin", "delta_chosen", "delta_rejected", "curves", "examples", "model_parameters", "steps")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    return tiny_model_dir(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def world(tiny_model, tmp_path_factory):
+    return build_world(LMWorldConfig(model=str(tiny_model), **TINY_WORLD), tmp_path_factory.mktemp("lmworld-cache"))
+
+
+@pytest.fixture
+def one_thread_sweeps(monkeypatch):
+    """A smollm2 sweep gives each worker cpu_count // workers threads; keep the tests on one thread."""
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    yield
+    torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("method", [Method("AdaDPO", "dpo", {}), Method("SimPO", "simpo", params={"gamma": 0.5})],
+                         ids=["dpo-balanced", "simpo"])
+def test_one_run_trains_the_top_block_and_evaluates(world, method, monkeypatch):
+    seen = {}
+
+    def spy(world_, policy, reference, tokenizer, seed):
+        seen.update(policy=policy, reference=reference)
+        return evaluate(world_, policy, reference, tokenizer, seed)
+
+    evaluate = lmrun.evaluate_policy
+    monkeypatch.setattr(lmrun, "evaluate_policy", spy)
+    row = train_and_evaluate(world, RunSpec(method, 0.1, 1e-3, 0), BUDGET, threads=1)
+
+    for key in ROW_KEYS:
+        assert key in row, key
+    assert row["steps"] == -(-len(world.train_pairs) // BUDGET.batch_size) * BUDGET.epochs > 0
+    assert row["method"] == method.name and row["world"] == world.config.key()
+    assert row["budget"]["train_layers"] == 1
+    for key in ("lc", "wr", "tq", "reward_accuracy"):
+        assert 0.0 <= row[key] <= 1.0, key
+    for key in ("length", "quality", "ref_length", "ref_quality", "kl", "reward_margin", "delta_chosen",
+                "delta_rejected"):
+        assert math.isfinite(row[key]), key
+    assert row["length"] > 0 and row["ref_length"] > 0
+    assert row["delta_chosen"] != 0  # the policy moved
+    curves = row["curves"]
+    assert set(curves) == {"step", *CURVE_KEYS} and len(curves["step"]) == row["steps"]
+    assert all(math.isfinite(v) for v in curves["loss"])
+    assert len(row["examples"]) == min(6, len(world.eval_tasks))
+    assert row["examples"][0]["prompt"] == world.eval_tasks[0].text
+    assert row["examples"][0]["reference"] == world.eval_reference["texts"][0]
+
+    policy, reference = seen["policy"], seen["reference"]
+    assert row["model_parameters"] == sum(p.numel() for p in policy.parameters())
+    top = f"model.layers.{LAYERS - 1}."
+    trained = {n for n, p in policy.named_parameters() if p.requires_grad}
+    assert trained == {n for n, _ in policy.named_parameters() if n.startswith(top)} | {"model.norm.weight"}
+    assert row["trainable_parameters"] == sum(p.numel() for n, p in policy.named_parameters() if n in trained)
+    before = dict(reference.named_parameters())
+    changed = {n for n, p in policy.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and changed <= trained  # frozen parameters untouched, bit for bit
+    assert any(n.startswith(top) for n in changed)
+    assert not policy.training and not reference.training
+
+
+def _sweep_yaml(path, model, **overrides) -> str:
+    grid = {"world": {"kind": "smollm2", "model": str(model), **TINY_WORLD},
+            "budget": {"batch_size": 4, "train_layers": 1, "logging_steps": 1},
+            "betas": [0.1], "learning_rates": [1e-3], "seeds": [0], "workers": 1,
+            "methods": [{"name": "DPO", "loss": "dpo"}, {"name": "AdaDPO", "loss": "dpo", "balance": {}}],
+            **overrides}
+    path.write_text(yaml.safe_dump(grid))
+    return str(path)
+
+
+def test_sweep_in_the_smollm2_world_resumes(tiny_model, tmp_path, monkeypatch, one_thread_sweeps):
+    config = load_sweep_config(_sweep_yaml(tmp_path / "grid.yaml", tiny_model))
+    assert config.world_kind == "smollm2" and type(config.world) is LMWorldConfig
+    assert config.world == LMWorldConfig(model=str(tiny_model), **TINY_WORLD)
+    assert config.budget == BUDGET and config.comparisons == [("DPO", "AdaDPO")]
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    rows = run_sweep(config, out, str(cache))
+    assert sorted(r["method"] for r in rows) == ["AdaDPO", "DPO"]
+    assert all(r["world"] == config.world.key() and r["steps"] > 0 and 0 <= r["lc"] <= 1 for r in rows)
+    assert len(read_results(out / "results.jsonl")) == 2
+    saved = json.loads((out / "sweep.json").read_text())
+    assert saved["world_kind"] == "smollm2" and saved["budget"]["train_layers"] == 1
+    assert (cache / f"lmworld-{config.world.key()}" / "world.json").exists()
+    # a rerun finds both runs done: nothing is trained again
+    monkeypatch.setattr(lmrun, "train_and_evaluate", lambda *a, **k: pytest.fail("reran a finished run"))
+    again = run_sweep(config, out, str(cache))
+    assert [r["key"] for r in again] == [r["key"] for r in rows]
+    assert len(read_results(out / "results.jsonl")) == 2
+
+
+@pytest.mark.parametrize(("overrides", "match"), [
+    ({"budget": {"batch_size": 4, "train_layer": 1}}, r"budget: unknown field\(s\) \['train_layer'\]"),
+    ({"budget": {"train_layers": "top"}}, "train_layers='top' must be an integer"),
+    ({"world": {"kind": "smollm2", "n_words": 10}}, r"world: unknown field\(s\) \['n_words'\]"),  # an oracle field
+    ({"world": {"kind": "smollm2", "samples_per_prompt": 1}}, "samples_per_prompt=1"),
+    ({"world": {"kind": "nonsense"}}, "kind='nonsense'"),
+    ({"world": {"n_words": 10}, "budget": {"train_layers": 1}}, r"unknown field\(s\) \['train_layers'\]"),  # oracle
+])
+def test_sweep_config_errors_name_the_key(tiny_model, tmp_path, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        load_sweep_config(_sweep_yaml(tmp_path / "bad.yaml", tiny_model, **overrides))
+
+
+def test_demo_in_the_smollm2_world(tiny_model, tmp_path, capsys, one_thread_sweeps):
+    # the YAML names a model that does not exist: --model replaces it
+    (tmp_path / "world.yaml").write_text(yaml.safe_dump({"kind": "smollm2", "model": "no/such-model", **TINY_WORLD}))
+    out = tmp_path / "demo"
+    code = main(["demo", "--world", str(tmp_path / "world.yaml"), "--model", str(tiny_model), "--seeds", "2",
+                 "--workers", "1", "--no-progress", "--output-dir", str(out), "--cache-dir", str(tmp_path / "cache")])
+    assert code == 0
+    stdout = capsys.readouterr().out
+    first = make_tasks(TINY_WORLD["n_train_prompts"], TINY_WORLD["n_eval_prompts"], 0)[1][0]
+    assert "AdaDPO - DPO" in stdout and f"[1] {first.text}" in stdout and "  reference (q=" in stdout
+    report = (out / "report.md").read_text()
+    assert "## Answers before and after training" in report and "| reference |" in report
+    assert "real-model world" in report
+    data = json.loads((out / "results.json").read_text())
+    assert data["world"] == "smollm2"
+    assert isinstance(data["model_parameters"], int) and data["model_parameters"] > 0
+    assert set(data["methods"]) == {"DPO", "AdaDPO"}
+    for m in ("DPO", "AdaDPO"):
+        assert set(data["methods"][m]) == {"LC", "WR", "TQ"}
+        assert all(0.0 <= v <= 1.0 for v in data["methods"][m].values())
+    assert len(data["runs"]) == 4 and {r["seed"] for r in data["runs"]} == {0, 1}
+    assert data["config"]["world_kind"] == "smollm2" and data["config"]["world"]["model"] == str(tiny_model)
+    assert all(r["budget"] == data["runs"][0]["budget"] for r in data["runs"])
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--world", "oracle", "--model", "some/model"], "--model='some/model': only the smollm2 world takes a model"),
+    (["--world", "nonsense"], "--world='nonsense': expected one of ['oracle', 'smollm2'] or a YAML file"),
+    (["--world", "WORLD"], "kind='nonsense'; expected one of ['oracle', 'smollm2']"),
+])
+def test_demo_world_errors_are_one_line(tmp_path, capsys, argv, message):
+    (tmp_path / "w.yaml").write_text("kind: nonsense\n")
+    argv = [str(tmp_path / "w.yaml") if a == "WORLD" else a for a in argv]
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", *argv, "--output-dir", str(tmp_path / "out"), "--no-progress"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("adadpo demo: error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()  # nothing was run
