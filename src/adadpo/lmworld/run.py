@@ -13,10 +13,8 @@ dataset, so TRL's cache makes them a one-time cost per world rather than a secon
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,14 +22,14 @@ import torch
 from adadpo import LOSSES
 from adadpo.lmworld.data import World
 from adadpo.lmworld.evaluate import evaluate_policy
-from adadpo.oracle.run import Budget, RunSpec, curves
+from adadpo.oracle.run import Budget, RunSpec, run_fields, train_policy
 
 
 @dataclass(frozen=True)
 class LMBudget(Budget):
     """The oracle's :class:`Budget` plus how many top blocks are trained (see the module doc)."""
 
-    batch_size: int = 16
+    batch_size: int = 8
     epochs: int = 1
     logging_steps: int = 2
     train_layers: int = 4
@@ -57,9 +55,6 @@ def train_and_evaluate(world: World, spec: RunSpec, budget: LMBudget = LMBudget(
                        ) -> dict[str, Any]:
     """Train one policy and evaluate it; returns the run's settings, metrics, curves, examples and wall time."""
     from datasets import load_from_disk
-    from transformers import PrinterCallback
-
-    from adadpo.trl import AdaDPOConfig, AdaDPOTrainer
 
     if threads:
         torch.set_num_threads(threads)
@@ -71,31 +66,15 @@ def train_and_evaluate(world: World, spec: RunSpec, budget: LMBudget = LMBudget(
     trainable = freeze_below(policy, budget.train_layers)
     data = load_from_disk(str(world.train_dataset_path))
     needs_ref = LOSSES[spec.method.loss].needs_reference
-    with tempfile.TemporaryDirectory() as tmp:
-        config = AdaDPOConfig(
-            output_dir=os.path.join(tmp, "out"), beta=spec.beta, learning_rate=spec.learning_rate, seed=spec.seed,
-            per_device_train_batch_size=budget.batch_size, num_train_epochs=budget.epochs,
-            warmup_steps=budget.warmup_ratio, lr_scheduler_type=budget.scheduler, logging_steps=budget.logging_steps,
-            save_strategy="no", report_to="none", disable_tqdm=True, gradient_checkpointing=False,
-            # No truncation (answers are at most max_new_tokens): TRL's truncation filter closes over the whole
-            # config, which changes the dataset's fingerprint every run and defeats TRL's reference-log-prob cache.
-            max_length=None, dataset_num_proc=None, precompute_ref_log_probs=needs_ref,
-            **spec.method.config_fields(),
-        )
-        trainer = AdaDPOTrainer(policy, None, args=config, train_dataset=data, processing_class=tokenizer)
-        trainer.remove_callback(PrinterCallback)  # the sweep shows its own progress
-        trainer.train()
-        history = trainer.state.log_history
+    # No truncation (answers are at most max_new_tokens): TRL's truncation filter closes over the whole config,
+    # which changes the dataset's fingerprint every run and defeats TRL's cache of the reference log-probs.
+    history = train_policy(policy, None, data, tokenizer, spec, budget, max_length=None,
+                           precompute_ref_log_probs=needs_ref)
     train_seconds = time.perf_counter() - start
     policy.eval()
-    reference = world.load_reference()
-    metrics = evaluate_policy(world, policy, reference, tokenizer, seed=spec.seed)
+    metrics = evaluate_policy(world, policy, world.load_reference(), tokenizer, seed=spec.seed)
     return {
-        "key": spec.key, "method": spec.method.name, "loss": spec.method.loss,
-        "balance": spec.method.balance, "params": spec.method.params,
-        "beta": spec.beta, "learning_rate": spec.learning_rate, "seed": spec.seed,
-        "world": world.config.key(), "budget": asdict(budget), "steps": trainer.state.global_step,
+        **run_fields(spec, world.config.key(), budget, history),
         "model_parameters": sum(p.numel() for p in policy.parameters()), "trainable_parameters": trainable,
-        **metrics, "curves": curves(history), "train_seconds": train_seconds,
-        "seconds": time.perf_counter() - start,
+        **metrics, "train_seconds": train_seconds, "seconds": time.perf_counter() - start,
     }

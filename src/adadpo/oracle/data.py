@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from adadpo.oracle.cache import build_once, default_cache_dir
 from adadpo.oracle.policy import make_model, make_tokenizer, response_logps, sample, sft
 from adadpo.oracle.world import Prompt, WorldConfig, best_and_worst, make_prompts, quality
 
@@ -34,10 +33,6 @@ from adadpo.oracle.world import Prompt, WorldConfig, best_and_worst, make_prompt
 EVAL_SAMPLES = 2
 
 Progress = Callable[[str, int, int], None]
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("ADADPO_CACHE", Path.home() / ".cache" / "adadpo"))
 
 
 @dataclass
@@ -128,24 +123,17 @@ def build_world(config: WorldConfig, cache_dir: str | os.PathLike | None = None,
     building it first if absent (about half a minute, on one thread whatever the core count)."""
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = root / f"oracle-{config.key()}"
-    if not (path / "world.json").exists():
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".oracle-{config.key()}-", dir=root))
+
+    def build(tmp: Path) -> None:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # the same floats on any machine (and no fight with other processes)
         try:
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)  # the same floats on any machine (and no fight with other processes)
-            try:
-                with torch.random.fork_rng():
-                    _build(config, tmp, progress)
-            finally:
-                torch.set_num_threads(threads)
-            try:
-                os.rename(tmp, path)
-            except OSError:  # built concurrently by another process: keep theirs
-                if not (path / "world.json").exists():
-                    raise
+            with torch.random.fork_rng():
+                _build(config, tmp, progress)
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            torch.set_num_threads(threads)
+
+    build_once(path, "world.json", build)
     data = json.loads((path / "eval.json").read_text())
     return World(
         config=config, path=path,

@@ -74,12 +74,42 @@ def curves(log_history: list[dict]) -> dict[str, list[float]]:
     return curves
 
 
-def train_and_evaluate(world: World, spec: RunSpec, budget: Budget = Budget(), threads: int | None = 1) -> dict[str, Any]:
-    """Train one policy and evaluate it; returns the run's settings, metrics, curves and wall time."""
-    from datasets import Dataset
+def train_policy(policy: Any, ref_model: Any, data: Any, tokenizer: Any, spec: RunSpec, budget: Budget,
+                 **config: Any) -> list[dict]:
+    """Train ``policy`` in place with ``AdaDPOTrainer`` for ``spec`` under ``budget`` (no checkpoints, no
+    reports, no progress bar); ``config`` adds or overrides ``AdaDPOConfig`` fields. Returns the log history."""
     from transformers import PrinterCallback
 
     from adadpo.trl import AdaDPOConfig, AdaDPOTrainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args = AdaDPOConfig(**{
+            "output_dir": os.path.join(tmp, "out"), "beta": spec.beta, "learning_rate": spec.learning_rate,
+            "seed": spec.seed, "per_device_train_batch_size": budget.batch_size, "num_train_epochs": budget.epochs,
+            "warmup_steps": budget.warmup_ratio, "lr_scheduler_type": budget.scheduler,
+            "logging_steps": budget.logging_steps, "save_strategy": "no", "report_to": "none", "disable_tqdm": True,
+            "gradient_checkpointing": False, "dataset_num_proc": None, **spec.method.config_fields(), **config,
+        })
+        trainer = AdaDPOTrainer(policy, ref_model, args=args, train_dataset=data, processing_class=tokenizer)
+        trainer.remove_callback(PrinterCallback)  # the sweep shows its own progress
+        trainer.train()
+        return trainer.state.log_history
+
+
+def run_fields(spec: RunSpec, world_key: str, budget: Budget, history: list[dict]) -> dict[str, Any]:
+    """The fields every run's row starts with: what was run, in which world, under which budget, and its curves."""
+    steps = max((r.get("step", 0) for r in history), default=0)
+    return {
+        "key": spec.key, "method": spec.method.name, "loss": spec.method.loss,
+        "balance": spec.method.balance, "params": spec.method.params,
+        "beta": spec.beta, "learning_rate": spec.learning_rate, "seed": spec.seed,
+        "world": world_key, "budget": asdict(budget), "steps": steps, "curves": curves(history),
+    }
+
+
+def train_and_evaluate(world: World, spec: RunSpec, budget: Budget = Budget(), threads: int | None = 1) -> dict[str, Any]:
+    """Train one policy and evaluate it; returns the run's settings, metrics, curves and wall time."""
+    from datasets import Dataset
 
     if threads:
         torch.set_num_threads(threads)
@@ -91,25 +121,8 @@ def train_and_evaluate(world: World, spec: RunSpec, budget: Budget = Budget(), t
     policy.train()
     data = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in world.train_pairs])
     needs_ref = LOSSES[spec.method.loss].needs_reference
-    with tempfile.TemporaryDirectory() as tmp:
-        config = AdaDPOConfig(
-            output_dir=os.path.join(tmp, "out"), beta=spec.beta, learning_rate=spec.learning_rate, seed=spec.seed,
-            per_device_train_batch_size=budget.batch_size, num_train_epochs=budget.epochs,
-            warmup_steps=budget.warmup_ratio, lr_scheduler_type=budget.scheduler, logging_steps=budget.logging_steps,
-            save_strategy="no", report_to="none", disable_tqdm=True, gradient_checkpointing=False,
-            max_length=64, dataset_num_proc=None, **spec.method.config_fields(),
-        )
-        trainer = AdaDPOTrainer(policy, reference if needs_ref else None, args=config, train_dataset=data,
-                                processing_class=tokenizer)
-        trainer.remove_callback(PrinterCallback)  # the sweep shows its own progress
-        trainer.train()
-        history = trainer.state.log_history
+    history = train_policy(policy, reference if needs_ref else None, data, tokenizer, spec, budget, max_length=64)
     policy.eval()
     metrics = evaluate_policy(world, policy, reference, tokenizer, seed=spec.seed)
-    return {
-        "key": spec.key, "method": spec.method.name, "loss": spec.method.loss,
-        "balance": spec.method.balance, "params": spec.method.params,
-        "beta": spec.beta, "learning_rate": spec.learning_rate, "seed": spec.seed,
-        "world": world.config.key(), "budget": asdict(budget), "steps": trainer.state.global_step,
-        **metrics, "curves": curves(history), "seconds": time.perf_counter() - start,
-    }
+    return {**run_fields(spec, world.config.key(), budget, history), **metrics,
+            "seconds": time.perf_counter() - start}

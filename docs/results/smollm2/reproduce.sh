@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Reproduce the real-model results under docs/results/smollm2 (SmolLM2-135M-Instruct; about 2 minutes per run on
+# 2 CPU cores, 48 runs). Finished runs in an output directory's results.jsonl are skipped, so this resumes after an
+# interruption and, when everything is there, only rewrites the reports. Extra arguments go to every `adadpo sweep`.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+export HF_HUB_OFFLINE=1
+adadpo sweep --config examples/smollm2/sweep_dpo.yaml --output-dir docs/results/smollm2/dpo \
+  --title "DPO vs AdaDPO on SmolLM2-135M-Instruct" "$@"
+adadpo sweep --config examples/smollm2/sweep_simpo.yaml --output-dir docs/results/smollm2/simpo \
+  --title "SimPO vs AdaSimPO on SmolLM2-135M-Instruct" "$@"
+python -m adadpo.oracle.report docs/results/smollm2/dpo docs/results/smollm2/simpo > docs/results/smollm2/headline.md

@@ -1,0 +1,62 @@
+"""build_once: the benchmark worlds' atomic cache directories."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from adadpo.oracle.cache import build_once, default_cache_dir
+
+
+def _writer(calls: list):
+    def build(tmp):
+        calls.append(tmp)
+        (tmp / "part").write_text("x")
+        (tmp / "done.json").write_text("{}")
+    return build
+
+
+def test_builds_once_and_leaves_no_temporary(tmp_path):
+    calls: list = []
+    target = tmp_path / "cache" / "world-abc"
+    assert build_once(target, "done.json", _writer(calls)) == target
+    assert build_once(target, "done.json", _writer(calls)) == target
+    assert len(calls) == 1 and calls[0].parent == target.parent and calls[0] != target
+    assert sorted(p.name for p in target.parent.iterdir()) == ["world-abc"]
+    assert (target / "part").read_text() == "x"
+
+
+def test_failed_build_leaves_nothing_and_can_be_retried(tmp_path):
+    target = tmp_path / "world-abc"
+
+    def fail(tmp):
+        (tmp / "done.json").write_text("{}")  # looks finished inside the temporary directory only
+        raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        build_once(target, "done.json", fail)
+    assert list(tmp_path.iterdir()) == []
+    calls: list = []
+    build_once(target, "done.json", _writer(calls))
+    assert len(calls) == 1 and (target / "done.json").exists()
+
+
+def test_concurrent_build_keeps_the_first(tmp_path):
+    target = tmp_path / "world-abc"
+
+    def racing(tmp):  # another process finishes first while this one builds
+        target.mkdir()
+        (target / "done.json").write_text("theirs")
+        (tmp / "done.json").write_text("mine")
+
+    build_once(target, "done.json", racing)
+    assert (target / "done.json").read_text() == "theirs"
+    assert [p.name for p in tmp_path.iterdir()] == ["world-abc"]
+
+
+def test_default_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("ADADPO_CACHE", str(tmp_path))
+    assert default_cache_dir() == tmp_path
+    monkeypatch.delenv("ADADPO_CACHE")
+    assert default_cache_dir() == type(tmp_path)(os.path.expanduser("~")) / ".cache" / "adadpo"
