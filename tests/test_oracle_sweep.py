@@ -98,6 +98,14 @@ def test_cli_sweep_two_workers_and_report(world, tmp_path):
     report = (tmp_path / "out" / "report.md").read_text()
     assert "## AdaSimPO vs SimPO" in report and "heatmaps_SimPO_vs_AdaSimPO.png" in report
     assert (tmp_path / "out" / "heatmaps_SimPO_vs_AdaSimPO.png").exists()
+    # a grid with one more seed, reported from what has finished: nothing is trained
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump({**grid, "seeds": [0, 1, 2]}))
+    res = _cli(["sweep", "--config", "grid.yaml", "--output-dir", "out", "--report-only"], tmp_path)
+    assert len(read_results(tmp_path / "out" / "results.jsonl")) == 8 and "8 runs" in res.stdout
+    assert "Partial: 8 of 12 runs finished so far." in (tmp_path / "out" / "report.md").read_text()
+    empty = subprocess.run([sys.executable, "-m", "adadpo", "sweep", "--config", "grid.yaml", "--output-dir", "none",
+                            "--report-only"], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+    assert empty.returncode != 0 and "has no finished run" in empty.stderr
 
 
 def test_cli_demo_writes_table_report_results(world, tmp_path):

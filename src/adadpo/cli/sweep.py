@@ -24,12 +24,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache-dir", help="where built worlds are kept (default: $ADADPO_CACHE or ~/.cache/adadpo)")
     p.add_argument("--title", help="report title")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--report-only", action="store_true",
+                   help="train nothing: write the report from the runs already in results.jsonl (a partial sweep)")
 
 
 def run(args: argparse.Namespace) -> int:
     from adadpo.oracle.progress import StageProgress
     from adadpo.oracle.report import write_report
-    from adadpo.oracle.sweep import load_sweep_config, run_sweep, wall_time
+    from adadpo.oracle.sweep import finished_rows, load_sweep_config, run_sweep, wall_time
 
     config = load_sweep_config(args.config)
     if args.workers is not None:
@@ -37,13 +39,25 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--workers={args.workers}: need >= 1")
         config.workers = args.workers
     out = Path(args.output_dir or f"sweep-{Path(args.config).stem}")
-    progress = StageProgress(disable=args.no_progress)
-    rows = run_sweep(config, out, args.cache_dir, progress)
-    progress.close()
+    total = len(config.runs())
+    if args.report_only:
+        rows = finished_rows(config, out)
+        if not rows:
+            raise ValueError(f"--report-only: {out / 'results.jsonl'} has no finished run of this sweep")
+    else:
+        progress = StageProgress(disable=args.no_progress)
+        rows = run_sweep(config, out, args.cache_dir, progress)
+        progress.close()
     runs, seconds = wall_time(out)
-    preamble = (f"`adadpo sweep --config {args.config}`: {runs} runs trained in {seconds / 60:.1f} min of wall time "
-                f"with {config.workers} worker process(es) (world build excluded; summed over invocations if "
-                f"resumed). World `{config.world.key()}`; settings in `sweep.json`.")
+    if runs:
+        timing = (f"{runs} runs trained in {seconds / 60:.1f} min of wall time with {config.workers} worker process(es) "
+                  "(world build excluded; summed over invocations if resumed)")
+    else:  # only killed invocations so far: what the runs themselves took
+        timing = (f"{len(rows)} runs took {sum(r.get('seconds', 0) for r in rows) / 60:.1f} min of process time in "
+                  f"all, {config.workers} worker process(es)")
+    partial = "" if len(rows) == total else f" **Partial: {len(rows)} of {total} runs finished so far.**"
+    preamble = (f"`adadpo sweep --config {args.config}`: {timing}. World `{config.world.key()}`; settings in "
+                f"`sweep.json`.{partial}")
     methods = [m.name for m in config.methods]
     appendix, kind = "", config.world_kind
     if kind == "smollm2":

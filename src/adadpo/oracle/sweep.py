@@ -271,14 +271,9 @@ def run_sweep(config: SweepConfig, output_dir: str | os.PathLike, cache_dir: str
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.json").write_text(json.dumps(sweep_config_dict(config), indent=2))
     results_path = out / "results.jsonl"
-    wkey, budget = config.world.key(), asdict(config.budget)
-
-    def mine(row: dict) -> bool:
-        return row.get("world") == wkey and row.get("budget") == budget
-
     _drop_torn_tail(results_path)
     world_kind(config.world_kind).build(config.world, cache_dir, progress)  # once, here, before the workers load it
-    done = {r["key"] for r in read_results(results_path) if mine(r)}
+    done = {r["key"] for r in finished_rows(config, out)}
     todo = [s for s in config.runs() if s.key not in done]
     total = len(config.runs())
     if progress:
@@ -288,8 +283,15 @@ def run_sweep(config: SweepConfig, output_dir: str | os.PathLike, cache_dir: str
         _run_all(config, todo, results_path, cache_dir, progress, total - len(todo), total)
         with open(out / "timing.jsonl", "a") as f:
             f.write(json.dumps({"runs": len(todo), "workers": config.workers, "seconds": time.time() - started}) + "\n")
+    return finished_rows(config, out)
+
+
+def finished_rows(config: SweepConfig, output_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The rows of ``output_dir/results.jsonl`` that belong to ``config``: its world, budget and runs."""
+    wkey, budget = config.world.key(), asdict(config.budget)
     wanted = {s.key for s in config.runs()}
-    return [r for r in read_results(results_path) if mine(r) and r["key"] in wanted]
+    return [r for r in read_results(Path(output_dir) / "results.jsonl")
+            if r.get("world") == wkey and r.get("budget") == budget and r["key"] in wanted]
 
 
 def _run_all(config: SweepConfig, todo: list[RunSpec], results_path: Path, cache_dir: str | None,
