@@ -1,12 +1,18 @@
 """Run the four benchmarks and write their tables into docs/performance.md.
 
     python benchmarks/run_all.py [--quick] [--only NAME ...] [--no-write]
+    python benchmarks/run_all.py --model smollm2 [--quick] [--no-write]
 
 Runs, one after the other: balance_overhead.py, trainer_step.py, chunked_logps.py, reference.py (each in
 its own process, with its defaults, or fewer repeats with ``--quick``), prints their tables, and replaces
 the part of ``docs/performance.md`` between the ``<!-- measured:begin -->`` and ``<!-- measured:end -->``
 markers with the tables, the goals and the verdicts, the machine and the command. The prose around the
 markers (what limits each ratio) is not touched.
+
+``--model smollm2`` (opt-in; about 20 minutes on 2 cores) runs instead the benchmarks that have a
+real-model configuration, balance_overhead.py and trainer_step.py with ``--configs smollm2`` (the model
+from the local cache, see ``_common.MODELS``), and writes their block, between
+``<!-- measured:smollm2:begin -->`` and ``<!-- measured:smollm2:end -->``; the synthetic block is left alone.
 """
 
 from __future__ import annotations
@@ -32,6 +38,17 @@ QUICK = {
     "chunked_logps": ["--repeats", "1"],
     "reference": ["--repeats", "3", "--steps", "5"],
 }
+#: The benchmarks with a real-model configuration (``--model``), and their ``--quick`` options there.
+MODEL_BENCHMARKS = {"balance_overhead": ["--repeats", "1", "--steps", "1"],
+                    "trainer_step": ["--repeats", "1", "--steps", "1", "--no-memory"]}
+TITLES = {"balance_overhead": "1. Balanced vs plain loss", "trainer_step": "2. AdaDPOTrainer vs stock DPOTrainer",
+          "chunked_logps": "3. Chunked log-probs vs full logits (and TRL, Liger)",
+          "reference": "4. Precomputed vs live reference"}
+
+
+def markers(model: str | None) -> tuple[str, str]:
+    """The begin and end markers of the block that a run (synthetic, or on ``model``) rewrites."""
+    return (BEGIN, END) if model is None else (f"<!-- measured:{model}:begin -->", f"<!-- measured:{model}:end -->")
 
 
 def run(name: str, extra: list[str], json_dir: Path) -> str:
@@ -53,11 +70,11 @@ def summary(figures: dict[str, Any]) -> list[list[str]]:
     """One row per goal of the issue: what was measured and whether it meets the goal."""
     rows = []
     if "balance_overhead" in figures:
-        res = figures["balance_overhead"]["results"]
-        worst = max(res, key=lambda k: res[k]["ratio"])
-        rows.append(["1. balanced / plain step, six losses", "<= 1.02x",
-                     f"{min(v['ratio'] for v in res.values()):.3f}-{res[worst]['ratio']:.3f}x (worst: {worst})",
-                     verdict(res[worst]["ratio"] <= 1.02)])
+        for config, res in figures["balance_overhead"]["results"].items():
+            worst = max(res, key=lambda k: res[k]["ratio"])
+            rows.append([f"1. balanced / plain step, six losses ({config})", "<= 1.02x",
+                         f"{min(v['ratio'] for v in res.values()):.3f}-{res[worst]['ratio']:.3f}x (worst: {worst})",
+                         verdict(res[worst]["ratio"] <= 1.02)])
     if "trainer_step" in figures:
         for config, res in figures["trainer_step"]["results"].items():
             key = "AdaDPOTrainer dpo plain (chunked)"
@@ -94,40 +111,56 @@ def summary(figures: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def block(figures: dict[str, Any], tables: dict[str, str], commands: dict[str, str], command: str,
+          model: str | None) -> str:
+    """The measured block: date and machine, the command, the goals, and each benchmark's table."""
+    begin, end = markers(model)
+    machine = next((f["machine"] for f in figures.values() if f.get("machine")), C.machine())
+    body = [begin, "", (f"Measured {datetime.date.today().isoformat()} on: {machine} (torch threads per "
+            "benchmark as printed)."), "", f"Command: `{command}`", "", "### Goals", "",
+            C.table(["ratio", "goal", "measured", "verdict"], summary(figures)), ""]
+    for name, text in tables.items():
+        title = TITLES[name] + ("" if model is None else f" ({model})")
+        body += [f"### {title}", "", f"`{commands[name]}`", "", text, ""]
+    body.append(end)
+    return "\n".join(body)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a rough check, not for the docs)")
-    parser.add_argument("--only", nargs="+", choices=list(QUICK), default=list(QUICK))
+    parser.add_argument("--only", nargs="+", choices=list(QUICK), default=None)
+    parser.add_argument("--model", choices=list(C.MODELS), default=None,
+                        help="run the real-model configuration of the benchmarks that have one, and write its block")
     parser.add_argument("--no-write", action="store_true", help=f"print only; leave {DOC.relative_to(C.ROOT)} alone")
     args = parser.parse_args()
+    available = list(QUICK) if args.model is None else list(MODEL_BENCHMARKS)
+    only = args.only or available
+    if args.model is not None and not set(only) <= set(MODEL_BENCHMARKS):
+        parser.error(f"--model runs only {', '.join(MODEL_BENCHMARKS)}")
     tables: dict[str, str] = {}
     figures: dict[str, Any] = {}
+    commands: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in args.only:
-            tables[name] = run(name, QUICK[name] if args.quick else [], Path(tmp))
+        for name in only:
+            extra = [] if args.model is None else ["--configs", args.model]
+            quick = QUICK[name] if args.model is None else MODEL_BENCHMARKS[name]
+            commands[name] = " ".join(["python", f"benchmarks/{name}.py", *extra])
+            tables[name] = run(name, extra + (quick if args.quick else []), Path(tmp))
             figures[name] = json.loads((Path(tmp) / f"{name}.json").read_text())
-    command = "python benchmarks/run_all.py" + (" --quick" if args.quick else "") + (
-        f" --only {' '.join(args.only)}" if args.only != list(QUICK) else "")
-    machine = next((f["machine"] for f in figures.values() if "machine" in f), C.machine())
-    body = [BEGIN, "", (f"Measured {datetime.date.today().isoformat()} on: {machine} (torch threads per "
-            "benchmark as printed)."), "", f"Command: `{command}`", "", "### Goals", "",
-            C.table(["ratio", "goal", "measured", "verdict"], summary(figures)), ""]
-    titles = {"balance_overhead": "1. Balanced vs plain loss", "trainer_step": "2. AdaDPOTrainer vs stock DPOTrainer",
-              "chunked_logps": "3. Chunked log-probs vs full logits (and TRL, Liger)",
-              "reference": "4. Precomputed vs live reference"}
-    for name, text in tables.items():
-        body += [f"### {titles[name]}", "", f"`python benchmarks/{name}.py`", "", text, ""]
-    body.append(END)
-    block = "\n".join(body)
-    print("\n" + block)
+    command = "python benchmarks/run_all.py" + (f" --model {args.model}" if args.model else "") + (
+        " --quick" if args.quick else "") + (f" --only {' '.join(only)}" if only != available else "")
+    text = block(figures, tables, commands, command, args.model)
+    print("\n" + text)
     if args.no_write:
         return
-    doc = DOC.read_text() if DOC.exists() else f"# Performance\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in doc or END not in doc:
-        raise SystemExit(f"{DOC} has no {BEGIN} ... {END} block to replace")
-    head, rest = doc.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    DOC.write_text(head + block + tail)
+    begin, end = markers(args.model)
+    doc = DOC.read_text() if DOC.exists() else f"# Performance\n\n{begin}\n{end}\n"
+    if begin not in doc or end not in doc:
+        raise SystemExit(f"{DOC} has no {begin} ... {end} block to replace")
+    head, rest = doc.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    DOC.write_text(head + text + tail)
     print(f"\nwrote {DOC.relative_to(C.ROOT)}", file=sys.stderr)
 
 

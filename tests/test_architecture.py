@@ -59,11 +59,15 @@ def test_public_api():
 
 
 def test_benchmark_is_a_client_of_the_public_api():
-    """adadpo.oracle imports adadpo only through its public faces: adadpo, adadpo.trl, adadpo.eval."""
+    """The benchmark worlds (adadpo.oracle, adadpo.lmworld) import adadpo only through its public faces
+    (adadpo, adadpo.trl, adadpo.eval) and each other."""
     import ast
 
     public = {"adadpo", "adadpo.trl", "adadpo.eval"}
-    for path in (ROOT / "src" / "adadpo" / "oracle").glob("*.py"):
+    benchmark = ("adadpo.oracle", "adadpo.lmworld")
+    paths = [p for world in ("oracle", "lmworld") for p in (ROOT / "src" / "adadpo" / world).glob("*.py")]
+    assert len(paths) > 10
+    for path in paths:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("adadpo"):
-                assert node.module in public or node.module.startswith("adadpo.oracle"), f"{path.name}: {node.module}"
+                assert node.module in public or node.module.startswith(benchmark), f"{path.name}: {node.module}"
