@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Reproduce the real-model results under docs/results/smollm2 (SmolLM2-135M-Instruct; about 2 minutes per run on
-# 2 CPU cores, 48 runs). Finished runs in an output directory's results.jsonl are skipped, so this resumes after an
+# Reproduce the real-model results under docs/results/smollm2 (SmolLM2-135M-Instruct; 48 runs, two at a time,
+# about 3 minutes each on 2 CPU cores: a bit over an hour per grid). Finished runs in an output directory's results.jsonl are skipped, so this resumes after an
 # interruption and, when everything is there, only rewrites the reports. Extra arguments go to every `adadpo sweep`.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
