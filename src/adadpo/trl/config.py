@@ -1,8 +1,10 @@
-"""``AdaDPOConfig``: TRL's ``DPOConfig`` plus the loss family and the AdaDPO balance fields.
+"""``AdaDPOConfig``: TRL's ``DPOConfig`` (every loss option of it included) plus the loss family and the AdaDPO
+balance fields.
 
 The ``balance_*`` fields are generated from :class:`adadpo.Balance`'s own fields (name, type, default, help,
 choices), so the two cannot drift apart. ``beta`` and ``label_smoothing`` are DPOConfig's own fields.
-:meth:`AdaDPOConfig.loss_spec` resolves all of it into the :class:`adadpo.LossSpec` the trainer applies every step.
+:meth:`AdaDPOConfig.loss_spec` resolves all of it into the :class:`adadpo.LossSpec` (or, for TRL's other losses,
+the :class:`~adadpo.core.trl_losses.TrlLossSpec`) the trainer applies every step.
 """
 
 from __future__ import annotations
@@ -64,8 +66,13 @@ BalanceFields = make_dataclass(
 class AdaDPOConfig(BalanceFields, DPOConfig):
     r"""Configuration of :class:`~adadpo.trl.AdaDPOTrainer`: ``trl.DPOConfig`` plus the fields below.
 
+    TRL's loss options (``loss_type``, ``loss_weights``, ``use_weighting``, ``ld_alpha``, ``f_divergence_type``,
+    ``f_alpha_divergence_coef``, ``discopop_tau``) work as in stock ``DPOTrainer`` (see
+    :mod:`adadpo.core.trl_losses`); ``loss`` and ``loss_type`` combine by :func:`resolve_loss`.
+
     Args:
-        loss: preference loss family, one of ``dpo``, ``rdpo``, ``ipo``, ``simpo``, ``cpo``, ``orpo``.
+        loss: preference loss family, one of ``dpo``, ``rdpo``, ``ipo``, ``simpo``, ``cpo``, ``orpo``
+            (``dpo`` and ``ipo`` are TRL's ``loss_type`` ``sigmoid`` and ``ipo``).
         balance: train the AdaDPO (gradient-balanced) form of ``loss`` instead of the plain one.
         balance_<field>: one per field of :class:`adadpo.Balance` (``balance_level``, ``balance_use_reference``,
             ``balance_alpha_chosen``, ``balance_alpha_rejected``, ``balance_clip``, ``balance_normalize``,

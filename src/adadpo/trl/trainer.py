@@ -44,7 +44,8 @@ __all__ = ["AdaDPOTrainer", "NonFiniteLossError"]
 
 
 class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
-    """Drop-in replacement of ``trl.DPOTrainer`` for the six loss families, plain or AdaDPO-balanced.
+    """Drop-in replacement of ``trl.DPOTrainer`` for the six loss families and every TRL 1.16 ``loss_type``
+    (with ``loss_weights``, WPO, LD-DPO and the f-divergences), plain or AdaDPO-balanced.
 
     Same constructor and dataset formats as ``DPOTrainer``; ``args`` must be an :class:`AdaDPOConfig`
     (``loss``, ``balance``, ``balance_*``, ``gamma``, ``length_alpha``, ``cpo_alpha``), resolved once into
@@ -52,7 +53,7 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
 
         pairs = backend(model, batch)                  # PairLogps: A_w, A_l, T_w, T_l
         pairs = pairs.with_reference(R_w, R_l)         # reference-based losses only
-        loss = preference_loss(self.loss_spec, pairs).loss
+        loss = preference_loss(self.loss_spec, pairs).loss   # trl_preference_loss for a TrlLossSpec
 
     Logged metrics keep TRL's names (``rewards/*``, ``logps/*``, ``entropy``, ``logits/*``,
     ``mean_token_accuracy``, ``num_tokens``) and add ``balance/*``, averaged over processes.
