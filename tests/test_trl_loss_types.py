@@ -55,7 +55,8 @@ OPTIONS = {
 def _spec(options: dict, balance: Balance | None = None, beta: float = 0.1) -> TrlLossSpec:
     o = dict(options)
     o.pop("ld_alpha", None)
-    return TrlLossSpec(o.pop("loss_type", "sigmoid"), weights=o.pop("loss_weights", None), beta=beta, balance=balance, **o)
+    types = o.pop("loss_type", "sigmoid")
+    return TrlLossSpec(types, weights=o.pop("loss_weights", None), beta=beta, balance=balance, **o)
 
 
 def _fake_attrs(options: dict) -> dict:
@@ -198,8 +199,8 @@ COMBOS = [(t, level, use_ref, place) for t in BALANCED for level in ("token", "s
 
 @pytest.mark.parametrize("loss_type,level,use_ref,placement", COMBOS)
 @settings(max_examples=10, deadline=None)
-@given(batch=pair_batches(max_len=6, max_scale=0.5), normalize=st.sampled_from(["sum", "geometric", "rejected", "chosen"]),
-       f_div=st.sampled_from(F_DIVS))
+@given(batch=pair_batches(max_len=6, max_scale=0.5),
+       normalize=st.sampled_from(["sum", "geometric", "rejected", "chosen"]), f_div=st.sampled_from(F_DIVS))
 def test_exact_balance_unclipped(loss_type, level, use_ref, placement, batch, normalize, f_div):
     """|dL/dp_t| equal on both sides for every token, on the balanced probability (clip off)."""
     a_w, a_l = batch.leaves()
@@ -258,13 +259,27 @@ def test_zero_exponents_give_the_plain_loss_exactly(loss_type, batch, clip):
                                      dict(loss_type="sigmoid_norm", f_divergence_type="js_divergence")],
                          ids=lambda o: str(o["loss_type"]))
 def test_balanced_trl_losses_train(options, model_dir, tokenizer, dataset, tmp_path):
-    placement = "gradient" if LOSS_TYPES[options["loss_type"] if isinstance(options["loss_type"], str) else "sigmoid"].kind == "sides" else "margin"
+    first = options["loss_type"] if isinstance(options["loss_type"], str) else options["loss_type"][0]
+    placement = "gradient" if LOSS_TYPES[first].kind == "sides" else "margin"
     trainer, losses = _train(AdaDPOTrainer, AdaDPOConfig, model_dir, tokenizer, dataset, tmp_path, balance=True,
                              balance_placement=placement, max_steps=8, learning_rate=1e-2, **options)
     assert all(math.isfinite(x) for x in losses)
     assert min(losses[4:]) < losses[0]  # it trained
     logged = [h for h in trainer.state.log_history if "balance/coef_chosen" in h]
     assert len(logged) == 8 and any(h["balance/log_rho"] != 0 for h in logged)
+    evaluated = trainer.evaluate(dataset)  # no_grad: the two-sided slopes are still taken
+    assert math.isfinite(evaluated["eval_loss"]) and "eval_balance/coef_chosen" in evaluated
+
+
+def test_wpo_with_hinge_and_sft_trains_where_stock_fails(model_dir, tokenizer, dataset, tmp_path):
+    """Stock TRL 1.16 scales the per-pair losses by WPO's weights in place, which autograd refuses after relu
+    (hinge) and torch refuses on sft's expanded loss; adadpo computes the same loss out of place."""
+    options = dict(loss_type=["hinge", "sft"], loss_weights=[1.0, 0.5], use_weighting=True)
+    with pytest.raises(RuntimeError):
+        _train(DPOTrainer, DPOConfig, model_dir, tokenizer, dataset, tmp_path / "stock", **options)
+    ours, losses = _train(AdaDPOTrainer, AdaDPOConfig, model_dir, tokenizer, dataset, tmp_path / "ours", **options)
+    assert len(losses) == 4 and all(math.isfinite(x) for x in losses)
+    assert math.isfinite(ours.evaluate(dataset)["eval_loss"])
 
 
 # -------------------------------------------------------------------------------------------- config
@@ -290,17 +305,21 @@ def test_loss_and_loss_type_resolve_to_one_loss(tmp_path, kwargs, expected):
 @pytest.mark.parametrize(("kwargs", "message"), [
     (dict(loss="simpo", loss_type="hinge"), r"loss='simpo' and loss_type=\['hinge'\] name different losses"),
     (dict(loss="ipo", loss_type=["sigmoid", "sft"]), r"loss='ipo' and loss_type=\['sigmoid', 'sft'\] name different"),
-    (dict(loss="cpo", use_weighting=True), r"use_weighting=True is an option of TRL's losses \(loss_type\) and does not apply to loss='cpo'"),
+    (dict(loss="cpo", use_weighting=True),
+     r"use_weighting=True is an option of TRL's losses \(loss_type\) and does not apply to loss='cpo'"),
     (dict(loss="rdpo", length_alpha=0.1, ld_alpha=0.5), r"ld_alpha=0.5 is an option of TRL's losses"),
     (dict(loss_type="hinge", gamma=0.5), r"gamma=0.5 does not apply to loss_type=\['hinge'\]"),
     (dict(ld_alpha=1.5), r"ld_alpha=1.5 must be a number in \[0, 1\]"),
     (dict(ld_alpha=0.5, balance=True), r"balance=True does not apply with ld_alpha=0.5: LD-DPO weights"),
     (dict(loss_type="aot", balance=True), r"balance does not apply to loss_type \['aot'\]: it sorts the batch"),
     (dict(loss_type="sft", balance=True), r"balance does not apply to loss_type 'sft' alone"),
-    (dict(loss_type=["sigmoid", "hinge"], balance=True), r"balance applies to one pairwise loss_type, got \['sigmoid', 'hinge'\]"),
-    (dict(loss_type="nca_pair", balance=True), r"loss_type 'nca_pair' gives each side its own slope.*placement='gradient'"),
+    (dict(loss_type=["sigmoid", "hinge"], balance=True),
+     r"balance applies to one pairwise loss_type, got \['sigmoid', 'hinge'\]"),
+    (dict(loss_type="nca_pair", balance=True),
+     r"loss_type 'nca_pair' gives each side its own slope.*placement='gradient'"),
     (dict(loss_type="exo_pair"), r"loss_type 'exo_pair' needs label_smoothing in \(0, 1\)"),
-    (dict(loss_type="nca_pair", f_divergence_type="forward_kl"), r"f_divergence_type='forward_kl' does not apply to loss_type \['nca_pair'\]"),
+    (dict(loss_type="nca_pair", f_divergence_type="forward_kl"),
+     r"f_divergence_type='forward_kl' does not apply to loss_type \['nca_pair'\]"),
     (dict(loss_type="aot", use_weighting=True), r"use_weighting=True \(WPO\) does not apply to loss_type aot"),
     (dict(loss_type="kto"), r"loss_type='kto' is not one of TRL 1.16's loss types"),
 ])

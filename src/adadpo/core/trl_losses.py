@@ -141,7 +141,8 @@ class TrlLossSpec:
                 raise ValueError(f"loss_type={t!r} is not one of TRL 1.16's loss types {list(LOSS_TYPES)}")
         weights = tuple(1.0 for _ in types) if self.weights is None else tuple(self.weights)
         if len(weights) != len(types):
-            raise ValueError(f"loss_weights={list(weights)} has {len(weights)} weights for {len(types)} loss types {list(types)}")
+            raise ValueError(f"loss_weights={list(weights)} has {len(weights)} weights for {len(types)} loss types "
+                             f"{list(types)}")
         weights = tuple(_number("loss_weights", w) for w in weights)
         beta = _number("beta", self.beta)
         if beta <= 0:
@@ -154,7 +155,8 @@ class TrlLossSpec:
         if self.f_divergence_type != "reverse_kl":
             bad = [t for t in types if not LOSS_TYPES[t].f_divergence]
             if bad:
-                raise ValueError(f"f_divergence_type={self.f_divergence_type!r} does not apply to loss_type {bad}: only "
+                raise ValueError(f"f_divergence_type={self.f_divergence_type!r} does not apply to loss_type {bad}: "
+                                 "only "
                                  f"{[n for n, t in LOSS_TYPES.items() if t.f_divergence]} compare a chosen-rejected "
                                  "score difference; use 'reverse_kl'")
         if self.use_weighting and {"aot", "aot_unpaired"} & set(types):
@@ -181,17 +183,19 @@ class TrlLossSpec:
             raise ValueError(f"balance={self.balance!r} must be an adadpo.Balance or None")
         others = [t for t in types if LOSS_TYPES[t].kind == "batch" and t != "sft"]
         if others:
-            raise ValueError(f"balance does not apply to loss_type {others}: it sorts the batch, so a pair's chosen and "
-                             "rejected sides no longer meet in one term")
+            raise ValueError(f"balance does not apply to loss_type {others}: it sorts the batch, so a pair's chosen "
+                             "and rejected sides no longer meet in one term")
         if not pairwise:
-            raise ValueError("balance does not apply to loss_type 'sft' alone: it has no rejected side to balance against")
+            raise ValueError("balance does not apply to loss_type 'sft' alone: it has no rejected side to balance "
+                             "against")
         if len(pairwise) > 1:
-            raise ValueError(f"balance applies to one pairwise loss_type, got {[types[i] for i in pairwise]}: the sum of "
-                             "separately balanced terms is not balanced; keep one (sft may be added)")
+            raise ValueError(f"balance applies to one pairwise loss_type, got {[types[i] for i in pairwise]}: the sum "
+                             "of separately balanced terms is not balanced; keep one (sft may be added)")
         t = LOSS_TYPES[types[pairwise[0]]]
         if t.kind == "sides" and self.balance.placement != "gradient":
             raise ValueError(f"loss_type {t.name!r} gives each side its own slope, which scaling the scores inside the "
-                             "loss would move; only Balance(placement='gradient') (balance_placement) balances it exactly")
+                             "loss would move; only Balance(placement='gradient') (balance_placement) balances it "
+                             "exactly")
         return pairwise[0]
 
 
@@ -317,7 +321,8 @@ def trl_preference_loss(spec: TrlLossSpec, pairs: PairLogps, pair_weights: Tenso
         ``balance/*``; ``losses`` ``[B]`` sums the weighted terms per pair so that ``losses.mean() == loss``.
     """
     if not pairs.has_reference:
-        raise ValueError(f"loss_type {spec.loss!r} needs the reference model's log-probs (ref_chosen_logps, ref_rejected_logps)")
+        raise ValueError(f"loss_type {spec.loss!r} needs the reference model's log-probs (ref_chosen_logps, "
+                         "ref_rejected_logps)")
     if spec.use_weighting and pair_weights is None:
         raise ValueError("use_weighting=True (WPO) needs the [B] pair weights")
     if spec.debug:
@@ -344,7 +349,10 @@ def trl_preference_loss(spec: TrlLossSpec, pairs: PairLogps, pair_weights: Tenso
                 else:
                     s_w = s_w.detach() + c_w * (s_w - s_w.detach())
                     s_l = s_l.detach() + c_l * (s_l - s_l.detach())
-            term = _margin_term(spec, i, s_w - s_l, T_w, T_l) if t.kind == "margin" else _sides_term(spec, name, s_w, s_l)
+            if t.kind == "margin":
+                term = _margin_term(spec, i, s_w - s_l, T_w, T_l)
+            else:
+                term = _sides_term(spec, name, s_w, s_l)
         if pair_weights is not None and spec.use_weighting:
             term = term * pair_weights.to(term.dtype)
         losses = losses + weight * term

@@ -176,7 +176,8 @@ class TrlFusedBackend(LogpsBackend):
 
 def _no_wpo(backend: LogpsBackend, wpo: bool) -> None:
     if wpo:
-        raise ValueError(f"logps_backend={backend.name!r} does not compute WPO's weights; use_weighting needs 'trl_fused'")
+        raise ValueError(f"logps_backend={backend.name!r} does not compute WPO's weights; use_weighting needs "
+                         "'trl_fused'")
 
 
 _WARNED = "_adadpo_chunked_fallback_warned"
@@ -195,7 +196,8 @@ def choose_backend(model: Any, requested: str, chunk_size: int | None = None, sh
     inner = model.get_base_model() if is_peft else model
     problem = None
     if wpo and requested != "trl_fused":
-        problem = "use_weighting=True (WPO) needs each token's log sum of squared probabilities, which only TRL's fused head computes"
+        problem = ("use_weighting=True (WPO) needs each token's log sum of squared probabilities, which only TRL's "
+                   "fused head computes")
     elif requested == "chunked":
         problem = chunked_head_problem(inner)
         if problem is None and sharded:

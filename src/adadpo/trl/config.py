@@ -131,14 +131,15 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
         if resolve_loss(self.loss, self.loss_type) is None:
             for name, default in TRL_LOSS_OPTIONS.items():
                 if getattr(self, name) != default:
-                    raise ValueError(f"{name}={getattr(self, name)!r} is an option of TRL's losses (loss_type) and does not "
-                                     f"apply to loss={self.loss!r}; leave it at {default!r}")
+                    raise ValueError(f"{name}={getattr(self, name)!r} is an option of TRL's losses (loss_type) and "
+                                     f"does not apply to loss={self.loss!r}; leave it at {default!r}")
         if self.ld_alpha is not None and not (isinstance(self.ld_alpha, (int, float)) and 0 <= self.ld_alpha <= 1):
             raise ValueError(f"ld_alpha={self.ld_alpha!r} must be a number in [0, 1] (LD-DPO's weight of the tokens "
                              "past the pair's shared length), or None")
         if self.balance and self.ld_alpha is not None:
-            raise ValueError(f"balance=True does not apply with ld_alpha={self.ld_alpha!r}: LD-DPO weights a response's "
-                             "tokens unequally, so no one coefficient per side equalises their gradients; drop one")
+            raise ValueError(f"balance=True does not apply with ld_alpha={self.ld_alpha!r}: LD-DPO weights a "
+                             "response's tokens unequally, so no one coefficient per side equalises their gradients; "
+                             "drop one")
         if self.logps_backend not in LOGPS_BACKENDS:
             raise ValueError(f"logps_backend={self.logps_backend!r} is not one of {list(LOGPS_BACKENDS)}")
         if self.logps_chunk_size is not None and (
@@ -181,7 +182,8 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
             )
         for name in ("gamma", "length_alpha", "cpo_alpha"):
             if getattr(self, name) is not None:
-                raise ValueError(f"{name}={getattr(self, name)!r} does not apply to loss_type={loss_types!r}; leave it unset")
+                raise ValueError(f"{name}={getattr(self, name)!r} does not apply to loss_type={loss_types!r}; "
+                                 "leave it unset")
         return TrlLossSpec(
             loss_types, weights=self.loss_weights, beta=self.beta, label_smoothing=self.label_smoothing,
             discopop_tau=self.discopop_tau, f_divergence_type=self.f_divergence_type,
