@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "examples" / "fsdp"))
 #: case -> AdaDPOConfig fields (trainer) / train_fsdp2.train keywords (example): plain and balanced DPO with a
 #: live and a precomputed reference, and a reference-free loss
 TRAINER_CASES = {
-    "trainer_dpo_live": dict(loss="dpo", balance=False),
+    "trainer_dpo_live": dict(loss="dpo", balance=False, save_strategy="steps", save_steps=2),  # and saves
     "trainer_dpo_balanced_precomputed": dict(loss="dpo", balance=True, precompute_ref_log_probs=True),
     "trainer_simpo_balanced": dict(loss="simpo", beta=2.0, balance=True),
 }
@@ -106,16 +106,16 @@ def run_trainer_cases(data: Path, out: Path, world: int) -> dict[str, dict]:
     results = {}
     for name, fields in TRAINER_CASES.items():
         warnings.messages.clear()
-        args = AdaDPOConfig(
-            str(out / name), max_steps=STEPS, **{**TRAINER_ARGS, "per_device_train_batch_size": GLOBAL_BATCH // world},
-            **fields, **(sharding if world > 1 else {}), use_cpu=True,
-        )
+        args = AdaDPOConfig(str(out / name), max_steps=STEPS, use_cpu=True, **{
+            **TRAINER_ARGS, "per_device_train_batch_size": GLOBAL_BATCH // world, **fields, **(sharding if world > 1 else {})})
         model = AutoModelForCausalLM.from_pretrained(data / "model")
         ref = AutoModelForCausalLM.from_pretrained(data / "model") if fields["loss"] == "dpo" else None
         AcceleratorState._reset_state()  # each case builds its own accelerator state
         trainer = AdaDPOTrainer(model=model, ref_model=ref, args=args, train_dataset=dataset, processing_class=tokenizer)
         trainer.train()
+        trainer.save_model()
         results[name] = {
+            "saved": sorted(p.name for p in (out / name).iterdir()), "dir": str(out / name),
             "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
             "backends": sorted({b.name for b in trainer._backends.values()}),
             "fsdp2": trainer.accelerator.is_fsdp2,

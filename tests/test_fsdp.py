@@ -19,6 +19,7 @@ import torch
 import yaml
 from fsdp_worker import EXAMPLE_CASES, TRAINER_CASES
 from tiny import make_model, make_pairs, make_tokenizer, write_jsonl
+from transformers import AutoModelForCausalLM
 
 WORKER = Path(__file__).with_name("fsdp_worker.py")
 #: two processes against one: relative on the logged losses; (rtol, atol) on the final weights after 4 AdamW
@@ -77,6 +78,11 @@ def test_fsdp2_trainer_two_processes_match_one(runs, case):
     assert one["backends"] == two["backends"] == ["chunked"]  # the chunked head served the sharded model
     assert not two["warnings"] and not one["warnings"]
     _assert_same_run(one, two)
+    if TRAINER_CASES[case].get("save_strategy") == "steps":  # staged checkpoints and the final model under FSDP2
+        assert {"checkpoint-2", "checkpoint-4", "model.safetensors"} <= set(two["saved"]), two["saved"]
+        saved = AutoModelForCausalLM.from_pretrained(two["dir"])
+        for name, p in saved.named_parameters(remove_duplicate=False):
+            torch.testing.assert_close(p, two["weights"][name], rtol=0, atol=0, msg=name)
 
 
 @pytest.mark.parametrize("case", list(EXAMPLE_CASES))

@@ -47,11 +47,13 @@ class PairLogpsModel(torch.nn.Module):
         return adadpo.linear_sequence_logps(hidden, head.weight, labels, bias=head.bias)
 
 
-def shard(model: PairLogpsModel) -> PairLogpsModel:
-    """FSDP2: one unit per decoder layer, then the root (embeddings, final norm, LM head)."""
+def shard(model: PairLogpsModel, frozen: bool = False) -> PairLogpsModel:
+    """FSDP2: one unit per decoder layer, then the root (embeddings, final norm, LM head). The root stays
+    gathered from its forward to its backward (torch's default); a ``frozen`` model (the reference) has no
+    backward, so its root is resharded after the forward instead of holding the full embeddings and head."""
     for layer in model.lm.base_model.layers:
         fully_shard(layer)
-    fully_shard(model)
+    fully_shard(model, reshard_after_forward=True if frozen else None)
     return model
 
 
@@ -60,7 +62,7 @@ def load(path: str, device: torch.device, sharded: bool, trainable: bool = True)
 
     model = PairLogpsModel(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)).to(device)
     model.requires_grad_(trainable)
-    return shard(model) if sharded else model
+    return shard(model, frozen=not trainable) if sharded else model
 
 
 def collate(rows: list[dict], tokenizer, device: torch.device) -> dict[str, torch.Tensor]:
