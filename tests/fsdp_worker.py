@@ -39,7 +39,11 @@ TRAINER_CASES = {
     "trainer_dpo_live": dict(loss="dpo", balance=False, save_strategy="steps", save_steps=2),  # and saves
     "trainer_dpo_balanced_precomputed": dict(loss="dpo", balance=True, precompute_ref_log_probs=True),
     "trainer_simpo_balanced": dict(loss="simpo", beta=2.0, balance=True),
+    # sharded by examples/fsdp/accelerate_fsdp2.yaml as `accelerate launch` exports it, fp32 instead of bf16;
+    # rank 1 loads garbage weights: cpu_ram_efficient_loading must broadcast rank 0's
+    "trainer_dpo_balanced_accelerate_config": dict(loss="dpo", balance=True),
 }
+ACCELERATE_CONFIG = ROOT / "examples" / "fsdp" / "accelerate_fsdp2.yaml"
 EXAMPLE_CASES = {
     "example_dpo_live": dict(loss="dpo", balance=False, reference="live"),
     "example_dpo_balanced_precomputed": dict(loss="dpo", balance=True, reference="precomputed"),
@@ -71,6 +75,17 @@ def force_fsdp_on_cpu() -> Callable[[], None]:
 
     accelerate.state.AcceleratorState.__init__ = patched
     return undo
+
+
+def accelerate_launch_env(config_file: Path) -> dict[str, str]:
+    """The ``ACCELERATE_*``/``FSDP_*`` variables ``accelerate launch --config_file config_file`` exports
+    (accelerate's own launcher code), with mixed precision off (fp32, to compare with the unsharded run)."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    args, _, _ = _validate_launch_command(launch_command_parser().parse_args(["--config_file", str(config_file), "x.py"]))
+    env = {k: v for k, v in prepare_multi_gpu_env(args).items() if k.startswith(("ACCELERATE_", "FSDP_"))}
+    return {**env, "ACCELERATE_MIXED_PRECISION": "no"}
 
 
 def full_weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -106,14 +121,24 @@ def run_trainer_cases(data: Path, out: Path, world: int) -> dict[str, dict]:
     results = {}
     for name, fields in TRAINER_CASES.items():
         warnings.messages.clear()
+        from_config = name.endswith("accelerate_config") and world > 1
+        env = accelerate_launch_env(ACCELERATE_CONFIG) if from_config else {}
+        os.environ.update(env)  # before the models load: cpu_ram_efficient_loading puts rank 1's on meta
         args = AdaDPOConfig(str(out / name), max_steps=STEPS, use_cpu=True, **{
-            **TRAINER_ARGS, "per_device_train_batch_size": GLOBAL_BATCH // world, **fields, **(sharding if world > 1 else {})})
+            **TRAINER_ARGS, "per_device_train_batch_size": GLOBAL_BATCH // world, **fields,
+            **(sharding if world > 1 and not from_config else {})})
         model = AutoModelForCausalLM.from_pretrained(data / "model")
         ref = AutoModelForCausalLM.from_pretrained(data / "model") if fields["loss"] == "dpo" else None
+        if from_config and int(os.environ["RANK"]) > 0:
+            with torch.no_grad():  # cpu_ram_efficient_loading: accelerate must replace these by rank 0's weights
+                for p in model.parameters():
+                    p.fill_(0.5)
         AcceleratorState._reset_state()  # each case builds its own accelerator state
         trainer = AdaDPOTrainer(model=model, ref_model=ref, args=args, train_dataset=dataset, processing_class=tokenizer)
         trainer.train()
         trainer.save_model()
+        for key in env:
+            del os.environ[key]
         results[name] = {
             "saved": sorted(p.name for p in (out / name).iterdir()), "dir": str(out / name),
             "losses": [h["loss"] for h in trainer.state.log_history if "loss" in h],
