@@ -126,3 +126,44 @@ def test_adadpo_train_with_fsdp_in_one_process_fails_naming_the_setting(tmp_path
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("adadpo train: error: fsdp=True asks for FSDP, which shards the model over several "
                           "processes, but this is one process (WORLD_SIZE unset or 1): launch with"), err
+
+
+def _accelerator(kind: str, **state):
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    fsdp2 = state.pop("fsdp2", False)
+    return SimpleNamespace(state=SimpleNamespace(distributed_type=DistributedType[kind], **state), is_fsdp2=fsdp2,
+                           is_main_process=True)
+
+
+@pytest.mark.parametrize("accelerator, expected", [
+    (lambda: _accelerator("FSDP", fsdp_plugin=object(), fsdp2=True), "fsdp2"),
+    (lambda: _accelerator("FSDP", fsdp_plugin=object()), "fsdp1"),
+    (lambda: _accelerator("DEEPSPEED", deepspeed_plugin=type("P", (), {"zero_stage": 3})()), "zero3"),
+    (lambda: _accelerator("DEEPSPEED", deepspeed_plugin=type("P", (), {"zero_stage": 2})()), None),
+    (lambda: _accelerator("MULTI_CPU"), None),
+])
+def test_fsdp_head_sharding_names_what_accelerate_applies(accelerator, expected):
+    from adadpo.trl.sharding import head_sharding
+
+    assert head_sharding(accelerator()) == expected
+
+
+@pytest.mark.parametrize("sharding, backend, reason", [
+    ("fsdp2", "chunked", None), (None, "chunked", None),
+    ("fsdp1", "trl_fused", "its LM head is sharded by FSDP1"),
+    ("zero3", "trl_fused", "its LM head weight is partitioned by DeepSpeed ZeRO-3"),
+])
+def test_fsdp_chunked_backend_serves_fsdp2_and_falls_back_once_for_fsdp1_and_zero3(caplog, sharding, backend, reason):
+    from adadpo.trl.backends import choose_backend
+
+    model = make_model(make_tokenizer())
+    with caplog.at_level("WARNING", logger="adadpo"):
+        assert choose_backend(model, "chunked", sharding=sharding).name == backend
+        choose_backend(model, "chunked", sharding=sharding)
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == (reason is not None), warned
+    if reason:
+        assert f"logps_backend='chunked' cannot serve LlamaForCausalLM: {reason}" in warned[0]
