@@ -103,6 +103,9 @@ def train(model_path: str, data: str, out: str, loss: str = "dpo", balance: bool
         torch.cuda.set_device(device)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     rows = [json.loads(line) for line in Path(data).read_text().splitlines() if line.strip()]
+    if len(rows) < steps * global_batch:
+        raise ValueError(f"{data} has {len(rows)} pairs; --steps {steps} x --global-batch {global_batch} needs "
+                         f"{steps * global_batch}")
     local = global_batch // world
     batches = [rows[s * global_batch + rank * local:][:local] for s in range(steps)]  # this process's pairs
 

@@ -31,7 +31,7 @@ logger = logging.getLogger("adadpo")
 #: Why the chunked head does not serve a sharding: its name -> the reason given in the fallback warning.
 UNSERVED = {
     "fsdp1": "its LM head is sharded by FSDP1 (flat parameters; use FSDP2: fsdp_version 2)",
-    "zero3": "its LM head weight is partitioned by DeepSpeed ZeRO-3 (untested here; FSDP2 is served)",
+    "zero3": "its LM head weight is partitioned by DeepSpeed ZeRO-3 (the chunked head serves FSDP2, not ZeRO-3)",
 }
 
 
