@@ -38,7 +38,9 @@ sys.path.insert(0, str(ROOT / "examples" / "fsdp"))
 TRAINER_CASES = {
     "trainer_dpo_live": dict(loss="dpo", balance=False, save_strategy="steps", save_steps=2),  # and saves
     "trainer_dpo_balanced_precomputed": dict(loss="dpo", balance=True, precompute_ref_log_probs=True),
-    "trainer_simpo_balanced": dict(loss="simpo", beta=2.0, balance=True),
+    "trainer_simpo_balanced_checkpointing": dict(loss="simpo", beta=2.0, balance=True, gradient_checkpointing=True),
+    # LoRA: the reference is the base model with the adapter disabled
+    "trainer_dpo_balanced_lora": dict(loss="dpo", balance=True),
     # sharded by examples/fsdp/accelerate_fsdp2.yaml as `accelerate launch` exports it, fp32 instead of bf16;
     # rank 1 loads garbage weights: cpu_ram_efficient_loading must broadcast rank 0's
     "trainer_dpo_balanced_accelerate_config": dict(loss="dpo", balance=True),
@@ -106,6 +108,7 @@ class _Warnings(logging.Handler):
 def run_trainer_cases(data: Path, out: Path, world: int) -> dict[str, dict]:
     from accelerate.state import AcceleratorState
     from datasets import load_dataset
+    from peft import LoraConfig
     from tiny import TRAINER_ARGS
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -128,13 +131,16 @@ def run_trainer_cases(data: Path, out: Path, world: int) -> dict[str, dict]:
             **TRAINER_ARGS, "per_device_train_batch_size": GLOBAL_BATCH // world, **fields,
             **(sharding if world > 1 and not from_config else {})})
         model = AutoModelForCausalLM.from_pretrained(data / "model")
-        ref = AutoModelForCausalLM.from_pretrained(data / "model") if fields["loss"] == "dpo" else None
+        lora = name.endswith("lora")
+        ref = AutoModelForCausalLM.from_pretrained(data / "model") if fields["loss"] == "dpo" and not lora else None
+        peft = {"peft_config": LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])} if lora else {}
         if from_config and int(os.environ["RANK"]) > 0:
             with torch.no_grad():  # cpu_ram_efficient_loading: accelerate must replace these by rank 0's weights
                 for p in model.parameters():
                     p.fill_(0.5)
         AcceleratorState._reset_state()  # each case builds its own accelerator state
-        trainer = AdaDPOTrainer(model=model, ref_model=ref, args=args, train_dataset=dataset, processing_class=tokenizer)
+        trainer = AdaDPOTrainer(model=model, ref_model=ref, args=args, train_dataset=dataset, processing_class=tokenizer,
+                                **peft)
         trainer.train()
         trainer.save_model()
         for key in env:

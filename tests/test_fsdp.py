@@ -64,10 +64,15 @@ def _assert_same_run(one: dict, two: dict) -> None:
     assert len(one["losses"]) == 4
     assert two["losses"] == pytest.approx(one["losses"], rel=LOSS_RTOL, abs=1e-7)
     assert one["weights"].keys() == two["weights"].keys()
-    assert "lm_head.weight" in one["weights"] and "model.embed_tokens.weight" in one["weights"]
+    names = {n.removeprefix("base_model.model.") for n in one["weights"]}  # LoRA's names wrap the model's
+    assert {"lm_head.weight", "model.embed_tokens.weight"} <= names  # tied: both names, one tensor
     for name, p in one["weights"].items():
         torch.testing.assert_close(two["weights"][name], p, rtol=WEIGHT_TOL[0], atol=WEIGHT_TOL[1], msg=name)
-    assert not torch.equal(one["weights"]["lm_head.weight"], INITIAL["lm_head.weight"])  # it trained
+    lora_b = [p for n, p in one["weights"].items() if "lora_B" in n]
+    if lora_b:  # it trained: LoRA's B matrices start at zero, the head is frozen
+        assert all(p.abs().max() > 0 for p in lora_b)
+    else:
+        assert not torch.equal(one["weights"]["lm_head.weight"], INITIAL["lm_head.weight"])
 
 
 @pytest.mark.parametrize("case", list(TRAINER_CASES))
