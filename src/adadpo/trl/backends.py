@@ -28,6 +28,7 @@ from torch import Tensor
 from adadpo.core.logps import SequenceLogps, TokenLogps, token_logps
 from adadpo.core.pairs import PairLogps
 from adadpo.trl.chunked_head import chunked_head_problem, install_chunked_head
+from adadpo.trl.sharding import UNSERVED
 
 logger = logging.getLogger("adadpo")
 
@@ -184,14 +185,16 @@ _WARNED = "_adadpo_chunked_fallback_warned"
 BACKENDS: dict[str, type[LogpsBackend]] = {b.name: b for b in (ChunkedBackend, TrlFusedBackend, FullBackend)}
 
 
-def choose_backend(model: Any, requested: str, chunk_size: int | None = None, sharded: bool = False,
+def choose_backend(model: Any, requested: str, chunk_size: int | None = None, sharding: str | None = None,
                    ld_alpha: float | None = None, wpo: bool = False) -> LogpsBackend:
     """The backend for ``model`` (unwrapped from DDP; possibly a PEFT model): ``requested``, except that
     ``chunked`` falls back to ``trl_fused``, with one logged warning, when :func:`chunked_head_problem` names
-    a reason, the LM head is ``sharded`` (FSDP, ZeRO-3), or a prompt-learning PEFT adapter prepends virtual
-    tokens (warned once per model); and that ``wpo`` (WPO's weights, which need each token's
-    ``log sum_v p_v^2``, an output only TRL's fused head computes) always uses ``trl_fused``. Installs the
-    chunked head when it is chosen. ``ld_alpha``: LD-DPO's weight of the tokens past the pair's shared length."""
+    a reason, the model will be sharded in a way the chunked head does not serve (``sharding``, as
+    :func:`adadpo.trl.sharding.head_sharding` names it: ``"fsdp1"`` or ``"zero3"``; FSDP2 is served), or a
+    prompt-learning PEFT adapter prepends virtual tokens (warned once per model); and that ``wpo`` (WPO's
+    weights, which need each token's ``log sum_v p_v^2``, an output only TRL's fused head computes) always uses
+    ``trl_fused``. Installs the chunked head when it is chosen. ``ld_alpha``: LD-DPO's weight of the tokens past
+    the pair's shared length."""
     is_peft = hasattr(model, "get_base_model") and hasattr(model, "peft_config")
     inner = model.get_base_model() if is_peft else model
     problem = None
@@ -200,8 +203,8 @@ def choose_backend(model: Any, requested: str, chunk_size: int | None = None, sh
                    "fused head computes")
     elif requested == "chunked":
         problem = chunked_head_problem(inner)
-        if problem is None and sharded:
-            problem = "its LM head weight is sharded (FSDP or DeepSpeed ZeRO-3)"
+        if problem is None and sharding in UNSERVED:
+            problem = UNSERVED[sharding]
         peft_config = getattr(model, "active_peft_config", None) if is_peft else None
         if problem is None and peft_config is not None and peft_config.is_prompt_learning:
             problem = "its prompt-learning PEFT adapter prepends virtual tokens"

@@ -84,7 +84,7 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
             backbone's last hidden state and the LM head weight go to
             :func:`adadpo.core.logps.linear_token_logps`, a chunk of counted tokens at a time, so the
             ``[2B, T, V]`` logits never exist; models it cannot serve (output layer not a plain
-            ``nn.Linear``, soft-capped or scaled logits, multimodal, sharded head) fall back to
+            ``nn.Linear``, soft-capped or scaled logits, multimodal, FSDP1 or ZeRO-3 head) fall back to
             ``trl_fused`` with a logged warning. ``trl_fused``: TRL 1.16's fused LM head (what stock
             ``DPOTrainer`` does). ``full``: the model's ordinary forward with full logits (slowest, most
             memory; a reference for tests).

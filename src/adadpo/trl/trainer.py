@@ -39,6 +39,7 @@ from adadpo.trl.data import check_preference_dataset, report_truncation
 from adadpo.trl.metrics import NonFiniteLossError, non_finite_message, reduce_step
 from adadpo.trl.modelcard import settings_section
 from adadpo.trl.reference import check_reference_source, no_reference_model
+from adadpo.trl.sharding import check_sharding_request, head_sharding, warn_if_not_sharded
 
 __all__ = ["AdaDPOTrainer", "NonFiniteLossError"]
 
@@ -73,6 +74,7 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
                 f"got {type(args).__name__}"
             )
         self.loss_spec = args.loss_spec()
+        check_sharding_request(args)
         peft_config = kw.get("peft_config") if len(pos) < 9 else pos[8]
         if self.loss_spec.needs_reference:
             check_reference_source(model, ref_model, args, peft_config)
@@ -81,6 +83,7 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
         self._backends: dict[int, LogpsBackend] = {}  # id(unwrapped model) -> its backend; see logps_backend_for
         with contextlib.nullcontext() if self.loss_spec.needs_reference else no_reference_model(self):
             super().__init__(model, ref_model, args, *pos, **kw)
+        warn_if_not_sharded(self.args, self.accelerator)
         for m in (self.model, self.ref_model):
             if m is not None:
                 self.logps_backend_for(m)
@@ -103,9 +106,9 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
         inner = self.accelerator.unwrap_model(model)
         key = id(inner.get_base_model() if _is_peft(inner) else inner)
         if key not in self._backends:
-            sharded = self.is_fsdp_enabled or _zero_stage(self) == 3
-            self._backends[key] = choose_backend(inner, self.args.logps_backend, self.args.logps_chunk_size, sharded,
-                                                 ld_alpha=self.args.ld_alpha, wpo=self.args.use_weighting)
+            self._backends[key] = choose_backend(inner, self.args.logps_backend, self.args.logps_chunk_size,
+                                                 head_sharding(self.accelerator), ld_alpha=self.args.ld_alpha,
+                                                 wpo=self.args.use_weighting)
         return self._backends[key]
 
     def _reference_adapter(self) -> Any:
@@ -193,8 +196,3 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
 def _is_peft(model: Any) -> bool:
     return hasattr(model, "get_base_model") and hasattr(model, "peft_config")
 
-
-def _zero_stage(trainer: Any) -> int | None:
-    """The DeepSpeed ZeRO stage of ``trainer``'s accelerator, or ``None`` without DeepSpeed."""
-    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None) if trainer.is_deepspeed_enabled else None
-    return getattr(plugin, "zero_stage", None) if plugin is not None else None
