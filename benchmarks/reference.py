@@ -5,7 +5,7 @@
 Two ``AdaDPOTrainer``s (loss ``dpo``, plain and balanced) per setting: one runs the reference model every
 step (TRL's default: a frozen copy loaded from the same path), the other has
 ``precompute_ref_log_probs=True`` (one pass over the data at construction; the step reads two numbers per
-pair from the batch). Model configurations as in ``trainer_step.py``: ``tiny`` (hidden 64, 55-token
+pair from the batch). Model configurations as in ``trainer_step.py``: ``tiny`` (hidden 64, 48-token
 vocabulary) and ``head`` (hidden 256, V = 32000). A step is ``trainer.training_step`` (forward, loss,
 backward) on one fixed batch of 8 pairs; repeats alternate the order; the ratio precomputed / live is
 taken within each repeat, and the table gives its median over repeats.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -79,6 +80,22 @@ def test_train_each_loss_plain_and_balanced(world, tmp_path, loss, balance):
     start = AutoModelForCausalLM.from_pretrained(world / "model")
     moved = sum((p - q).abs().sum().item() for p, q in zip(model.parameters(), start.parameters()))
     assert moved > 0
+
+
+@pytest.mark.parametrize("options", [
+    dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, 0.5], ld_alpha=0.5),
+    dict(loss_type="nca_pair", balance=True, balance_placement="gradient"),
+    dict(loss_type="robust", label_smoothing=0.1, use_weighting=True, balance=True),
+], ids=["mpo_ld", "nca_balanced", "robust_wpo_balanced"])
+def test_train_with_trls_loss_options_from_yaml(world, tmp_path, options):
+    """TRL's loss keys in the YAML file train end to end; the card names the loss."""
+    out = tmp_path / "out"
+    assert _train(tmp_path, _config(world, out, **options)) == 0
+    steps = [r for r in read_metrics(str(out / "metrics.jsonl")) if "loss" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3] and all(math.isfinite(r["loss"]) for r in steps)
+    assert all(("balance/coef_chosen" in r) == options.get("balance", False) for r in steps)
+    types = options["loss_type"]
+    assert f"| loss | {types if isinstance(types, str) else '+'.join(types)} |" in (out / "README.md").read_text()
 
 
 def test_train_chat_dataset_with_evaluation(world, tmp_path):

@@ -83,8 +83,11 @@ def _spans(gen: torch.Generator, n: int, T: int, prompt_len: int | None = None) 
 # ------------------------------------------------------------------------------------------- dpo / ipo
 
 
-def _trl_dpo(loss_type: str, beta: float, inputs: dict, raw_token_logps: torch.Tensor):
-    """Run ``DPOTrainer._compute_loss`` with a fake trainer and a fake fused-head model."""
+def _trl_dpo(loss_type: str | list[str], beta: float, inputs: dict, raw_token_logps: torch.Tensor,
+             log_sum_sq_probs: torch.Tensor | None = None, **attrs):
+    """Run ``DPOTrainer._compute_loss`` with a fake trainer and a fake fused-head model. ``attrs`` override the
+    fake trainer's loss attributes (``loss_weights``, ``ld_alpha``, ``f_divergence_type``, ``label_smoothing``,
+    ``use_weighting``, ``args``, ...); ``log_sum_sq_probs`` is the fused head's WPO output."""
     n, width = raw_token_logps.shape
     seen = {}
 
@@ -97,6 +100,7 @@ def _trl_dpo(loss_type: str, beta: float, inputs: dict, raw_token_logps: torch.T
             entropy=torch.zeros(n, width, dtype=raw_token_logps.dtype),
             mean_logits=torch.zeros(n, width, dtype=raw_token_logps.dtype),
             is_top1=torch.zeros(n, width, dtype=torch.bool),
+            log_sum_sq_probs=log_sum_sq_probs,
         )
 
     fake = SimpleNamespace(
@@ -106,8 +110,8 @@ def _trl_dpo(loss_type: str, beta: float, inputs: dict, raw_token_logps: torch.T
         ld_alpha=None,
         precompute_ref_logps=True,
         f_divergence_type="reverse_kl",
-        loss_types=[loss_type],
-        loss_weights=[1.0],
+        loss_types=[loss_type] if isinstance(loss_type, str) else list(loss_type),
+        loss_weights=[1.0] * (1 if isinstance(loss_type, str) else len(loss_type)),
         beta=beta,
         label_smoothing=0.0,
         use_weighting=False,
@@ -116,6 +120,8 @@ def _trl_dpo(loss_type: str, beta: float, inputs: dict, raw_token_logps: torch.T
         _tp_size=1,
         args=SimpleNamespace(),
     )
+    for key, value in attrs.items():
+        setattr(fake, key, value)
     loss = DPOTrainer._compute_loss(fake, fake_model, inputs, return_outputs=False)
     assert "labels" in seen, "the fake model was not called the way TRL 1.16 calls it"
     metrics = {k: v[-1] for k, v in fake._metrics["train"].items()}

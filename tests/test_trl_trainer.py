@@ -229,7 +229,7 @@ def test_reference_loss_without_any_reference_source(tokenizer, dataset, tmp_pat
     ("kwargs", "message"),
     [
         (dict(loss="kto"), r"loss='kto' is not a known preference loss"),
-        (dict(loss="dpo", loss_type=["ipo"]), r"loss_type=\['ipo'\] is not supported by AdaDPOConfig \(choose the loss with `loss`"),
+        (dict(loss="simpo", loss_type=["ipo"]), r"loss='simpo' and loss_type=\['ipo'\] name different losses"),
         (dict(loss="dpo", gamma=0.5), r"gamma=0.5 does not apply to loss='dpo'"),
         (dict(loss="rdpo"), r"loss='rdpo' needs length_alpha"),
         (dict(loss="simpo", balance=True, balance_use_reference=True), r"balance_use_reference=True \(Balance\(use_reference=True\)\) needs a reference model"),

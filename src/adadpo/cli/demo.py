@@ -147,17 +147,7 @@ def _world(args: argparse.Namespace):
     if name in WORLD_KINDS:
         kind, world = name, world_kind(name).config_cls()
     elif name.endswith((".yaml", ".yml")) or Path(name).exists():
-        import yaml
-
-        try:
-            with open(name) as f:
-                raw = yaml.safe_load(f) or {}
-        except (OSError, yaml.YAMLError):
-            raw = {}  # load_world_config reports it
-        kind = str(raw.get("kind", "oracle")) if isinstance(raw, dict) else "oracle"
-        if kind not in WORLD_KINDS:
-            raise ValueError(f"--world {name}: kind={kind!r}; expected one of {list(WORLD_KINDS)}")
-        world = load_world_config(name, kind)
+        kind, world = load_world_config(name)
     else:
         raise ValueError(f"--world={name!r}: expected one of {list(WORLD_KINDS)} or a YAML file")
     if args.model:

@@ -81,6 +81,21 @@ class TokenLogps(NamedTuple):
         """Per-sequence sums as a :class:`~adadpo.core.pairs.PairLogps` (see :meth:`SequenceLogps.pairs`)."""
         return self.per_sequence().pairs(ref_logps)
 
+    def desensitized(self, alpha: float) -> SequenceLogps:
+        """LD-DPO's length-desensitised sums of a pair batch (rows ``< batch / 2`` chosen, then rejected):
+        ``logps[b] = sum_{t <= S} log p(y_t) + alpha sum_{t > S} log p(y_t)``, ``S = min(T_w, T_l)`` the pair's
+        shared length, ``t`` the token's 1-based position in its response; ``lengths`` unweighted counts. Float32
+        sums (float64 for float64 log-probs), accumulated in float64."""
+        counts = torch.bincount(self.seq, minlength=self.batch)
+        start = torch.cumsum(counts, 0) - counts
+        position = torch.arange(self.seq.numel(), device=self.seq.device) - start[self.seq]  # 0-based
+        half = self.batch // 2
+        shared = torch.minimum(counts[:half], counts[half:]).repeat(2)
+        weight = torch.full_like(self.logps, float(alpha)).masked_fill(position < shared[self.seq], 1.0)
+        logps = torch.zeros(self.batch, dtype=torch.float64, device=self.logps.device)
+        logps = logps.index_add(0, self.seq, (self.logps * weight).double())
+        return SequenceLogps(logps.to(torch.promote_types(self.logps.dtype, torch.float32)), counts.to(torch.int64))
+
 
 def _targets(
     labels: Tensor, positions: int, vocab: int, mask: Tensor | None, ignore_index: int, shift: bool

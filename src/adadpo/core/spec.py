@@ -127,3 +127,8 @@ class LossSpec:
         object.__setattr__(self, "family", family)
         object.__setattr__(self, "params", params)
         object.__setattr__(self, "statistic", self.balance or DEFAULT_BALANCE)
+
+    @property
+    def needs_reference(self) -> bool:
+        """Whether the loss takes reference log-probs (``family.needs_reference``)."""
+        return self.family.needs_reference

@@ -29,7 +29,7 @@ import numpy as np
 
 from adadpo.lmworld.tasks import KINDS, Task, make_tasks, quality, words
 from adadpo.lmworld.tasks import VERSION as TASKS_VERSION
-from adadpo.oracle.cache import build_once, default_cache_dir
+from adadpo.oracle.cache import SavedReference, build_once, default_cache_dir
 from adadpo.oracle.world import best_and_worst
 
 Progress = Callable[[str, int, int], None]
@@ -83,7 +83,7 @@ class LMWorldConfig:
 
 
 @dataclass
-class World:
+class World(SavedReference):
     """A built world: where the reference model is, the training pairs and the held-out set."""
 
     config: LMWorldConfig
@@ -99,15 +99,10 @@ class World:
     def train_dataset_path(self) -> Path:
         return self.path / "train_dataset"
 
-    def load_reference(self):
-        from transformers import AutoModelForCausalLM
-
-        return AutoModelForCausalLM.from_pretrained(self.model_path).eval()
-
-    def load_tokenizer(self):
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(self.model_path)
+    @property
+    def reference_path(self) -> str:
+        """The reference model: a local directory, or a hub id when the world was built from one."""
+        return self.model_path
 
     def prompt_text(self, tokenizer, task: Task) -> str:
         from adadpo.lmworld.policy import chat_prompt

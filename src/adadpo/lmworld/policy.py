@@ -30,8 +30,9 @@ class Samples:
 
 def chat_prompt(tokenizer, system: str, user: str) -> str:
     """The prompt string the policy answers: the chat template with a generation prompt."""
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    from adadpo.lmworld.data import messages
+
+    return tokenizer.apply_chat_template(messages(system, user), tokenize=False, add_generation_prompt=True)
 
 
 def never_emitted(tokenizer) -> list[int]:

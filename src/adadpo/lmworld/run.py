@@ -12,17 +12,14 @@ dataset, so TRL's cache makes them a one-time cost per world rather than a secon
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from adadpo import LOSSES
 from adadpo.lmworld.data import World
 from adadpo.lmworld.evaluate import evaluate_policy
-from adadpo.oracle.run import Budget, RunSpec, run_fields, train_policy
+from adadpo.oracle.run import Budget, RunSpec, run_fields, start_run, train_policy
 
 
 @dataclass(frozen=True)
@@ -56,13 +53,8 @@ def train_and_evaluate(world: World, spec: RunSpec, budget: LMBudget = LMBudget(
     """Train one policy and evaluate it; returns the run's settings, metrics, curves, examples and wall time."""
     from datasets import load_from_disk
 
-    if threads:
-        torch.set_num_threads(threads)
-    logging.getLogger("adadpo").setLevel(logging.WARNING)
     start = time.perf_counter()
-    tokenizer = world.load_tokenizer()
-    policy = world.load_reference()
-    policy.train()
+    tokenizer, policy = start_run(world, threads)
     trainable = freeze_below(policy, budget.train_layers)
     data = load_from_disk(str(world.train_dataset_path))
     needs_ref = LOSSES[spec.method.loss].needs_reference

@@ -35,3 +35,22 @@ def build_once(path: Path, marker: str, build: Callable[[Path], None]) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+class SavedReference:
+    """Mixin for a built world whose reference policy is a ``transformers`` checkpoint at ``reference_path``."""
+
+    @property
+    def reference_path(self) -> str | os.PathLike:
+        raise NotImplementedError
+
+    def load_reference(self):
+        """A fresh copy of the reference policy, in eval mode (train it, or keep it as the reference)."""
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(self.reference_path).eval()
+
+    def load_tokenizer(self):
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.reference_path)

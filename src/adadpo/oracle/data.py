@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adadpo.oracle.cache import build_once, default_cache_dir
+from adadpo.oracle.cache import SavedReference, build_once, default_cache_dir
 from adadpo.oracle.policy import make_model, make_tokenizer, response_logps, sample, sft
 from adadpo.oracle.world import Prompt, WorldConfig, best_and_worst, make_prompts, quality
 
@@ -36,7 +36,7 @@ Progress = Callable[[str, int, int], None]
 
 
 @dataclass
-class World:
+class World(SavedReference):
     """A built world: its config, where the reference policy is saved, and its data."""
 
     config: WorldConfig
@@ -50,17 +50,6 @@ class World:
     @property
     def reference_path(self) -> Path:
         return self.path / "reference"
-
-    def load_reference(self):
-        from transformers import AutoModelForCausalLM
-
-        return AutoModelForCausalLM.from_pretrained(self.reference_path).eval()
-
-    def load_tokenizer(self):
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(self.reference_path)
-
 
 def _pairs(config: WorldConfig, prompts: list[Prompt], answers: list[list[str]], rng: np.random.Generator) -> list[dict]:
     k = config.samples_per_prompt

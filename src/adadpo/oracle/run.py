@@ -107,18 +107,22 @@ def run_fields(spec: RunSpec, world_key: str, budget: Budget, history: list[dict
     }
 
 
+def start_run(world: Any, threads: int | None) -> tuple[Any, Any]:
+    """What every run of either world starts with: its thread count, adadpo's logging quietened, the world's
+    tokenizer and a fresh copy of its reference policy in train mode (the policy to train)."""
+    if threads:
+        torch.set_num_threads(threads)
+    logging.getLogger("adadpo").setLevel(logging.WARNING)
+    return world.load_tokenizer(), world.load_reference().train()
+
+
 def train_and_evaluate(world: World, spec: RunSpec, budget: Budget = Budget(), threads: int | None = 1) -> dict[str, Any]:
     """Train one policy and evaluate it; returns the run's settings, metrics, curves and wall time."""
     from datasets import Dataset
 
-    if threads:
-        torch.set_num_threads(threads)
-    logging.getLogger("adadpo").setLevel(logging.WARNING)
     start = time.perf_counter()
-    tokenizer = world.load_tokenizer()
+    tokenizer, policy = start_run(world, threads)
     reference = world.load_reference()
-    policy = world.load_reference()
-    policy.train()
     data = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in world.train_pairs])
     needs_ref = LOSSES[spec.method.loss].needs_reference
     history = train_policy(policy, reference if needs_ref else None, data, tokenizer, spec, budget, max_length=64)

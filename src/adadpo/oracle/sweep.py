@@ -152,14 +152,19 @@ def _yaml_mapping(path: str | os.PathLike, expected: str) -> dict[str, Any]:
     return raw
 
 
-def load_world_config(path: str | os.PathLike, kind: str = "oracle") -> Any:
-    """A YAML mapping of the world's config fields (the rest keep their defaults); a ``kind`` key in the
-    file, if present, must agree with ``kind``."""
+def load_world_config(path: str | os.PathLike, kind: str | None = None) -> tuple[str, Any]:
+    """``(kind, config)`` from a YAML mapping of the world's config fields (the rest keep their defaults).
+
+    The world's kind is the file's ``kind`` key (``oracle`` when absent); a ``kind`` argument, if given, must
+    agree with it.
+    """
     raw = _yaml_mapping(path, "a mapping of world config fields")
-    given = raw.pop("kind", kind)
-    if given != kind:
+    given = str(raw.pop("kind", kind or "oracle"))
+    if kind is not None and given != kind:
         raise ValueError(f"{path}: kind={given!r} but the {kind} world was asked for")
-    return _dataclass_from(world_kind(kind).config_cls, raw, str(path))
+    if given not in WORLD_KINDS:
+        raise ValueError(f"{path}: kind={given!r}; expected one of {list(WORLD_KINDS)}")
+    return given, _dataclass_from(world_kind(given).config_cls, raw, str(path))
 
 
 def load_sweep_config(path: str | os.PathLike) -> SweepConfig:

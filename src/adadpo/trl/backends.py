@@ -28,6 +28,7 @@ from torch import Tensor
 from adadpo.core.logps import SequenceLogps, TokenLogps, token_logps
 from adadpo.core.pairs import PairLogps
 from adadpo.trl.chunked_head import chunked_head_problem, install_chunked_head
+from adadpo.trl.sharding import UNSERVED
 
 logger = logging.getLogger("adadpo")
 
@@ -39,13 +40,17 @@ NON_MODEL_KEYS = frozenset({"completion_mask", "ref_chosen_logps", "ref_rejected
 
 
 class BackendOutput(NamedTuple):
-    """One forward's result: ``pairs`` (policy sums and lengths, no reference), ``metric_sums`` (TRL's
-    ``entropy``, ``logits/chosen``, ``logits/rejected``, ``mean_token_accuracy``; empty without metrics),
-    ``aux_loss`` (the MoE load-balancing loss, or ``None``)."""
+    """One forward's result: ``pairs`` (policy sums and lengths, no reference; LD-DPO's weighted sums with
+    ``ld_alpha``), ``metric_sums`` (TRL's ``entropy``, ``logits/chosen``, ``logits/rejected``,
+    ``mean_token_accuracy``; empty without metrics), ``aux_loss`` (the MoE load-balancing loss, or ``None``),
+    ``pair_weights`` (``[B]`` WPO weights ``w_w w_l`` when asked for, else ``None``), ``raw_chosen_logps``
+    (``[B]`` unweighted chosen sums with ``ld_alpha``, for TRL's sft term; else ``None``)."""
 
     pairs: PairLogps
     metric_sums: MetricSums
     aux_loss: Tensor | None
+    pair_weights: Tensor | None = None
+    raw_chosen_logps: Tensor | None = None
 
 
 def model_inputs(batch: dict[str, Tensor]) -> tuple[dict[str, Any], Tensor]:
@@ -70,18 +75,29 @@ def token_metric_sums(tokens: TokenLogps) -> MetricSums:
 
 
 class LogpsBackend:
-    """Computes a batch's :class:`BackendOutput` from ``model(**model_kwargs)`` and ``labels``."""
+    """Computes a batch's :class:`BackendOutput` from ``model(**model_kwargs)`` and ``labels``; with
+    ``ld_alpha``, LD-DPO's length-desensitised sums (:meth:`adadpo.core.logps.TokenLogps.desensitized`)."""
 
     name = ""
 
-    def __init__(self, chunk_size: int | None = None) -> None:
+    def __init__(self, chunk_size: int | None = None, ld_alpha: float | None = None) -> None:
         self.chunk_size = chunk_size
+        self.ld_alpha = ld_alpha
 
-    def __call__(self, model: Any, model_kwargs: dict[str, Any], labels: Tensor, metrics: bool) -> BackendOutput:
+    def __call__(self, model: Any, model_kwargs: dict[str, Any], labels: Tensor, metrics: bool,
+                 wpo: bool = False) -> BackendOutput:
         raise NotImplementedError
 
+    def _output(self, tokens: TokenLogps, metric_sums: MetricSums, aux_loss: Tensor | None,
+                pair_weights: Tensor | None = None) -> BackendOutput:
+        if self.ld_alpha is None:
+            return BackendOutput(tokens.pairs(), metric_sums, aux_loss, pair_weights)
+        raw = tokens.per_sequence().logps
+        return BackendOutput(tokens.desensitized(self.ld_alpha).pairs(), metric_sums, aux_loss, pair_weights,
+                             raw[: tokens.batch // 2])
+
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(chunk_size={self.chunk_size})"
+        return f"{type(self).__name__}(chunk_size={self.chunk_size}, ld_alpha={self.ld_alpha})"
 
 
 class ChunkedBackend(LogpsBackend):
@@ -89,10 +105,12 @@ class ChunkedBackend(LogpsBackend):
 
     name = "chunked"
 
-    def __call__(self, model: Any, model_kwargs: dict[str, Any], labels: Tensor, metrics: bool) -> BackendOutput:
+    def __call__(self, model: Any, model_kwargs: dict[str, Any], labels: Tensor, metrics: bool,
+                 wpo: bool = False) -> BackendOutput:
+        _no_wpo(self, wpo)
         out = model(**model_kwargs, labels=labels, adadpo_chunked=True, adadpo_stats=metrics,
                     adadpo_chunk_size=self.chunk_size)
-        return BackendOutput(out.tokens.pairs(), token_metric_sums(out.tokens) if metrics else {}, out.aux_loss)
+        return self._output(out.tokens, token_metric_sums(out.tokens) if metrics else {}, out.aux_loss)
 
 
 class FullBackend(LogpsBackend):
@@ -100,11 +118,12 @@ class FullBackend(LogpsBackend):
 
     name = "full"
 
-    def __call__(self, model: Any, model_kwargs: dict[str, Any], labels: Tensor, metrics: bool) -> BackendOutput:
+    def __call__(self, model: Any, model_kwargs: dict[str, Any], labels: Tensor, metrics: bool,
+                 wpo: bool = False) -> BackendOutput:
+        _no_wpo(self, wpo)
         out = model(**model_kwargs)
         tokens = token_logps(out.logits, labels, chunk_size=self.chunk_size, stats=metrics)
-        return BackendOutput(tokens.pairs(), token_metric_sums(tokens) if metrics else {},
-                             getattr(out, "aux_loss", None))
+        return self._output(tokens, token_metric_sums(tokens) if metrics else {}, getattr(out, "aux_loss", None))
 
 
 class TrlFusedBackend(LogpsBackend):
@@ -112,12 +131,31 @@ class TrlFusedBackend(LogpsBackend):
 
     name = "trl_fused"
 
-    def __call__(self, model: Any, model_kwargs: dict[str, Any], labels: Tensor, metrics: bool) -> BackendOutput:
+    def __call__(self, model: Any, model_kwargs: dict[str, Any], labels: Tensor, metrics: bool,
+                 wpo: bool = False) -> BackendOutput:
         out = model(**model_kwargs, labels=labels, fused_lm_head=True)
         counted = labels[:, 1:] != -100
         width = counted.size(1)  # prompt-learning PEFT prepends virtual tokens: keep the real positions
-        sums = SequenceLogps(out.log_probs[:, -width:].sum(dim=1), counted.sum(dim=1))
-        return BackendOutput(sums.pairs(), self._metric_sums(out, counted) if metrics else {}, out.aux_loss)
+        log_probs = out.log_probs[:, -width:]
+        metric_sums = self._metric_sums(out, counted) if metrics else {}
+        weights = self._wpo_weights(out, log_probs, counted) if wpo else None
+        if self.ld_alpha is not None:
+            tokens = TokenLogps(log_probs[counted], counted.nonzero()[:, 0], counted.size(0))
+            return self._output(tokens, metric_sums, out.aux_loss, weights)
+        sums = SequenceLogps(log_probs.sum(dim=1), counted.sum(dim=1))
+        return BackendOutput(sums.pairs(), metric_sums, out.aux_loss, weights)
+
+    @staticmethod
+    @torch.no_grad()
+    def _wpo_weights(outputs: Any, log_probs: Tensor, counted: Tensor) -> Tensor:
+        """WPO's pair weights ``w_w w_l``, ``w = exp(mean_t(log p(y_t) - log sum_v p_v^2))`` over the response
+        tokens (the sampling probability of the response under the policy, aligned per token), ``[B]``."""
+        if getattr(outputs, "log_sum_sq_probs", None) is None:
+            raise ValueError("use_weighting=True (WPO) needs TRL's fused LM head with the 'log_sum_sq_probs' output")
+        aligned = (log_probs - outputs.log_sum_sq_probs[:, -counted.size(1):]) * counted
+        w = torch.exp(aligned.sum(dim=1) / counted.sum(dim=1).clamp_min(1))
+        w_w, w_l = w.chunk(2)
+        return w_w * w_l
 
     @staticmethod
     def _metric_sums(outputs: Any, counted: Tensor) -> MetricSums:
@@ -137,36 +175,53 @@ class TrlFusedBackend(LogpsBackend):
         return sums
 
 
+def _no_wpo(backend: LogpsBackend, wpo: bool) -> None:
+    if wpo:
+        raise ValueError(f"logps_backend={backend.name!r} does not compute WPO's weights; use_weighting needs "
+                         "'trl_fused'")
+
+
 _WARNED = "_adadpo_chunked_fallback_warned"
 BACKENDS: dict[str, type[LogpsBackend]] = {b.name: b for b in (ChunkedBackend, TrlFusedBackend, FullBackend)}
 
 
-def choose_backend(model: Any, requested: str, chunk_size: int | None = None, sharded: bool = False) -> LogpsBackend:
+def choose_backend(model: Any, requested: str, chunk_size: int | None = None, sharding: str | None = None,
+                   ld_alpha: float | None = None, wpo: bool = False) -> LogpsBackend:
     """The backend for ``model`` (unwrapped from DDP; possibly a PEFT model): ``requested``, except that
     ``chunked`` falls back to ``trl_fused``, with one logged warning, when :func:`chunked_head_problem` names
-    a reason, the LM head is ``sharded`` (FSDP, ZeRO-3), or a prompt-learning PEFT adapter prepends virtual
-    tokens (warned once per model). Installs the chunked head when it is chosen."""
+    a reason, the model will be sharded in a way the chunked head does not serve (``sharding``, as
+    :func:`adadpo.trl.sharding.head_sharding` names it: ``"fsdp1"`` or ``"zero3"``; FSDP2 is served), or a
+    prompt-learning PEFT adapter prepends virtual tokens (warned once per model); and that ``wpo`` (WPO's
+    weights, which need each token's ``log sum_v p_v^2``, an output only TRL's fused head computes) always uses
+    ``trl_fused``. Installs the chunked head when it is chosen. ``ld_alpha``: LD-DPO's weight of the tokens past
+    the pair's shared length."""
     is_peft = hasattr(model, "get_base_model") and hasattr(model, "peft_config")
     inner = model.get_base_model() if is_peft else model
-    if requested == "chunked":
+    problem = None
+    if wpo and requested != "trl_fused":
+        problem = ("use_weighting=True (WPO) needs each token's log sum of squared probabilities, which only TRL's "
+                   "fused head computes")
+    elif requested == "chunked":
         problem = chunked_head_problem(inner)
-        if problem is None and sharded:
-            problem = "its LM head weight is sharded (FSDP or DeepSpeed ZeRO-3)"
+        if problem is None and sharding in UNSERVED:
+            problem = UNSERVED[sharding]
         peft_config = getattr(model, "active_peft_config", None) if is_peft else None
         if problem is None and peft_config is not None and peft_config.is_prompt_learning:
             problem = "its prompt-learning PEFT adapter prepends virtual tokens"
         if problem is None:
             install_chunked_head(inner)
-        elif not getattr(inner, _WARNED, False):
+    if problem is not None:
+        if not getattr(inner, _WARNED, False):
             setattr(inner, _WARNED, True)
             logger.warning(
-                "logps_backend='chunked' cannot serve %s: %s. Its log-probs come from TRL's fused LM head "
+                "logps_backend=%r cannot serve %s: %s. Its log-probs come from TRL's fused LM head "
                 "(logps_backend='trl_fused') instead.",
+                requested,
                 type(inner).__name__,
                 problem,
             )
-            requested = "trl_fused"
-    return BACKENDS[requested](chunk_size)
+        requested = "trl_fused"
+    return BACKENDS[requested](chunk_size, ld_alpha)
 
 
 @torch.no_grad()

@@ -18,6 +18,7 @@ from torch import Tensor
 from transformers.utils import ModelOutput
 
 from adadpo.core.logps import TokenLogps, linear_token_logps
+from adadpo.trl.sharding import call_gathered
 
 #: Marker attribute set on a causal LM whose forward :func:`install_chunked_head` has wrapped.
 _CHUNKED_MARKER = "_adadpo_chunked_head"
@@ -76,7 +77,9 @@ def install_chunked_head(model: Any) -> None:
     Wraps ``model.forward`` (an unwrapped causal LM; check :func:`chunked_head_problem` first). With
     ``adadpo_chunked=True`` the wrapper runs the backbone (``model.base_model``, which carries any LoRA
     layers) and then :func:`~adadpo.core.logps.linear_token_logps` on its last hidden state and
-    ``model.get_output_embeddings()``'s weight and bias, looked up on every call. Extra keywords:
+    ``model.get_output_embeddings()``'s weight and bias, looked up on every call and read inside the head's
+    own ``__call__`` (:func:`~adadpo.trl.sharding.call_gathered`), so an FSDP2-sharded head, tied to the input
+    embeddings or not, is gathered while it is read. Extra keywords:
     ``adadpo_stats`` (also the per-token entropy, mean logit and top-1 flag) and ``adadpo_chunk_size``.
     Without ``adadpo_chunked`` the forward is the previous one. Because the call goes through
     ``model.__call__``, DDP, PEFT and accelerate's autocast wrappers around ``model`` still apply.
@@ -107,11 +110,13 @@ def install_chunked_head(model: Any) -> None:
             kwargs.setdefault("output_router_logits", True)
         backbone_outputs = self.base_model(*args, **kwargs)
         head = self.get_output_embeddings()
-        hidden = backbone_outputs.last_hidden_state.to(head.weight.device)
-        tokens = linear_token_logps(
-            hidden, head.weight, labels.to(head.weight.device), bias=head.bias, chunk_size=adadpo_chunk_size,
-            stats=adadpo_stats,
-        )
+
+        def chunked(hidden: Tensor, labels: Tensor) -> TokenLogps:  # run as the head's forward: FSDP gathers it
+            return linear_token_logps(hidden, head.weight, labels, bias=head.bias, chunk_size=adadpo_chunk_size,
+                                      stats=adadpo_stats)
+
+        device = head.weight.device
+        tokens = call_gathered(head, chunked, backbone_outputs.last_hidden_state.to(device), labels.to(device))
         aux_loss = None
         if kwargs.get("output_router_logits"):
             aux_loss = _router_aux_loss(self, backbone_outputs, kwargs.get("attention_mask"))

@@ -1,8 +1,10 @@
-"""``AdaDPOConfig``: TRL's ``DPOConfig`` plus the loss family and the AdaDPO balance fields.
+"""``AdaDPOConfig``: TRL's ``DPOConfig`` (every loss option of it included) plus the loss family and the AdaDPO
+balance fields.
 
 The ``balance_*`` fields are generated from :class:`adadpo.Balance`'s own fields (name, type, default, help,
 choices), so the two cannot drift apart. ``beta`` and ``label_smoothing`` are DPOConfig's own fields.
-:meth:`AdaDPOConfig.loss_spec` resolves all of it into the :class:`adadpo.LossSpec` the trainer applies every step.
+:meth:`AdaDPOConfig.loss_spec` resolves all of it into the :class:`adadpo.LossSpec` (or, for TRL's other losses,
+the :class:`~adadpo.core.trl_losses.TrlLossSpec`) the trainer applies every step.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from trl import DPOConfig
 
 from adadpo.core.balance import Balance, balance_options
 from adadpo.core.spec import LOSSES, LossSpec, get_family
+from adadpo.core.trl_losses import TrlLossSpec
 
 #: Where the trainer's log-probs come from; see ``AdaDPOConfig.logps_backend``.
 LOGPS_BACKENDS = ("chunked", "trl_fused", "full")
@@ -26,14 +29,27 @@ def _has_gpu() -> bool:
     return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
 
 
-# DPOConfig fields whose non-default values select TRL-only loss machinery that AdaDPOTrainer replaces.
-_TRL_ONLY = {
-    "loss_type": (["sigmoid"], "choose the loss with `loss` (one of {losses})"),
-    "loss_weights": (None, "one loss is trained at a time"),
-    "ld_alpha": (None, "LD-DPO length desensitisation is not supported"),
-    "f_divergence_type": ("reverse_kl", "only the reverse-KL (standard) divergence is supported"),
-    "use_weighting": (False, "WPO weighting is not supported"),
-}
+#: adadpo's families that are TRL loss types, and back: the one overlap between ``loss`` and ``loss_type``.
+NATIVE_LOSS_TYPES = {"dpo": "sigmoid", "ipo": "ipo"}
+#: DPOConfig's options that shape TRL's losses, with their defaults (they do not apply to rdpo, simpo, cpo, orpo).
+TRL_LOSS_OPTIONS = {"loss_weights": None, "ld_alpha": None, "f_divergence_type": "reverse_kl", "use_weighting": False}
+
+
+def resolve_loss(loss: str, loss_type: list[str]) -> list[str] | None:
+    """The one rule joining adadpo's ``loss`` and TRL's ``loss_type``: each at its default (``dpo``,
+    ``['sigmoid']``, which name the same loss) defers to the other; when both are set they must name the same loss
+    (``loss='ipo'`` with ``loss_type=['ipo']``). Returns TRL's loss types to train, or ``None`` for adadpo's
+    ``rdpo``, ``simpo``, ``cpo`` or ``orpo``; ``ValueError`` on a contradiction."""
+    loss_type = list(loss_type)
+    if loss_type == ["sigmoid"]:
+        return [NATIVE_LOSS_TYPES[loss]] if loss in NATIVE_LOSS_TYPES else None
+    if loss == "dpo" or loss_type == [NATIVE_LOSS_TYPES.get(loss)]:
+        return loss_type
+    raise ValueError(
+        f"loss={loss!r} and loss_type={loss_type!r} name different losses; set one of them: loss_type for TRL's "
+        f"losses (leave loss='dpo'), or loss for adadpo's {list(LOSSES)} (leave loss_type=['sigmoid'])"
+    )
+
 
 #: ``balance_<name>`` for every field of :class:`adadpo.Balance`, same type, default and help.
 BalanceFields = make_dataclass(
@@ -50,8 +66,13 @@ BalanceFields = make_dataclass(
 class AdaDPOConfig(BalanceFields, DPOConfig):
     r"""Configuration of :class:`~adadpo.trl.AdaDPOTrainer`: ``trl.DPOConfig`` plus the fields below.
 
+    TRL's loss options (``loss_type``, ``loss_weights``, ``use_weighting``, ``ld_alpha``, ``f_divergence_type``,
+    ``f_alpha_divergence_coef``, ``discopop_tau``) work as in stock ``DPOTrainer`` (see
+    :mod:`adadpo.core.trl_losses`); ``loss`` and ``loss_type`` combine by :func:`resolve_loss`.
+
     Args:
-        loss: preference loss family, one of ``dpo``, ``rdpo``, ``ipo``, ``simpo``, ``cpo``, ``orpo``.
+        loss: preference loss family, one of ``dpo``, ``rdpo``, ``ipo``, ``simpo``, ``cpo``, ``orpo``
+            (``dpo`` and ``ipo`` are TRL's ``loss_type`` ``sigmoid`` and ``ipo``).
         balance: train the AdaDPO (gradient-balanced) form of ``loss`` instead of the plain one.
         balance_<field>: one per field of :class:`adadpo.Balance` (``balance_level``, ``balance_use_reference``,
             ``balance_alpha_chosen``, ``balance_alpha_rejected``, ``balance_clip``, ``balance_normalize``,
@@ -63,7 +84,7 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
             backbone's last hidden state and the LM head weight go to
             :func:`adadpo.core.logps.linear_token_logps`, a chunk of counted tokens at a time, so the
             ``[2B, T, V]`` logits never exist; models it cannot serve (output layer not a plain
-            ``nn.Linear``, soft-capped or scaled logits, multimodal, sharded head) fall back to
+            ``nn.Linear``, soft-capped or scaled logits, multimodal, FSDP1 or ZeRO-3 head) fall back to
             ``trl_fused`` with a logged warning. ``trl_fused``: TRL 1.16's fused LM head (what stock
             ``DPOTrainer`` does). ``full``: the model's ordinary forward with full logits (slowest, most
             memory; a reference for tests).
@@ -105,41 +126,67 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
             # otherwise every process silently trains alone.
             self.use_cpu = True
         super().__post_init__()
-        family = get_family(self.loss)
-        for name, (default, why) in _TRL_ONLY.items():
-            if getattr(self, name) != default:
-                raise ValueError(
-                    f"{name}={getattr(self, name)!r} is not supported by AdaDPOConfig ({why.format(losses=list(LOSSES))}); "
-                    f"leave it at {default!r}"
-                )
+        get_family(self.loss)
+        self.loss_type = [self.loss_type] if isinstance(self.loss_type, str) else list(self.loss_type)
+        if resolve_loss(self.loss, self.loss_type) is None:
+            for name, default in TRL_LOSS_OPTIONS.items():
+                if getattr(self, name) != default:
+                    raise ValueError(f"{name}={getattr(self, name)!r} is an option of TRL's losses (loss_type) and "
+                                     f"does not apply to loss={self.loss!r}; leave it at {default!r}")
+        if self.ld_alpha is not None and not (isinstance(self.ld_alpha, (int, float)) and 0 <= self.ld_alpha <= 1):
+            raise ValueError(f"ld_alpha={self.ld_alpha!r} must be a number in [0, 1] (LD-DPO's weight of the tokens "
+                             "past the pair's shared length), or None")
+        if self.balance and self.ld_alpha is not None:
+            raise ValueError(f"balance=True does not apply with ld_alpha={self.ld_alpha!r}: LD-DPO weights a "
+                             "response's tokens unequally, so no one coefficient per side equalises their gradients; "
+                             "drop one")
         if self.logps_backend not in LOGPS_BACKENDS:
             raise ValueError(f"logps_backend={self.logps_backend!r} is not one of {list(LOGPS_BACKENDS)}")
         if self.logps_chunk_size is not None and (
             isinstance(self.logps_chunk_size, bool) or not isinstance(self.logps_chunk_size, int) or self.logps_chunk_size < 1
         ):
             raise ValueError(f"logps_chunk_size={self.logps_chunk_size!r} must be a positive integer (or None for the default)")
-        self.loss_spec()  # every loss and balance_* field, also when balance=False
-        if self.precompute_ref_log_probs and not family.needs_reference:
+        spec = self.loss_spec()  # every loss and balance_* field, also when balance=False
+        if self.precompute_ref_log_probs and not spec.needs_reference:
             raise ValueError(
                 f"precompute_ref_log_probs=True, but loss={self.loss!r} is reference-free and uses no reference "
                 "log-probs; set it to False"
             )
-        if self.sync_ref_model and not family.needs_reference:
+        if self.sync_ref_model and not spec.needs_reference:
             raise ValueError(f"sync_ref_model=True, but loss={self.loss!r} is reference-free; set it to False")
 
     def balance_spec(self) -> Balance:
         """The :class:`adadpo.Balance` of the ``balance_*`` fields (whether or not ``balance`` is on)."""
         return Balance(**{o.name: getattr(self, BALANCE_PREFIX + o.name) for o in balance_options()})
 
-    def loss_spec(self) -> LossSpec:
-        """The :class:`adadpo.LossSpec` these fields describe, checked: what ``AdaDPOTrainer`` applies each step."""
+    def loss_spec(self) -> LossSpec | TrlLossSpec:
+        """What ``AdaDPOTrainer`` applies each step, checked: an :class:`adadpo.LossSpec` for adadpo's families
+        (and TRL's ``sigmoid`` and ``ipo`` alone, which are adadpo's dpo and ipo), else a
+        :class:`adadpo.core.trl_losses.TrlLossSpec` for TRL's other losses and options (see :func:`resolve_loss`)."""
         balance = self.balance_spec()
         if balance.use_reference and not get_family(self.loss).needs_reference:
             raise ValueError(
                 f"balance_use_reference=True (Balance(use_reference=True)) needs a reference model, but loss={self.loss!r} "
                 "is reference-free; set it to False"
             )
-        return LossSpec(
-            self.loss, beta=self.beta, gamma=self.gamma, length_alpha=self.length_alpha, cpo_alpha=self.cpo_alpha,
-            label_smoothing=self.label_smoothing, balance=balance if self.balance else None, debug=self.loss_debug,
+        loss_types = resolve_loss(self.loss, self.loss_type)
+        native = loss_types in (["sigmoid"], ["ipo"]) and self.loss_weights in (None, [1.0]) \
+            and self.f_divergence_type == "reverse_kl" and not self.use_weighting
+        if loss_types is None or native:
+            loss = self.loss if loss_types is None else {v: k for k, v in NATIVE_LOSS_TYPES.items()}[loss_types[0]]
+            # TRL's ipo ignores label_smoothing; adadpo's ipo refuses it, so only loss='ipo' itself passes it on
+            smoothing = self.label_smoothing if loss != "ipo" or self.loss == "ipo" else None
+            return LossSpec(
+                loss, beta=self.beta, gamma=self.gamma, length_alpha=self.length_alpha, cpo_alpha=self.cpo_alpha,
+                label_smoothing=smoothing, balance=balance if self.balance else None, debug=self.loss_debug,
+            )
+        for name in ("gamma", "length_alpha", "cpo_alpha"):
+            if getattr(self, name) is not None:
+                raise ValueError(f"{name}={getattr(self, name)!r} does not apply to loss_type={loss_types!r}; "
+                                 "leave it unset")
+        return TrlLossSpec(
+            loss_types, weights=self.loss_weights, beta=self.beta, label_smoothing=self.label_smoothing,
+            discopop_tau=self.discopop_tau, f_divergence_type=self.f_divergence_type,
+            f_alpha_divergence_coef=self.f_alpha_divergence_coef, use_weighting=self.use_weighting,
+            balance=balance if self.balance else None, debug=self.loss_debug,
         )

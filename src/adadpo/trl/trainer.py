@@ -31,6 +31,7 @@ from trl.trainer.utils import get_config_model_id, use_adapter
 
 from adadpo.core.losses import preference_loss
 from adadpo.core.pairs import PairLogps
+from adadpo.core.trl_losses import TrlLossSpec, trl_preference_loss
 from adadpo.trl.backends import LogpsBackend, choose_backend, model_inputs
 from adadpo.trl.checkpoints import StagedCheckpoints
 from adadpo.trl.config import AdaDPOConfig
@@ -38,12 +39,14 @@ from adadpo.trl.data import check_preference_dataset, report_truncation
 from adadpo.trl.metrics import NonFiniteLossError, non_finite_message, reduce_step
 from adadpo.trl.modelcard import settings_section
 from adadpo.trl.reference import check_reference_source, no_reference_model
+from adadpo.trl.sharding import check_sharding_request, head_sharding, warn_if_not_sharded
 
 __all__ = ["AdaDPOTrainer", "NonFiniteLossError"]
 
 
 class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
-    """Drop-in replacement of ``trl.DPOTrainer`` for the six loss families, plain or AdaDPO-balanced.
+    """Drop-in replacement of ``trl.DPOTrainer`` for the six loss families and every TRL 1.16 ``loss_type``
+    (with ``loss_weights``, WPO, LD-DPO and the f-divergences), plain or AdaDPO-balanced.
 
     Same constructor and dataset formats as ``DPOTrainer``; ``args`` must be an :class:`AdaDPOConfig`
     (``loss``, ``balance``, ``balance_*``, ``gamma``, ``length_alpha``, ``cpo_alpha``), resolved once into
@@ -51,7 +54,7 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
 
         pairs = backend(model, batch)                  # PairLogps: A_w, A_l, T_w, T_l
         pairs = pairs.with_reference(R_w, R_l)         # reference-based losses only
-        loss = preference_loss(self.loss_spec, pairs).loss
+        loss = preference_loss(self.loss_spec, pairs).loss   # trl_preference_loss for a TrlLossSpec
 
     Logged metrics keep TRL's names (``rewards/*``, ``logps/*``, ``entropy``, ``logits/*``,
     ``mean_token_accuracy``, ``num_tokens``) and add ``balance/*``, averaged over processes.
@@ -71,14 +74,16 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
                 f"got {type(args).__name__}"
             )
         self.loss_spec = args.loss_spec()
+        check_sharding_request(args)
         peft_config = kw.get("peft_config") if len(pos) < 9 else pos[8]
-        if self.loss_spec.family.needs_reference:
+        if self.loss_spec.needs_reference:
             check_reference_source(model, ref_model, args, peft_config)
         elif ref_model is not None:
             raise ValueError(f"ref_model was given, but loss={args.loss!r} is reference-free; drop it or use dpo, rdpo or ipo")
         self._backends: dict[int, LogpsBackend] = {}  # id(unwrapped model) -> its backend; see logps_backend_for
-        with contextlib.nullcontext() if self.loss_spec.family.needs_reference else no_reference_model(self):
+        with contextlib.nullcontext() if self.loss_spec.needs_reference else no_reference_model(self):
             super().__init__(model, ref_model, args, *pos, **kw)
+        warn_if_not_sharded(self.args, self.accelerator)
         for m in (self.model, self.ref_model):
             if m is not None:
                 self.logps_backend_for(m)
@@ -101,8 +106,9 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
         inner = self.accelerator.unwrap_model(model)
         key = id(inner.get_base_model() if _is_peft(inner) else inner)
         if key not in self._backends:
-            sharded = self.is_fsdp_enabled or _zero_stage(self) == 3
-            self._backends[key] = choose_backend(inner, self.args.logps_backend, self.args.logps_chunk_size, sharded)
+            self._backends[key] = choose_backend(inner, self.args.logps_backend, self.args.logps_chunk_size,
+                                                 head_sharding(self.accelerator), ld_alpha=self.args.ld_alpha,
+                                                 wpo=self.args.use_weighting)
         return self._backends[key]
 
     def _reference_adapter(self) -> Any:
@@ -136,15 +142,21 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
         model_kwargs, labels = model_inputs(inputs)
         if self.aux_loss_enabled:
             model_kwargs["output_router_logits"] = True
-        policy = self.logps_backend_for(model)(model, model_kwargs, labels, metrics=True)
+        spec = self.loss_spec
+        trl_loss = isinstance(spec, TrlLossSpec)
+        policy = self.logps_backend_for(model)(model, model_kwargs, labels, metrics=True,
+                                               wpo=trl_loss and spec.use_weighting)
         pairs = policy.pairs
-        if self.loss_spec.family.needs_reference:
+        if spec.needs_reference:
             if self.precompute_ref_logps:
                 pairs = pairs.with_reference(inputs["ref_chosen_logps"], inputs["ref_rejected_logps"])
             else:
                 ref = self.reference_logps(model_kwargs, labels)
                 pairs = pairs.with_reference(ref.chosen_logps, ref.rejected_logps)
-        out = preference_loss(self.loss_spec, pairs)
+        if trl_loss:
+            out = trl_preference_loss(spec, pairs, policy.pair_weights, policy.raw_chosen_logps)
+        else:
+            out = preference_loss(spec, pairs)
         loss, means = out.loss, dict(out.metrics)
         if self.aux_loss_enabled:
             loss = loss + self.router_aux_loss_coef * policy.aux_loss
@@ -184,8 +196,3 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
 def _is_peft(model: Any) -> bool:
     return hasattr(model, "get_base_model") and hasattr(model, "peft_config")
 
-
-def _zero_stage(trainer: Any) -> int | None:
-    """The DeepSpeed ZeRO stage of ``trainer``'s accelerator, or ``None`` without DeepSpeed."""
-    plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None) if trainer.is_deepspeed_enabled else None
-    return getattr(plugin, "zero_stage", None) if plugin is not None else None
