@@ -26,6 +26,17 @@ def _has_gpu() -> bool:
     return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
 
 
+def _gloo_process_group(timeout_seconds: int) -> None:
+    """Start the gloo process group (env:// from torchrun) with ``ddp_timeout``: transformers starts CPU process
+    groups without it (the 30-minute default), so one frozen process would hang the others that long."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    if dist.is_available() and not dist.is_initialized():
+        dist.init_process_group(backend="gloo", timeout=timedelta(seconds=timeout_seconds))
+
+
 # DPOConfig fields whose non-default values select TRL-only loss machinery that AdaDPOTrainer replaces.
 _TRL_ONLY = {
     "loss_type": (["sigmoid"], "choose the loss with `loss` (one of {losses})"),
@@ -104,6 +115,8 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
             # Under torchrun on a machine without GPUs, transformers only sets up DDP (gloo) with use_cpu=True;
             # otherwise every process silently trains alone.
             self.use_cpu = True
+        if self.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 and self.ddp_backend in (None, "gloo"):
+            _gloo_process_group(self.ddp_timeout)
         super().__post_init__()
         family = get_family(self.loss)
         for name, (default, why) in _TRL_ONLY.items():
@@ -112,6 +125,8 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
                     f"{name}={getattr(self, name)!r} is not supported by AdaDPOConfig ({why.format(losses=list(LOSSES))}); "
                     f"leave it at {default!r}"
                 )
+        if not isinstance(self.balance, bool):
+            raise ValueError(f"balance={self.balance!r} must be a bool (True: the AdaDPO form of the loss)")
         if self.logps_backend not in LOGPS_BACKENDS:
             raise ValueError(f"logps_backend={self.logps_backend!r} is not one of {list(LOGPS_BACKENDS)}")
         if self.logps_chunk_size is not None and (

@@ -62,6 +62,8 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
     _name = "AdaDPO"
 
     def __init__(self, model: Any, ref_model: Any = None, args: AdaDPOConfig | None = None, *pos: Any, **kw: Any):
+        if not isinstance(model, (str, torch.nn.Module)):
+            raise TypeError(f"model must be a Hub id, a local directory or a transformers model, got {type(model).__name__}")
         if args is None:
             name = model if isinstance(model, str) else get_config_model_id(model.config)
             args = AdaDPOConfig(f"{(name or 'model').split('/')[-1]}-AdaDPO")
@@ -164,7 +166,8 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
         if not step.finite:
             spec = self.loss_spec
             settings = f"loss={spec.loss!r}, balance={spec.balance is not None}, beta={spec.beta}"
-            raise NonFiniteLossError(non_finite_message(self.state.global_step + 1, step.losses, pairs, settings))
+            bad = sum(not torch.isfinite(p).all() for p in self.model.parameters())
+            raise NonFiniteLossError(non_finite_message(self.state.global_step + 1, step.losses, pairs, settings, bad))
         for key, value in step.values.items():
             self._metrics[mode][key].append(value)
         if mode == "train":
