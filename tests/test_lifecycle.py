@@ -316,3 +316,20 @@ def test_a_frozen_process_does_not_hang_the_others(world, tmp_path):
         except ProcessLookupError:
             pass
         proc.wait()
+
+
+@pytest.mark.parametrize(("loss", "balance", "name", "arxiv"), [
+    ("dpo", True, "AdaDPO", "2605.28440"), ("simpo", True, "AdaDPO (SimPO)", "2605.28440"),
+    ("dpo", False, "DPO", "2305.18290"), ("orpo", False, "ORPO", "2403.07691"),
+])
+def test_the_model_card_cites_the_method_and_names_local_paths(world, tmp_path, loss, balance, name, arxiv):
+    out = tmp_path / "out"
+    assert _run(tmp_path, _config(world, out, loss=loss, balance=balance, max_steps=1, save_steps=5)) == 0
+    card = (out / "README.md").read_text()
+    assert f"This model was trained with {name}, a method introduced in [" in card
+    assert f"(https://huggingface.co/papers/{arxiv})" in card and f"eprint        = {{{arxiv}}}" in card or (
+        "rafailov2023direct" in card and not balance)
+    assert "2305.18290" not in card or not balance  # before: AdaDPO was "introduced in" the DPO paper
+    assert "[None]" not in card and f"fine-tuned version of `{world / 'model'}` (a local model)" in card
+    assert "huggingface.co/datasets/" not in card and f"`{world / 'data'}` (local data)" in card
+    assert "| mixed precision (as run) | none (float32) |" in card

@@ -50,7 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS.values():
         module.add_parser(sub)
+    for command in sub.choices.values():
+        accept_underscores(command)
     return parser
+
+
+def accept_underscores(parser: argparse.ArgumentParser) -> None:
+    """Let every ``--some-option`` also be spelt ``--some_option`` (as ``adadpo train``'s keys are), without
+    listing the second spelling in the help."""
+    for option, action in list(parser._option_string_actions.items()):
+        alias = "--" + option[2:].replace("-", "_")
+        if option.startswith("--") and alias != option:
+            parser._option_string_actions.setdefault(alias, action)
 
 
 def main(argv: list[str] | None = None) -> int:

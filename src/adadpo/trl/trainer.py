@@ -36,7 +36,7 @@ from adadpo.trl.checkpoints import StagedCheckpoints
 from adadpo.trl.config import AdaDPOConfig
 from adadpo.trl.data import check_preference_dataset, report_truncation
 from adadpo.trl.metrics import NonFiniteLossError, non_finite_message, reduce_step
-from adadpo.trl.modelcard import settings_section
+from adadpo.trl.modelcard import local_names, method_paper, settings_section
 from adadpo.trl.reference import check_reference_source, no_reference_model
 
 __all__ = ["AdaDPOTrainer", "NonFiniteLossError"]
@@ -90,7 +90,7 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
     def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
         if "chosen_ids" in (dataset.column_names or ()):
             return dataset  # already tokenised
-        check_preference_dataset(dataset, dataset_name)
+        dataset = check_preference_dataset(dataset, dataset_name)
         prepared = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
         report_truncation(dataset, prepared, dataset_name, args.max_length, args.truncation_mode)
         return prepared
@@ -177,11 +177,16 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
     # ------------------------------------------------------------------------------------------- card
 
     def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, tags: Any = None) -> None:
-        """TRL's model card, followed by every adadpo and trainer setting of this run."""
+        """TRL's model card naming the method's paper (AdaDPO's when balanced) and local paths as such, followed
+        by every adadpo and trainer setting of this run."""
+        self._name, self._paper = method_paper(self.loss_spec, DPOTrainer._paper.get("citation"))
         super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
         if self.is_world_process_zero():
-            with open(os.path.join(self.args.output_dir, "README.md"), "a", encoding="utf-8") as f:
-                f.write(settings_section(self.args))
+            path = os.path.join(self.args.output_dir, "README.md")
+            with open(path, encoding="utf-8") as f:
+                card = local_names(f.read(), get_config_model_id(self.model.config), dataset_name)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(card + settings_section(self.args, self.accelerator.mixed_precision))
 
 
 def _is_peft(model: Any) -> bool:
