@@ -27,6 +27,14 @@ NAME = "train"
 RAW_ARGS = True  # YAML config + overrides, parsed by adadpo.cli.config
 HELP = "train a model with a plain or balanced preference loss (YAML config + overrides)"
 
+HELP_USAGE = "adadpo train --config FILE [--key value ...]"
+HELP_INTRO = (
+    "--config FILE: a YAML mapping of the keys below (what `trl dpo --config` takes, plus adadpo's); --key value on "
+    "the command line overrides it. The main keys: --model_name_or_path, --dataset_name, --output_dir, --loss "
+    "(dpo|rdpo|ipo|simpo|cpo|orpo), --balance (AdaDPO), --beta, --learning_rate, --max_steps, --save_steps; "
+    "--auto_resume (default true) continues the run in output_dir, --overwrite_output_dir starts it over. "
+    "Every key, with its default:"
+)
 logger = logging.getLogger("adadpo")
 _LAUNCHED = "ADADPO_LAUNCHED"  # set for the processes `accelerate launch` starts
 
@@ -95,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     if argv[:1] in (["-h"], ["--help"]):
         from trl import TrlParser
 
-        TrlParser(_dataclass_types(), prog="adadpo train").print_help()
+        TrlParser(_dataclass_types(), prog="adadpo train", usage=HELP_USAGE, description=HELP_INTRO).print_help()
         return 0
     parsed = parse(argv)
     if parsed.launch_args and not os.environ.get(_LAUNCHED):

@@ -89,7 +89,7 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
         metadata={"help": "Preference loss family.", "choices": list(LOSSES)},
     )
     balance: bool = field(default=False, metadata={"help": "Use the AdaDPO (gradient-balanced) form of the loss."})
-    gamma: float | None = field(default=None, metadata={"help": "SimPO target margin (simpo; default 0.5)."})
+    gamma: float | None = field(default=None, metadata={"help": "SimPO target margin (simpo only; None means 0.5)."})
     length_alpha: float | None = field(default=None, metadata={"help": "R-DPO length penalty (rdpo; required)."})
     cpo_alpha: float | None = field(default=None, metadata={"help": "CPO NLL weight (cpo; default 1.0)."})
     logps_backend: str = field(
@@ -111,6 +111,12 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
     def __post_init__(self) -> None:
         if self.bf16 is None and not self.fp16 and not _has_gpu():
             self.bf16 = False  # TRL defaults to bf16, which transformers refuses without a GPU unless use_cpu=True
+        if not _has_gpu():
+            self.dataloader_pin_memory = False  # pinned memory needs an accelerator; torch warns at every loader
+        if self.activation_checkpointing is None and self.gradient_checkpointing is not None:
+            # TRL's DPOConfig sets the deprecated alias (gradient_checkpointing=True); setting the new name from it is
+            # what transformers does too, without its FutureWarning at every run
+            self.activation_checkpointing = self.gradient_checkpointing
         if not self.use_cpu and not _has_gpu() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             # Under torchrun on a machine without GPUs, transformers only sets up DDP (gloo) with use_cpu=True;
             # otherwise every process silently trains alone.
