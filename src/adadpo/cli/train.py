@@ -164,6 +164,7 @@ def _trainer(script, config, model_args, mixture, given):
     """The dataset, tokenizer and ``AdaDPOTrainer`` the keys name."""
     import importlib.util
 
+    import torch
     from transformers import AutoTokenizer
     from trl import get_peft_config, get_quantization_config
 
@@ -187,6 +188,8 @@ def _trainer(script, config, model_args, mixture, given):
         )
     if "report_to" not in given and importlib.util.find_spec("tensorboard") is not None:
         config.report_to = ["tensorboard"]
+    if "dataloader_pin_memory" not in given and (config.use_cpu or not torch.cuda.is_available()):
+        config.dataloader_pin_memory = False  # pinned memory needs an accelerator; torch warns at every loader
     callbacks = [MetricsFileCallback(), *(import_callback(spec) for spec in script.callbacks)]
 
     with _loading("model_name_or_path", model_args.model_name_or_path):

@@ -111,8 +111,6 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
     def __post_init__(self) -> None:
         if self.bf16 is None and not self.fp16 and not _has_gpu():
             self.bf16 = False  # TRL defaults to bf16, which transformers refuses without a GPU unless use_cpu=True
-        if not _has_gpu():
-            self.dataloader_pin_memory = False  # pinned memory needs an accelerator; torch warns at every loader
         if self.activation_checkpointing is None and self.gradient_checkpointing is not None:
             # TRL's DPOConfig sets the deprecated alias (gradient_checkpointing=True); setting the new name from it is
             # what transformers does too, without its FutureWarning at every run
