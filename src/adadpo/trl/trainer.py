@@ -26,7 +26,6 @@ from typing import Any
 import torch
 from torch import Tensor
 from trl import DPOTrainer
-from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import get_config_model_id, use_adapter
 
 from adadpo.core.losses import preference_loss
@@ -37,7 +36,7 @@ from adadpo.trl.config import AdaDPOConfig
 from adadpo.trl.data import check_preference_dataset, report_truncation
 from adadpo.trl.metrics import NonFiniteLossError, non_finite_message, reduce_step
 from adadpo.trl.modelcard import local_names, method_paper, settings_section
-from adadpo.trl.reference import check_reference_source, no_reference_model
+from adadpo.trl.reference import check_reference_source, no_activation_checkpointing, no_reference_model
 
 __all__ = ["AdaDPOTrainer", "NonFiniteLossError"]
 
@@ -118,7 +117,7 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
         """The reference's sums for one batch (as the ``chosen_logps``/``rejected_logps`` of a PairLogps)."""
         model = self.ref_model if self.ref_model is not None else self.model
         kwargs = {k: v for k, v in model_kwargs.items() if k != "output_router_logits"}
-        with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs), \
+        with torch.no_grad(), no_activation_checkpointing(self.model, self.args.activation_checkpointing_kwargs), \
                 self._reference_adapter():
             return self.logps_backend_for(model)(model, kwargs, labels, metrics=False).pairs
 
@@ -127,7 +126,7 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
         if self.logps_backend_for(model).name != "chunked":
             return super().compute_ref_log_probs(model, inputs)
         model_kwargs, labels = model_inputs(inputs)
-        with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs), \
+        with torch.no_grad(), no_activation_checkpointing(self.model, self.args.activation_checkpointing_kwargs), \
                 self._reference_adapter(), self.accelerator.autocast():
             pairs = self.logps_backend_for(model)(model, model_kwargs, labels, metrics=False).pairs
         return pairs.chosen_logps, pairs.rejected_logps
