@@ -60,3 +60,20 @@ def test_default_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     assert default_cache_dir() == tmp_path
     monkeypatch.delenv("ADADPO_CACHE")
     assert default_cache_dir() == type(tmp_path)(os.path.expanduser("~")) / ".cache" / "adadpo"
+
+
+def test_a_killed_builds_temporary_directory_is_removed_by_the_next_build(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    target = tmp_path / "world-abc"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    killed = tmp_path / f".world-abc-{int(dead.stdout)}-x1y2"  # a build killed with SIGKILL (before: kept forever)
+    live = tmp_path / f".world-abc-{os.getpid()}-z3"  # a build still running in this process
+    legacy_old, legacy_new = tmp_path / ".world-abc-oldxyz", tmp_path / ".world-abc-newxyz"
+    for d in (killed, live, legacy_old, legacy_new):
+        d.mkdir()
+    os.utime(legacy_old, (time.time() - 2 * 86400,) * 2)
+    build_once(target, "done.json", _writer([]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, legacy_new.name, "world-abc"])

@@ -197,7 +197,7 @@ def test_help_lists_adadpo_and_trainer_keys(capsys):
 # ------------------------------------------------------------------------------ checkpoints and resume
 
 
-def test_checkpoint_is_staged_so_a_crash_mid_save_leaves_none(world, tmp_path, monkeypatch):
+def test_checkpoint_is_staged_so_a_crash_mid_save_leaves_none(world, tmp_path, monkeypatch, capsys):
     from transformers import Trainer
 
     def crash(self, output_dir):
@@ -205,8 +205,12 @@ def test_checkpoint_is_staged_so_a_crash_mid_save_leaves_none(world, tmp_path, m
 
     monkeypatch.setattr(Trainer, "_save_optimizer_and_scheduler", crash)
     out = tmp_path / "out"
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SystemExit) as info:  # Ctrl-C: one line saying how to resume
         _train(tmp_path, _config(world, out, loss="simpo"))
+    assert info.value.code == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "adadpo train: interrupted at step 2; no checkpoint was saved yet (it will start over). "
+        "Run the same command again to resume")
     assert not list(out.glob("checkpoint-*"))  # the half-written save stayed in the staging directory
     assert (out / ".staging" / "checkpoint-2" / "model.safetensors").exists()
     monkeypatch.undo()

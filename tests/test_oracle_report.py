@@ -120,3 +120,15 @@ def test_demo_differences_say_higher_or_lower_for_length_and_kl():
     lines = {line.split()[0]: line for line in differences(rows, "DPO", "AdaDPO").splitlines()}
     assert lines["LC"].endswith("win") and lines["length"].endswith("lower")
     assert lines["KL"].endswith("tie")  # identical KL in both methods: no direction
+
+
+def test_one_seed_prints_no_nan_interval_and_writes_strict_json():
+    from adadpo.cli.demo import differences
+    from adadpo.oracle.report import json_ready, summary
+
+    rows = rows_for({(0.1, 1e-4): 0.05}, seeds=(0,))
+    text = differences(rows, "DPO", "AdaDPO")  # before: [+nan, +nan]
+    assert "nan" not in text and text.splitlines()[0].endswith("(an interval needs >= 2 seeds)")
+    data = json_ready(summary(rows, [("DPO", "AdaDPO")]))
+    strict = json.dumps(data, allow_nan=False)  # before: NaN in results.json and summary.json
+    assert "null" in strict and json.loads(strict) == data

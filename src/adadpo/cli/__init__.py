@@ -27,6 +27,20 @@ def missing_extra(err: ModuleNotFoundError) -> str | None:
     return f"{err} -- install the {EXTRAS[top]!r} extra: pip install \"adadpo[{EXTRAS[top]}]\"" if top in EXTRAS else None
 
 
+def os_error_line(err: OSError) -> str:
+    """One line for an ``OSError``: what, which file, and for a full disk what to do."""
+    import errno
+
+    what = err.strerror or " ".join(str(err).split()) or type(err).__name__
+    where = f": {err.filename}" if err.filename else ""
+    if err.errno == errno.ENOSPC:
+        return (f"{what}{where}. Free some space, then run the same command again: training resumes from the last "
+                "complete checkpoint")
+    if err.errno in (errno.EACCES, errno.EROFS):
+        return f"{what}{where}. Choose a location you can write to"
+    return f"{what}{where}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adadpo",
@@ -36,7 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in COMMANDS.values():
         module.add_parser(sub)
+    for command in sub.choices.values():
+        accept_underscores(command)
     return parser
+
+
+def accept_underscores(parser: argparse.ArgumentParser) -> None:
+    """Let every ``--some-option`` also be spelt ``--some_option`` (as ``adadpo train``'s keys are), without
+    listing the second spelling in the help."""
+    for option, action in list(parser._option_string_actions.items()):
+        alias = "--" + option[2:].replace("-", "_")
+        if option.startswith("--") and alias != option:
+            parser._option_string_actions.setdefault(alias, action)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command].run(args)
     except ValueError as err:  # a user's mistake: say what, no traceback
         parser.exit(2, f"adadpo {args.command}: error: {err}\n")
+    except KeyboardInterrupt as err:  # Ctrl-C: a clean stop (train's says how to resume)
+        parser.exit(130, f"adadpo {args.command}: {err or 'interrupted'}\n")
+    except FloatingPointError as err:  # training diverged (NonFiniteLossError): the step and the batch's statistics
+        parser.exit(1, f"adadpo {args.command}: error: {err}\n")
+    except OSError as err:  # the machine's doing (disk full, permissions, a stopped peer process): say what, where
+        parser.exit(1, f"adadpo {args.command}: error: {os_error_line(err)}\n")
     except ModuleNotFoundError as err:  # an extra not installed: say which
         hint = missing_extra(err)
         if hint is None:

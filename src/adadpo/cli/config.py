@@ -49,6 +49,9 @@ class _Parser(TrlParser):
                 if isinstance(value, kind) and key in hints and not _admits(hints[key], kind):
                     expected = getattr(hints[key], "__name__", str(hints[key]))
                     raise ValueError(f"{key}={value!r} in {self.config_path}: expected {expected}, not {what}")
+        if "output_dir" in config and config["output_dir"] is None:
+            raise ValueError(f"output_dir=None in {self.config_path}: expected a directory (leave the key out for "
+                             "TRL's default, trainer_output)")
         self.config_keys = set(config)
         return super().set_defaults_with_config(**config)
 

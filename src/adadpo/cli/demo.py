@@ -75,15 +75,15 @@ def differences(rows: list[dict], base: str, cand: str) -> str:
         verdict = iv.verdict()
         if metric in NEUTRAL:
             verdict = MOVED.get(verdict, verdict)
-        verdict = "" if iv.n < 2 else f"  {verdict}"
-        lines.append(f"  {METRICS[metric]:<15}{iv.mean:+8.3f}  [{iv.lo:+.3f}, {iv.hi:+.3f}]{verdict}")
+        span = f"[{iv.lo:+.3f}, {iv.hi:+.3f}]  {verdict}" if iv.n >= 2 else "(an interval needs >= 2 seeds)"
+        lines.append(f"  {METRICS[metric]:<15}{iv.mean:+8.3f}  {span}")
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     # imported here so that `import adadpo.cli` stays light (no transformers for `adadpo explain`)
     from adadpo.oracle.progress import StageProgress
-    from adadpo.oracle.report import summary, write_report
+    from adadpo.oracle.report import json_ready, summary, write_report
     from adadpo.oracle.run import Method
     from adadpo.oracle.sweep import SweepConfig, run_sweep, sweep_config_dict, world_kind
 
@@ -129,10 +129,10 @@ def run(args: argparse.Namespace) -> int:
                           preamble=preamble, order=methods, appendix=appendix)
     per_method = {m: {label: float(np.mean([r[key] for r in rows if r["method"] == m]))
                       for key, label in (("lc", "LC"), ("wr", "WR"), ("tq", "TQ"))} for m in methods}
-    (out / "results.json").write_text(json.dumps(
+    (out / "results.json").write_text(json.dumps(json_ready(
         {"world": kind, "model_parameters": rows[0].get("model_parameters"), "methods": per_method,
          "config": sweep_config_dict(config), "seconds": seconds, "summary": summary(rows, config.comparisons),
-         "runs": rows}, indent=1))
+         "runs": rows}), indent=1, allow_nan=False))
     print(f"\n{len(rows)} runs in {seconds:.0f} s. Report: {report}; data: {out / 'results.json'}")
     return 0
 

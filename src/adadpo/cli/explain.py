@@ -45,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="show plain vs balanced coefficients and gradients on example pairs (default)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--loss", default="dpo", choices=[*LOSSES, "all"], help="loss family (default: dpo)")
-    p.add_argument("--beta", type=float, default=0.1)
+    p.add_argument("--beta", type=float, default=0.1, help="the loss's beta (default: 0.1)")
     add_balance_arguments(p)  # --level, --use-reference, --alpha-chosen, ..., --placement: adadpo.Balance's fields
 
 

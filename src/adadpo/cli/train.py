@@ -12,6 +12,7 @@ Keys: the script's (``dataset_name``, ``dataset_config``, ``dataset_train_split`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import logging
 import os
@@ -26,6 +27,14 @@ NAME = "train"
 RAW_ARGS = True  # YAML config + overrides, parsed by adadpo.cli.config
 HELP = "train a model with a plain or balanced preference loss (YAML config + overrides)"
 
+HELP_USAGE = "adadpo train --config FILE [--key value ...]"
+HELP_INTRO = (
+    "--config FILE: a YAML mapping of the keys below (what `trl dpo --config` takes, plus adadpo's); --key value on "
+    "the command line overrides it. The main keys: --model_name_or_path, --dataset_name, --output_dir, --loss "
+    "(dpo|rdpo|ipo|simpo|cpo|orpo), --balance (AdaDPO), --beta, --learning_rate, --max_steps, --save_steps; "
+    "--auto_resume (default true) continues the run in output_dir, --overwrite_output_dir starts it over. "
+    "Every key, with its default:"
+)
 logger = logging.getLogger("adadpo")
 _LAUNCHED = "ADADPO_LAUNCHED"  # set for the processes `accelerate launch` starts
 
@@ -47,6 +56,10 @@ def _script_arguments() -> type:
         auto_resume: bool = field(
             default=True,
             metadata={"help": "Resume from the last checkpoint in output_dir when there is one."},
+        )
+        overwrite_output_dir: bool = field(
+            default=False,
+            metadata={"help": "Start over in a used output_dir: remove its checkpoints, metrics and run record first."},
         )
 
     return TrainScriptArguments
@@ -90,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     if argv[:1] in (["-h"], ["--help"]):
         from trl import TrlParser
 
-        TrlParser(_dataclass_types(), prog="adadpo train").print_help()
+        TrlParser(_dataclass_types(), prog="adadpo train", usage=HELP_USAGE, description=HELP_INTRO).print_help()
         return 0
     parsed = parse(argv)
     if parsed.launch_args and not os.environ.get(_LAUNCHED):
@@ -104,12 +117,8 @@ def train(script, config, model_args, mixture=None, given: set[str] = frozenset(
     returns the trainer."""
     import importlib.util
 
-    from transformers import AutoTokenizer
-    from transformers.trainer_utils import get_last_checkpoint
-    from trl import get_peft_config, get_quantization_config
-
-    from adadpo.trl import AdaDPOTrainer, MetricsFileCallback
-    from adadpo.trl.loading import import_callback
+    from adadpo.cli.run_dir import (Interrupted, RunSession, checkpoint_is_final, finish_from_checkpoint,
+                                    interrupted_message, run_settings)
 
     if not model_args.model_name_or_path:
         raise ValueError("model_name_or_path is required (a Hugging Face Hub id or a local directory)")
@@ -119,7 +128,50 @@ def train(script, config, model_args, mixture=None, given: set[str] = frozenset(
     if model_args.use_peft and importlib.util.find_spec("peft") is None:
         raise ValueError("use_peft=True needs the peft package: pip install 'adadpo[peft]'")
 
-    train_dataset, eval_dataset = _datasets(script, config, mixture if use_mixture else None)
+    _check_precision(config)
+    settings = run_settings(script, config, model_args)
+    with RunSession(config, settings, auto_resume=script.auto_resume, overwrite=script.overwrite_output_dir) as run:
+        if run.plan.finished:
+            print(run.plan.message)
+            return None
+        trainer = _trainer(script, config, model_args, mixture if use_mixture else None, given)
+        run.started()
+        if run.plan.message:
+            trainer.accelerator.print(run.plan.message)
+        if run.plan.resume and checkpoint_is_final(run.plan.resume):
+            finish_from_checkpoint(trainer, run.plan.resume)
+        else:
+            try:
+                trainer.train(resume_from_checkpoint=run.plan.resume)
+            except KeyboardInterrupt:
+                raise Interrupted(interrupted_message(trainer, config.output_dir)) from None
+            except RuntimeError as err:  # a collective timed out: another process died or froze
+                if "timed out" not in str(err).lower():
+                    raise
+                raise TimeoutError(f"process {config.process_index}: another process stopped answering for ddp_timeout="
+                                   f"{config.ddp_timeout} s at step {trainer.state.global_step} (died or frozen?); "
+                                   "stopping. Run the same command again to resume") from err
+        trainer.save_model(config.output_dir)
+        trainer.create_model_card(model_name=os.path.basename(os.path.abspath(config.output_dir)),
+                                  dataset_name=script.dataset_name)
+        run.finish(trainer.state.global_step)
+    trainer.accelerator.print(_summary(trainer, config.output_dir))
+    _end(trainer)
+    return trainer
+
+
+def _trainer(script, config, model_args, mixture, given):
+    """The dataset, tokenizer and ``AdaDPOTrainer`` the keys name."""
+    import importlib.util
+
+    import torch
+    from transformers import AutoTokenizer
+    from trl import get_peft_config, get_quantization_config
+
+    from adadpo.trl import AdaDPOTrainer, MetricsFileCallback
+    from adadpo.trl.loading import import_callback
+
+    train_dataset, eval_dataset = _datasets(script, config, mixture)
     config.model_init_kwargs = {
         "revision": model_args.model_revision,
         "trust_remote_code": config.trust_remote_code,
@@ -127,36 +179,65 @@ def train(script, config, model_args, mixture=None, given: set[str] = frozenset(
         "dtype": model_args.dtype,
         **(config.model_init_kwargs or {}),
     }
-    tokenizer = AutoTokenizer.from_pretrained(
-        script.tokenizer_name_or_path or model_args.model_name_or_path,
-        revision=model_args.model_revision,
-        trust_remote_code=config.trust_remote_code,
-    )
+    key = "tokenizer_name_or_path" if script.tokenizer_name_or_path else "model_name_or_path"
+    with _loading(key, script.tokenizer_name_or_path or model_args.model_name_or_path):
+        tokenizer = AutoTokenizer.from_pretrained(
+            script.tokenizer_name_or_path or model_args.model_name_or_path,
+            revision=model_args.model_revision,
+            trust_remote_code=config.trust_remote_code,
+        )
     if "report_to" not in given and importlib.util.find_spec("tensorboard") is not None:
         config.report_to = ["tensorboard"]
+    if "dataloader_pin_memory" not in given and (config.use_cpu or not torch.cuda.is_available()):
+        config.dataloader_pin_memory = False  # pinned memory needs an accelerator; torch warns at every loader
     callbacks = [MetricsFileCallback(), *(import_callback(spec) for spec in script.callbacks)]
 
-    trainer = AdaDPOTrainer(
-        model=model_args.model_name_or_path,
-        args=config,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        callbacks=callbacks,
-        peft_config=get_peft_config(model_args),
-        quantization_config=get_quantization_config(model_args),
-    )
-    resume = config.resume_from_checkpoint
-    if resume is None and script.auto_resume and os.path.isdir(config.output_dir):
-        resume = get_last_checkpoint(config.output_dir)
-        if resume:
-            trainer.accelerator.print(f"adadpo: resuming from {resume}")
-    trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model(config.output_dir)
-    trainer.create_model_card(model_name=os.path.basename(os.path.abspath(config.output_dir)), dataset_name=script.dataset_name)
-    trainer.accelerator.print(_summary(trainer, config.output_dir))
-    _end(trainer)
-    return trainer
+    with _loading("model_name_or_path", model_args.model_name_or_path):
+        return AdaDPOTrainer(
+            model=model_args.model_name_or_path,
+            args=config,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=tokenizer,
+            callbacks=callbacks,
+            peft_config=get_peft_config(model_args),
+            quantization_config=get_quantization_config(model_args),
+        )
+
+
+@contextlib.contextmanager
+def _loading(key: str, name: str):
+    """Turn a failure to load ``name`` (a missing path or Hub id, a corrupt weights file) into a one-line
+    ``ValueError`` naming ``key``."""
+    path = os.path.expanduser(name)
+    if name.startswith((".", "/", "~")) and not os.path.exists(path):
+        raise ValueError(f"{key}={name!r}: no such directory (expected a local model directory or a Hub id)")
+    try:
+        yield
+    except OSError as err:  # transformers: not a directory / not on the Hub / no weights file
+        if isinstance(err, (PermissionError, TimeoutError)) or getattr(err, "errno", None) is not None:
+            raise
+        raise ValueError(f"{key}={name!r} could not be loaded: {_first_line(err)}") from err
+    except Exception as err:
+        if type(err).__name__ != "SafetensorsError" and "safetensors" not in type(err).__module__:
+            raise
+        raise ValueError(f"{key}={name!r}: a weights file is corrupt ({_first_line(err)}); re-download or re-save the "
+                         "model") from err
+
+
+def _first_line(err: BaseException) -> str:
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+
+
+def _check_precision(config) -> None:
+    """``max_steps: 0`` trains nothing, and fp16 on a machine without a GPU trains in float32: refuse both."""
+    import torch
+
+    if config.max_steps == 0:
+        raise ValueError("max_steps=0 trains no step; give a number of steps >= 1, or -1 to train num_train_epochs")
+    if config.fp16 and config.use_cpu or config.fp16 and not torch.cuda.is_available():
+        raise ValueError("fp16=True needs a GPU (fp16 mixed precision is CUDA-only; on this machine training would run "
+                         "in float32); set fp16: false, or bf16: true to train in bfloat16 on the CPU")
 
 
 def _datasets(script, config, mixture) -> tuple:
@@ -192,8 +273,9 @@ def _summary(trainer, output_dir: str) -> str:
     last = next((h for h in reversed(trainer.state.log_history) if "loss" in h), {})
     keys = ("loss", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected", "balance/log_rho")
     shown = "  ".join(f"{k}={last[k]:.4g}" for k in keys if k in last)
+    logged = f"; last log: {shown}" if shown else f" (no training log: logging_steps={trainer.args.logging_steps})"
     return (
-        f"adadpo: trained {trainer.state.global_step} steps; last log: {shown}\n"
+        f"adadpo: trained {trainer.state.global_step} steps{logged}\n"
         f"adadpo: model, tokenizer and model card in {output_dir}; metrics in "
         f"{os.path.join(output_dir, 'metrics.jsonl')} and metrics.csv"
     )

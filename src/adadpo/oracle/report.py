@@ -32,6 +32,17 @@ CURVES = (("rewards/margins", "reward margin"), ("logps/chosen", "chosen log-lik
           ("balance/log_rho", "log rho (imbalance)"))
 
 
+def json_ready(data: Any) -> Any:
+    """``data`` with every non-finite float (an interval over one seed, say) as ``None``: strict JSON's ``null``."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: json_ready(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [json_ready(v) for v in data]
+    return data
+
+
 def value(row: dict[str, Any], metric: str) -> float:
     if metric == "lc_minus_wr":
         return row["lc"] - row["wr"]
@@ -438,7 +449,7 @@ def write_report(rows: list[dict], comparisons: Sequence[tuple[str, str]], outpu
         plots.append(("LC and WR against the true-quality win rate", "lc_vs_tq.png"))
         plot_frontier(rows, out / "frontier.png")
         plots.append(("TQ and LC against the KL from the reference", "frontier.png"))
-    (out / "summary.json").write_text(json.dumps(summary(rows, comparisons), indent=2))
+    (out / "summary.json").write_text(json.dumps(json_ready(summary(rows, comparisons)), indent=2, allow_nan=False))
     path = out / "report.md"
     path.write_text(markdown(rows, comparisons, title=title, preamble=preamble, plots=plots, appendix=appendix))
     return path

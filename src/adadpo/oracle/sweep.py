@@ -146,7 +146,7 @@ def _yaml_mapping(path: str | os.PathLike, expected: str) -> dict[str, Any]:
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file (expected a YAML file with {expected})") from None
     except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from None
+        raise ValueError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected {expected}, got {type(raw).__name__}")
     return raw

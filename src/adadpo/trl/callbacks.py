@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import os
 from typing import Any
 
 from transformers import TrainerCallback
 
+logger = logging.getLogger("adadpo")
+
 
 class MetricsFileCallback(TrainerCallback):
     """Append every log (train and eval) to ``<output_dir>/metrics.jsonl``; rewrite ``metrics.csv`` from it.
 
-    One JSON object per log with ``step`` and ``epoch`` first. On resume, rows after the checkpoint's step
-    (written by the interrupted run) are dropped, so the files read as one uninterrupted run.
-    Only the main process writes.
+    One JSON object per log with ``step`` and ``epoch`` first, appended in one write and fsync'd, so a crash
+    loses at most the row being written. On resume, rows after the checkpoint's step (written by the interrupted
+    run) are dropped, and so is a torn last row (a crash or a full disk while writing it), each with a message
+    naming the file, so the files read as one uninterrupted run. Only the main process writes.
     """
 
     def __init__(self, output_dir: str | None = None) -> None:
@@ -30,9 +34,14 @@ class MetricsFileCallback(TrainerCallback):
         jsonl, _ = self._paths(args)
         if not state.is_world_process_zero or not os.path.exists(jsonl):
             return
-        rows = read_metrics(jsonl)
+        rows, torn = _read_rows(jsonl)
         kept = [r for r in rows if r.get("step", 0) <= state.global_step]
+        if torn:
+            logger.warning("adadpo: %s ended in a torn row (a crash while it was written); dropped it", jsonl)
         if len(kept) != len(rows):
+            logger.warning("adadpo: dropped %d row(s) of %s after step %d (written after the checkpoint resumed from)",
+                           len(rows) - len(kept), jsonl, state.global_step)
+        if torn or len(kept) != len(rows):
             _write_jsonl(jsonl, kept)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
@@ -41,8 +50,12 @@ class MetricsFileCallback(TrainerCallback):
         jsonl, _ = self._paths(args)
         os.makedirs(os.path.dirname(jsonl), exist_ok=True)
         row = {"step": state.global_step, "epoch": state.epoch, **{k: _plain(v) for k, v in logs.items()}}
-        with open(jsonl, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        fd = os.open(jsonl, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (json.dumps(row) + "\n").encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if state.is_world_process_zero:
@@ -58,15 +71,34 @@ def _plain(value: Any) -> Any:
 
 
 def read_metrics(path: str) -> list[dict[str, Any]]:
-    """The rows of a ``metrics.jsonl`` file."""
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """The rows of a ``metrics.jsonl`` file (a torn last row, from a crash while writing it, is left out)."""
+    return _read_rows(path)[0]
+
+
+def _read_rows(path: str) -> tuple[list[dict[str, Any]], bool]:
+    """The rows of ``path`` and whether its last row was torn; ``ValueError`` naming the line of any other bad row."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = f.read().split("\n")
+    rows, torn = [], False
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if number == len(lines) or not any(rest.strip() for rest in lines[number:]):
+                torn = True  # the last row, cut short
+                break
+            raise ValueError(f"{path}, line {number}: not a JSON object ({err}); fix or delete that line") from err
+    return rows, torn
 
 
 def _write_jsonl(path: str, rows: list[dict[str, Any]]) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 

@@ -1,49 +1,121 @@
 """Staged checkpoints: ``checkpoint-N`` is written into a staging directory and renamed into place.
 
 A run killed while saving leaves at most a stale staging directory, which ``get_last_checkpoint`` ignores and
-the next save removes; every ``checkpoint-N`` on disk is complete.
+the next save removes; every ``checkpoint-N`` on disk is complete. Rotation (``save_total_limit``) and the
+replacement of an existing ``checkpoint-N`` first rename the doomed directory out of the ``checkpoint-*``
+namespace, then delete it, so a kill half-way through a deletion leaves no half checkpoint either. A checkpoint
+resumed from must be complete anyway (:func:`missing_files`): a missing optimizer or trainer state is an error,
+not a silently fresh optimizer. Every process waits for the others at most ``ddp_timeout`` seconds per barrier
+of the save, so one frozen process cannot hang the others forever.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
+from pathlib import Path
 from typing import Any
 
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, sort_checkpoints
 
 STAGING_DIR = ".staging"
+DELETING_PREFIX = ".deleting-"
+TRAINER_STATE = "trainer_state.json"
+
+
+def _delete(path: str) -> None:
+    """Remove directory ``path``: first renamed to ``.deleting-<name>`` (atomic), then deleted."""
+    doomed = os.path.join(os.path.dirname(path), DELETING_PREFIX + os.path.basename(path))
+    shutil.rmtree(doomed, ignore_errors=True)
+    os.replace(path, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def rotate(run_dir: str, save_total_limit: int | None, best_model_checkpoint: str | None) -> None:
+    """Keep at most ``save_total_limit`` checkpoints (the newest and the best always), as transformers'
+    ``rotate_checkpoints`` does, deleting each with :func:`_delete`."""
+    if not save_total_limit or save_total_limit <= 0:
+        return
+    checkpoints = sort_checkpoints(run_dir, PREFIX_CHECKPOINT_DIR, use_mtime=False)
+    protected = {checkpoints[-1]} if checkpoints else set()
+    if best_model_checkpoint is not None:
+        protected.add(str(Path(best_model_checkpoint)))
+    excess = len(checkpoints) - max(save_total_limit, len(protected))
+    for checkpoint in [c for c in checkpoints if c not in protected][:max(excess, 0)]:
+        _delete(checkpoint)
+
+
+def missing_files(checkpoint: str, args: Any) -> list[str]:
+    """The files a resume from ``checkpoint`` needs and does not find (trainer state; optimizer and scheduler
+    unless ``save_only_model``; DeepSpeed and FSDP keep their optimizer state in their own layout)."""
+    needed = [TRAINER_STATE]
+    if not args.save_only_model and not args.deepspeed and not args.fsdp:
+        needed += ["optimizer.pt|optimizer.bin", "scheduler.pt"]
+    return [name for name in needed if not any(os.path.isfile(os.path.join(checkpoint, n)) for n in name.split("|"))]
+
+
+def check_checkpoint(checkpoint: str, args: Any) -> None:
+    """``ValueError`` naming the checkpoint and the missing files when it cannot be resumed from as it was saved."""
+    missing = missing_files(checkpoint, args)
+    if missing:
+        raise ValueError(
+            f"checkpoint {checkpoint} is incomplete: no {', '.join(m.split('|')[0] for m in missing)} (written or "
+            "deleted half-way?); resuming from it would restart the optimizer. Resume from another checkpoint "
+            "(resume_from_checkpoint), or delete this one")
 
 
 class StagedCheckpoints:
-    """Mixin for a ``transformers.Trainer`` subclass: its ``_save_checkpoint`` stages, then renames."""
+    """Mixin for a ``transformers.Trainer`` subclass: its ``_save_checkpoint`` stages, then renames; a resume
+    checks that the checkpoint is complete."""
+
+    def _barrier(self, where: str) -> None:
+        """Wait for every process, at most ``args.ddp_timeout`` seconds (gloo: ``monitored_barrier``, which also
+        names a missing process; transformers does not pass ``ddp_timeout`` to gloo process groups)."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        if dist.get_backend() != "gloo":
+            self.accelerator.wait_for_everyone()  # NCCL & co.: transformers gives their group ddp_timeout
+            return
+        try:
+            dist.monitored_barrier(timeout=self.args.ddp_timeout_delta)
+        except RuntimeError as err:
+            raise TimeoutError(
+                f"process {dist.get_rank()}: not every process reached {where} within ddp_timeout="
+                f"{self.args.ddp_timeout} s ({' '.join(str(err).split())[:200]}); stopping. Resume with the same command "
+                "once every process runs") from err
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         run_dir = self._get_output_dir(trial=trial)
         staging_root = os.path.join(run_dir, STAGING_DIR)
         name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        where = f"the save of {name}"
         if self.args.should_save:
             shutil.rmtree(staging_root, ignore_errors=True)
+            for stale in glob.glob(os.path.join(run_dir, DELETING_PREFIX + "*")):
+                shutil.rmtree(stale, ignore_errors=True)
             os.makedirs(staging_root, exist_ok=True)
-        self.accelerator.wait_for_everyone()
+        self._barrier(where)
         self._get_output_dir = lambda trial=None: staging_root  # type: ignore[method-assign]
         try:
             super()._save_checkpoint(model, trial)
         finally:
             del self._get_output_dir
-        self.accelerator.wait_for_everyone()
+        self._barrier(where)
         if self.args.should_save:
             final = os.path.join(run_dir, name)
             if os.path.exists(final):
-                shutil.rmtree(final)
+                _delete(final)
             os.replace(os.path.join(staging_root, name), final)
             shutil.rmtree(staging_root, ignore_errors=True)
             if self.state.best_model_checkpoint and self.state.best_model_checkpoint.startswith(staging_root):
                 self.state.best_model_checkpoint = self.state.best_model_checkpoint.replace(staging_root, run_dir)
-            rotate_checkpoints(
-                output_dir=run_dir,
-                save_total_limit=self.args.save_total_limit,
-                best_model_checkpoint=self.state.best_model_checkpoint,
-                use_mtime=False,
-            )
-        self.accelerator.wait_for_everyone()
+            rotate(run_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
+        self._barrier(where)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        if checkpoint is not None:
+            check_checkpoint(checkpoint, self.args)
+        super()._load_optimizer_and_scheduler(checkpoint)

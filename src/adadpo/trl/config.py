@@ -51,6 +51,17 @@ def resolve_loss(loss: str, loss_type: list[str]) -> list[str] | None:
     )
 
 
+def _gloo_process_group(timeout_seconds: int) -> None:
+    """Start the gloo process group (env:// from torchrun) with ``ddp_timeout``: transformers starts CPU process
+    groups without it (the 30-minute default), so one frozen process would hang the others that long."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    if dist.is_available() and not dist.is_initialized():
+        dist.init_process_group(backend="gloo", timeout=timedelta(seconds=timeout_seconds))
+
+
 #: ``balance_<name>`` for every field of :class:`adadpo.Balance`, same type, default and help.
 BalanceFields = make_dataclass(
     "BalanceFields",
@@ -99,7 +110,7 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
         metadata={"help": "Preference loss family.", "choices": list(LOSSES)},
     )
     balance: bool = field(default=False, metadata={"help": "Use the AdaDPO (gradient-balanced) form of the loss."})
-    gamma: float | None = field(default=None, metadata={"help": "SimPO target margin (simpo; default 0.5)."})
+    gamma: float | None = field(default=None, metadata={"help": "SimPO target margin (simpo only; None means 0.5)."})
     length_alpha: float | None = field(default=None, metadata={"help": "R-DPO length penalty (rdpo; required)."})
     cpo_alpha: float | None = field(default=None, metadata={"help": "CPO NLL weight (cpo; default 1.0)."})
     logps_backend: str = field(
@@ -121,12 +132,20 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
     def __post_init__(self) -> None:
         if self.bf16 is None and not self.fp16 and not _has_gpu():
             self.bf16 = False  # TRL defaults to bf16, which transformers refuses without a GPU unless use_cpu=True
+        if self.activation_checkpointing is None and self.gradient_checkpointing is not None:
+            # TRL's DPOConfig sets the deprecated alias (gradient_checkpointing=True); setting the new name from it is
+            # what transformers does too, without its FutureWarning at every run
+            self.activation_checkpointing = self.gradient_checkpointing
         if not self.use_cpu and not _has_gpu() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             # Under torchrun on a machine without GPUs, transformers only sets up DDP (gloo) with use_cpu=True;
             # otherwise every process silently trains alone.
             self.use_cpu = True
+        if self.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 and self.ddp_backend in (None, "gloo"):
+            _gloo_process_group(self.ddp_timeout)
         super().__post_init__()
         get_family(self.loss)
+        if not isinstance(self.balance, bool):
+            raise ValueError(f"balance={self.balance!r} must be a bool (True: the AdaDPO form of the loss)")
         self.loss_type = [self.loss_type] if isinstance(self.loss_type, str) else list(self.loss_type)
         if resolve_loss(self.loss, self.loss_type) is None:
             for name, default in TRL_LOSS_OPTIONS.items():

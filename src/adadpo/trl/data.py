@@ -33,10 +33,76 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def check_preference_dataset(dataset: Any, name: str = "train") -> None:
-    """Raise ``ValueError`` if ``dataset`` lacks chosen/rejected columns or has an empty response.
+def _rows(indices: list[int]) -> str:
+    return ", ".join(map(str, indices[:5])) + (", ..." if len(indices) > 5 else "")
 
-    ``dataset`` is a ``datasets.Dataset`` (every row is checked) or ``IterableDataset`` (the first row).
+
+def _format_problem(value: Any) -> str | None:
+    """What is wrong with one prompt/chosen/rejected value's structure, or ``None``: chat messages need a
+    ``role`` and a ``content``."""
+    if isinstance(value, str) or value is None:
+        return None
+    if not isinstance(value, list):
+        return f"is a {type(value).__name__}, expected a string or a list of chat messages"
+    for j, message in enumerate(value):
+        if not isinstance(message, dict) or not message.get("role") or message.get("content") is None:
+            return f"message {j} has no role or content ({message!r:.80}); chat messages look like " \
+                   "{'role': 'assistant', 'content': '...'}"
+    return None
+
+
+def check_formats(rows: Any, columns: list[str], name: str) -> None:
+    """``ValueError`` naming the row and column when a dataset mixes string and chat formats, a chat message
+    lacks a role or content, or a chat response ends on a user turn (it would teach the user's words)."""
+    first: tuple[int, str, str] | None = None  # the first value's row, format and column
+    for i, row in enumerate(rows):
+        for column in columns:
+            value = row[column]
+            problem = _format_problem(value)
+            if problem:
+                raise ValueError(f"the {name} dataset, row {i}, column {column!r}: {problem}")
+            kind = "chat messages" if isinstance(value, list) else "a string"
+            first = first or (i, kind, column)
+            if first[1] != kind:
+                raise ValueError(
+                    f"the {name} dataset mixes formats: row {i}, column {column!r} is {kind} but row {first[0]}, "
+                    f"column {first[2]!r} is {first[1]}; every prompt, chosen and rejected must be strings, or every "
+                    "one chat messages")
+            if column != "prompt" and isinstance(value, list) and value and value[-1].get("role") == "user":
+                raise ValueError(
+                    f"the {name} dataset, row {i}, column {column!r}: the conversation ends on a user turn; a "
+                    "response must end with the assistant's message")
+
+
+def drop_identical_pairs(dataset: Any, name: str) -> Any:
+    """``dataset`` without the pairs whose chosen and rejected texts are identical (they carry no preference:
+    the loss's gradient is zero or pushes both down alike), with a warning counting them; ``ValueError`` if
+    every pair is such."""
+    if not isinstance(dataset, Dataset):
+        return dataset.filter(lambda row: _text(row["chosen"]).strip() != _text(row["rejected"]).strip())
+    same = [i for i, (c, r) in enumerate(zip(dataset["chosen"], dataset["rejected"])) if _text(c).strip() == _text(r).strip()]
+    if not same:
+        return dataset
+    if len(same) == len(dataset):
+        raise ValueError(f"every pair of the {name} dataset ({len(same)}) has identical chosen and rejected "
+                         "responses; there is no preference to learn")
+    logger.warning("adadpo: %d of %d %s pairs have identical chosen and rejected responses (rows %s); dropped them",
+                   len(same), len(dataset), name, _rows(same))
+    doomed = set(same)
+    return dataset.select([i for i in range(len(dataset)) if i not in doomed])
+
+
+def check_preference_dataset(dataset: Any, name: str = "train") -> Any:
+    """``dataset`` checked, without the pairs that cannot teach; ``ValueError`` naming the rows for data that is
+    wrong. Rules (docs/training.md, "Dataset checks"):
+
+    * refused: a missing chosen/rejected column; an empty response; chat messages without role or content;
+      a chosen/rejected conversation ending on a user turn; rows mixing string and chat formats;
+    * dropped, with a warning counting them: pairs whose chosen and rejected texts are identical (refused if
+      that is every pair).
+
+    ``dataset`` is a ``datasets.Dataset`` (every row is checked) or ``IterableDataset`` (the first row; identical
+    pairs are filtered lazily).
     """
     columns = list(dataset.column_names or next(iter(dataset)).keys())
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
@@ -51,17 +117,18 @@ def check_preference_dataset(dataset: Any, name: str = "train") -> None:
     if len(rows) == 0:
         raise ValueError(f"the {name} dataset is empty")
     columns_to_check = ["prompt", *REQUIRED_COLUMNS] if "prompt" in columns else list(REQUIRED_COLUMNS)
+    check_formats(rows, columns_to_check, name)
     for column in columns_to_check:
         values = rows[column] if isinstance(rows, Dataset) else [rows[0][column]]
         empty = [i for i, v in enumerate(values) if not _text(v).strip()]
         if empty and column == "prompt":
             continue  # an empty prompt is unusual but legal (unconditional preferences)
         if empty:
-            shown = ", ".join(map(str, empty[:5])) + (", ..." if len(empty) > 5 else "")
             raise ValueError(
-                f"the {name} dataset has {len(empty)} empty {column!r} response(s) (rows {shown}); every pair needs "
-                f"non-empty chosen and rejected text. Drop them, e.g. dataset.filter(lambda x: x[{column!r}])"
+                f"the {name} dataset has {len(empty)} empty {column!r} response(s) (rows {_rows(empty)}); every pair "
+                f"needs non-empty chosen and rejected text. Drop them, e.g. dataset.filter(lambda x: x[{column!r}])"
             )
+    return drop_identical_pairs(dataset, name)
 
 
 def report_truncation(raw: Any, prepared: Any, name: str, max_length: int | None, mode: str) -> None:

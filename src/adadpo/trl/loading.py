@@ -12,6 +12,7 @@ from typing import Any
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict, load_dataset, load_from_disk
 
 FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+TEXT_FORMATS = (".jsonl", ".json", ".csv")
 
 
 def _looks_like_path(name: str) -> bool:
@@ -26,6 +27,34 @@ def load_preference_dataset(name: str, config: str | None = None, streaming: boo
     A single file becomes the split ``train``.
     """
     path = os.path.expanduser(name)
+    problem = _non_utf8(path)  # pyarrow would load such bytes and fail later, when the row is read
+    if problem:
+        raise ValueError(f"dataset_name={name!r}: {problem}; save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
+    try:
+        data = _load(name, path, config, streaming)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"dataset_name={name!r}: {_non_utf8(path) or err}; save the file as UTF-8 "
+                         "(e.g. iconv -f latin1 -t utf-8)") from err
+    if isinstance(data, (Dataset, IterableDataset)):
+        data = DatasetDict({"train": data}) if isinstance(data, Dataset) else IterableDatasetDict({"train": data})
+    return data
+
+
+def _non_utf8(path: str) -> str | None:
+    """Where the first non-UTF-8 byte of the text data file (or of the directory's text data files) ``path`` is."""
+    files = [path] if os.path.isfile(path) else sorted(
+        os.path.join(root, f) for root, _, names in os.walk(path) for f in names) if os.path.isdir(path) else []
+    for file in (f for f in files if f.lower().endswith(TEXT_FORMATS)):
+        with open(file, "rb") as f:
+            for number, line in enumerate(f, start=1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    return f"{file}, line {number}: byte 0x{line[err.start]:02x} at column {err.start + 1} is not UTF-8"
+    return None
+
+
+def _load(name: str, path: str, config: str | None, streaming: bool) -> Any:
     if os.path.isfile(path):
         ext = os.path.splitext(path)[1].lower()
         if ext not in FILE_BUILDERS:
@@ -44,8 +73,6 @@ def load_preference_dataset(name: str, config: str | None = None, streaming: boo
                 f"could not load dataset_name={name!r} from the Hugging Face Hub ({type(err).__name__}: {err}); "
                 "pass a Hub id reachable from here or a local jsonl/json/parquet/csv file or directory"
             ) from err
-    if isinstance(data, (Dataset, IterableDataset)):
-        data = DatasetDict({"train": data}) if isinstance(data, Dataset) else IterableDatasetDict({"train": data})
     return data
 
 

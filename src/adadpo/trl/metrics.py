@@ -51,8 +51,9 @@ def reduce_step(accelerator: Any, loss: Tensor, means: dict[str, Tensor], sums: 
     return StepMetrics(list(columns[0]), values, int(sum(columns[1])))
 
 
-def non_finite_message(step: int, losses: list[float], pairs: PairLogps, settings: str) -> str:
-    """What :class:`NonFiniteLossError` says: the step, each process's loss and this process's batch statistics."""
+def non_finite_message(step: int, losses: list[float], pairs: PairLogps, settings: str, bad_weights: int = 0) -> str:
+    """What :class:`NonFiniteLossError` says: the step, each process's loss and this process's batch statistics,
+    and what to try: with ``bad_weights`` (the number of model tensors holding NaN/inf) the model, else the settings."""
 
     def describe(name: str, x: Tensor | None) -> str:
         if x is None:
@@ -73,5 +74,10 @@ def non_finite_message(step: int, losses: list[float], pairs: PairLogps, setting
         + describe("ref_rejected_logps", pairs.ref_rejected_logps)
         + describe("chosen_lengths", pairs.chosen_lengths.float())
         + describe("rejected_lengths", pairs.rejected_lengths.float())
-        + "\nTry a lower learning_rate, bf16/fp32 instead of fp16, or gradient clipping (max_grad_norm)."
+        + (f"\n{bad_weights} of the model's weight tensors hold NaN or inf"
+           + (" before any update: the model (or its weights file) is broken; load another"
+              if step == 1 else "; training diverged: try a lower learning_rate, bf16/fp32 instead of fp16, or "
+              "gradient clipping (max_grad_norm)")
+           if bad_weights else
+           "\nTry a lower learning_rate, bf16/fp32 instead of fp16, or gradient clipping (max_grad_norm).")
     )

@@ -1,7 +1,9 @@
-"""The adadpo section of a trained model's card: what was trained, and every setting."""
+"""The model card of a trained model: the method and its paper, and the adadpo section (every setting)."""
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import fields
 from typing import Any
 
@@ -9,9 +11,47 @@ import yaml
 
 import adadpo
 
+#: The paper of each plain loss family: (name, title, arXiv id).
+PAPERS = {
+    "dpo": ("DPO", "Direct Preference Optimization: Your Language Model is Secretly a Reward Model", "2305.18290"),
+    "rdpo": ("R-DPO", "Disentangling Length from Quality in Direct Preference Optimization", "2403.19159"),
+    "ipo": ("IPO", "A General Theoretical Paradigm to Understand Learning from Human Preferences", "2310.12036"),
+    "simpo": ("SimPO", "SimPO: Simple Preference Optimization with a Reference-Free Reward", "2405.14734"),
+    "cpo": ("CPO", "Contrastive Preference Optimization: Pushing the Boundaries of LLM Performance in Machine "
+            "Translation", "2401.08417"),
+    "orpo": ("ORPO", "ORPO: Monolithic Preference Optimization without Reference Model", "2403.07691"),
+}
+ADADPO_PAPER = ("AdaDPO", "AdaDPO: gradient-balanced preference optimization", "2605.28440")
 
-def settings_section(args: Any) -> str:
-    """Markdown: the loss and balance settings in a table, then the whole configuration as YAML."""
+
+def method_paper(spec: Any, dpo_citation: str | None = None) -> tuple[str, dict[str, str]]:
+    """The method's name and TRL's ``_paper`` mapping (title, arXiv id, BibTeX) for a :class:`adadpo.LossSpec`:
+    AdaDPO's paper when balanced, the loss family's otherwise (TRL's own DPO citation ``dpo_citation`` for dpo)."""
+    name, title, arxiv = ADADPO_PAPER if spec.balance is not None else PAPERS[spec.loss]
+    if spec.balance is not None and spec.loss != "dpo":
+        name = f"AdaDPO ({PAPERS[spec.loss][0]})"
+    citation = dpo_citation if (spec.loss == "dpo" and spec.balance is None and dpo_citation) else (
+        f"@misc{{{re.sub(r'[^a-z]', '', name.lower())}{arxiv.replace('.', '')},\n    title         = {{{{{title}}}}},\n"
+        f"    eprint        = {{{arxiv}}},\n    archivePrefix = {{arXiv}},\n}}")
+    return name, {"title": title, "id": arxiv, "citation": citation}
+
+
+def local_names(card: str, model: str | None, dataset: str | None) -> str:
+    """TRL's card text for a model or dataset given as a local path: no ``[None]`` link nor a Hub link built
+    from a path; the path named plainly instead."""
+    local_model = model and os.path.isdir(os.path.expanduser(model))
+    if local_model or not model:
+        what = f"`{model}` (a local model)" if model else "a model without a Hub id"
+        card = re.sub(r"a fine-tuned version of \[None\]\(https://huggingface.co/None\)",
+                      f"a fine-tuned version of {what}", card)
+    if dataset and os.path.exists(os.path.expanduser(dataset)):
+        card = card.replace(f"[{dataset}](https://huggingface.co/datasets/{dataset})", f"`{dataset}` (local data)")
+    return card
+
+
+def settings_section(args: Any, mixed_precision: str | None = None) -> str:
+    """Markdown: the loss and balance settings in a table (with the mixed precision that really ran, e.g. the
+    accelerator's ``no``, ``bf16``, ``fp16``), then the whole configuration as YAML."""
     spec = args.loss_spec()
     rows = [
         ("loss", spec.loss),
@@ -21,6 +61,8 @@ def settings_section(args: Any) -> str:
     ]
     if spec.balance is not None:
         rows += [(f"balance.{f.name}", getattr(spec.balance, f.name)) for f in fields(spec.balance)]
+    if mixed_precision is not None:
+        rows.append(("mixed precision (as run)", {"no": "none (float32)"}.get(mixed_precision, mixed_precision)))
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)
     config = {k: v for k, v in sorted(args.to_dict().items())}
     dump = yaml.safe_dump(config, sort_keys=True, default_flow_style=False, allow_unicode=True)

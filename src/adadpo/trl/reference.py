@@ -56,3 +56,23 @@ def check_reference_source(model: Any, ref_model: Any, args: Any, peft_config: A
             "(the policy before training is the reference), train a PEFT adapter (peft_config=...), or use a "
             "reference-free loss (simpo, cpo, orpo)"
         )
+
+
+@contextlib.contextmanager
+def no_activation_checkpointing(model: Any, kwargs: dict | None = None) -> Iterator[None]:
+    """Activation checkpointing off for a no-grad reference pass, restored after: TRL's
+    ``disable_gradient_checkpointing`` under transformers 5's names (its old ones warn at every pass)."""
+    if not hasattr(model, "is_activation_checkpointing"):  # not a transformers 5 model: TRL's own
+        from trl.models.utils import disable_gradient_checkpointing
+
+        with disable_gradient_checkpointing(model, kwargs):
+            yield
+        return
+    enabled = model.is_activation_checkpointing
+    if enabled:
+        model.activation_checkpointing_disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            model.activation_checkpointing_enable(kwargs)

@@ -26,7 +26,6 @@ from typing import Any
 import torch
 from torch import Tensor
 from trl import DPOTrainer
-from trl.models.utils import disable_gradient_checkpointing
 from trl.trainer.utils import get_config_model_id, use_adapter
 
 from adadpo.core.losses import preference_loss
@@ -37,8 +36,8 @@ from adadpo.trl.checkpoints import StagedCheckpoints
 from adadpo.trl.config import AdaDPOConfig
 from adadpo.trl.data import check_preference_dataset, report_truncation
 from adadpo.trl.metrics import NonFiniteLossError, non_finite_message, reduce_step
-from adadpo.trl.modelcard import settings_section
-from adadpo.trl.reference import check_reference_source, no_reference_model
+from adadpo.trl.modelcard import local_names, method_paper, settings_section
+from adadpo.trl.reference import check_reference_source, no_activation_checkpointing, no_reference_model
 from adadpo.trl.sharding import check_sharding_request, head_sharding, warn_if_not_sharded
 
 __all__ = ["AdaDPOTrainer", "NonFiniteLossError"]
@@ -65,6 +64,8 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
     _name = "AdaDPO"
 
     def __init__(self, model: Any, ref_model: Any = None, args: AdaDPOConfig | None = None, *pos: Any, **kw: Any):
+        if not isinstance(model, (str, torch.nn.Module)):
+            raise TypeError(f"model must be a Hub id, a local directory or a transformers model, got {type(model).__name__}")
         if args is None:
             name = model if isinstance(model, str) else get_config_model_id(model.config)
             args = AdaDPOConfig(f"{(name or 'model').split('/')[-1]}-AdaDPO")
@@ -93,7 +94,7 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
     def _prepare_dataset(self, dataset: Any, processing_class: Any, args: Any, dataset_name: str) -> Any:
         if "chosen_ids" in (dataset.column_names or ()):
             return dataset  # already tokenised
-        check_preference_dataset(dataset, dataset_name)
+        dataset = check_preference_dataset(dataset, dataset_name)
         prepared = super()._prepare_dataset(dataset, processing_class, args, dataset_name)
         report_truncation(dataset, prepared, dataset_name, args.max_length, args.truncation_mode)
         return prepared
@@ -122,7 +123,7 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
         """The reference's sums for one batch (as the ``chosen_logps``/``rejected_logps`` of a PairLogps)."""
         model = self.ref_model if self.ref_model is not None else self.model
         kwargs = {k: v for k, v in model_kwargs.items() if k != "output_router_logits"}
-        with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs), \
+        with torch.no_grad(), no_activation_checkpointing(self.model, self.args.activation_checkpointing_kwargs), \
                 self._reference_adapter():
             return self.logps_backend_for(model)(model, kwargs, labels, metrics=False).pairs
 
@@ -131,7 +132,7 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
         if self.logps_backend_for(model).name != "chunked":
             return super().compute_ref_log_probs(model, inputs)
         model_kwargs, labels = model_inputs(inputs)
-        with torch.no_grad(), disable_gradient_checkpointing(self.model, self.args.gradient_checkpointing_kwargs), \
+        with torch.no_grad(), no_activation_checkpointing(self.model, self.args.activation_checkpointing_kwargs), \
                 self._reference_adapter(), self.accelerator.autocast():
             pairs = self.logps_backend_for(model)(model, model_kwargs, labels, metrics=False).pairs
         return pairs.chosen_logps, pairs.rejected_logps
@@ -176,7 +177,8 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
         if not step.finite:
             spec = self.loss_spec
             settings = f"loss={spec.loss!r}, balance={spec.balance is not None}, beta={spec.beta}"
-            raise NonFiniteLossError(non_finite_message(self.state.global_step + 1, step.losses, pairs, settings))
+            bad = sum(not torch.isfinite(p).all() for p in self.model.parameters())
+            raise NonFiniteLossError(non_finite_message(self.state.global_step + 1, step.losses, pairs, settings, bad))
         for key, value in step.values.items():
             self._metrics[mode][key].append(value)
         if mode == "train":
@@ -186,11 +188,16 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
     # ------------------------------------------------------------------------------------------- card
 
     def create_model_card(self, model_name: str | None = None, dataset_name: str | None = None, tags: Any = None) -> None:
-        """TRL's model card, followed by every adadpo and trainer setting of this run."""
+        """TRL's model card naming the method's paper (AdaDPO's when balanced) and local paths as such, followed
+        by every adadpo and trainer setting of this run."""
+        self._name, self._paper = method_paper(self.loss_spec, DPOTrainer._paper.get("citation"))
         super().create_model_card(model_name=model_name, dataset_name=dataset_name, tags=tags)
         if self.is_world_process_zero():
-            with open(os.path.join(self.args.output_dir, "README.md"), "a", encoding="utf-8") as f:
-                f.write(settings_section(self.args))
+            path = os.path.join(self.args.output_dir, "README.md")
+            with open(path, encoding="utf-8") as f:
+                card = local_names(f.read(), get_config_model_id(self.model.config), dataset_name)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(card + settings_section(self.args, self.accelerator.mixed_precision))
 
 
 def _is_peft(model: Any) -> bool:

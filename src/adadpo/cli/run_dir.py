@@ -1,0 +1,304 @@
+"""The life cycle of an ``adadpo train`` output directory: one run at a time, resumed only as itself, finished once.
+
+``output_dir`` holds, besides checkpoints, metrics and the final model:
+
+* ``.adadpo.lock``: ``"<pid> <host>"`` of the process training into it (the main process under torchrun).
+  A second run into the same directory fails naming that pid; a lock left by a process that is no longer
+  alive (on this host) is taken over.
+* ``adadpo_run.json``: ``{"status": "running" | "finished", "global_step": N, "settings": {...}}``, written
+  atomically (temporary file, fsync, rename). ``settings`` are the keys that define what is trained
+  (:data:`RUN_DEFINING`); ``status`` turns ``finished`` only after the final model and card are saved.
+
+:func:`plan` reads the directory and the new settings (nothing is written) and decides: train from scratch,
+resume from a checkpoint, or stop because the run is finished; it refuses (``ValueError``, one line) to mix
+two runs: ``auto_resume: false`` into a used directory, or a resume whose settings changed.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+LOCK = ".adadpo.lock"
+RECORD = "adadpo_run.json"
+#: What ``adadpo train`` writes into output_dir besides the final model: what ``overwrite_output_dir`` removes.
+RUN_FILES = ("checkpoint-*", ".staging", "metrics.jsonl", "metrics.csv", RECORD)
+
+#: Settings that define what a run trains: a resume must find them unchanged (the names of the config keys).
+RUN_DEFINING = (
+    # loss
+    "loss", "balance", "beta", "gamma", "length_alpha", "cpo_alpha", "label_smoothing",
+    # optimisation
+    "learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "warmup_ratio", "weight_decay",
+    "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "optim", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "max_steps", "num_train_epochs", "seed", "data_seed", "bf16", "fp16",
+    # data
+    "dataset_name", "dataset_config", "dataset_train_split", "max_length", "truncation_mode", "precompute_ref_log_probs",
+    # model
+    "model_name_or_path", "model_revision", "dtype", "use_peft", "lora_r", "lora_alpha", "lora_dropout",
+    "lora_target_modules",
+)
+
+
+def run_settings(*instances: Any) -> dict[str, Any]:
+    """The :data:`RUN_DEFINING` keys (and every ``balance_*`` key) of the config dataclass ``instances``, as JSON values."""
+    settings: dict[str, Any] = {}
+    for instance in instances:
+        for key, value in vars(instance).items():
+            if key in RUN_DEFINING or key.startswith("balance_"):
+                settings[key] = json.loads(json.dumps(value, default=str))
+    return settings
+
+
+def write_json_atomic(path: str, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` so that a crash leaves the old file or the new one, never a mix."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_record(output_dir: str) -> dict[str, Any] | None:
+    """``adadpo_run.json`` of ``output_dir``, or ``None`` when there is none (or it is unreadable)."""
+    try:
+        with open(os.path.join(output_dir, RECORD), encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def write_record(output_dir: str, status: str, settings: dict[str, Any], global_step: int = 0) -> None:
+    write_json_atomic(os.path.join(output_dir, RECORD),
+                      {"status": status, "global_step": global_step, "settings": settings})
+
+
+# ---------------------------------------------------------------------------------------------------- lock
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+class RunLock:
+    """``output_dir/.adadpo.lock`` held while this process trains into ``output_dir`` (a context manager).
+
+    Raises ``ValueError`` if a live process holds it; a lock of a dead process on this host is taken over.
+    """
+
+    def __init__(self, output_dir: str) -> None:
+        self.path = os.path.join(output_dir, LOCK)
+        self.held = False
+
+    def __enter__(self) -> RunLock:
+        me = f"{os.getpid()} {socket.gethostname()}\n"
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self._take_over_if_stale()
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(me)
+            self.held = True
+            return self
+        raise ValueError(f"could not lock {self.path}: another run keeps taking it")
+
+    def _take_over_if_stale(self) -> None:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                pid_text, _, host = f.read().strip().partition(" ")
+        except FileNotFoundError:
+            return  # released meanwhile
+        directory = os.path.dirname(self.path)
+        pid = int(pid_text) if pid_text.isdigit() else -1
+        if host and host != socket.gethostname():
+            raise ValueError(f"output_dir={directory!r} is in use by pid {pid} on host {host} (lock file {self.path}); "
+                             "wait for that run, or delete the lock file if it is gone")
+        if pid > 0 and _alive(pid):
+            raise ValueError(f"output_dir={directory!r} is in use by pid {pid} (lock file {self.path}); wait for that "
+                             "run to end or choose another output_dir")
+        print(f"adadpo: taking over the lock of {directory} left by pid {pid}, which is no longer running")
+        stale = f"{self.path}.stale-{os.getpid()}"
+        try:
+            os.rename(self.path, stale)  # atomic: of two processes taking over, one wins
+        except FileNotFoundError:
+            return
+        os.remove(stale)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.held:
+            try:
+                os.remove(self.path)
+            except FileNotFoundError:
+                pass
+            self.held = False
+
+
+# ---------------------------------------------------------------------------------------------------- plan
+
+
+@dataclass
+class Plan:
+    """What to do with ``output_dir``: ``finished`` (nothing to train), else train, resuming from ``resume``."""
+
+    resume: str | None = None
+    finished: bool = False
+    message: str = ""
+
+
+def _used(output_dir: str) -> list[str]:
+    """The names of a previous run's files in ``output_dir``."""
+    found = []
+    for pattern in RUN_FILES:
+        found += sorted(os.path.basename(p) for p in glob.glob(os.path.join(output_dir, pattern)))
+    return found
+
+
+def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    missing = object()
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+            if old.get(k, missing) != new.get(k, missing) and k in old and k in new]
+
+
+def plan(output_dir: str, settings: dict[str, Any], *, auto_resume: bool, resume_from_checkpoint: str | None,
+         overwrite: bool) -> Plan:
+    """Decide how a run with ``settings`` uses ``output_dir`` (read-only; the same on every process)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    if overwrite or not os.path.isdir(output_dir):
+        return Plan(resume=resume_from_checkpoint)
+    record = read_record(output_dir)
+    used = _used(output_dir)
+    if record and record.get("status") == "finished" and resume_from_checkpoint is None:
+        return Plan(finished=True, message=(
+            f"adadpo: {output_dir} holds a finished run ({record.get('global_step')} steps); nothing to train. "
+            "To train again use another output_dir or overwrite_output_dir: true (which removes its checkpoints "
+            "and metrics); to train on from its model, give it as model_name_or_path."))
+    resume = resume_from_checkpoint
+    if resume is None:
+        if not auto_resume:
+            if used:
+                raise ValueError(
+                    f"auto_resume=False, but output_dir={output_dir!r} already holds a run ({', '.join(used[:4])}"
+                    f"{', ...' if len(used) > 4 else ''}); set auto_resume: true to continue it, overwrite_output_dir: "
+                    "true to start over (removes them), or choose another output_dir")
+            return Plan()
+        resume = get_last_checkpoint(output_dir)
+    if resume and record and isinstance(record.get("settings"), dict):
+        changed = _changes(record["settings"], settings)
+        if changed:
+            raise ValueError(
+                f"output_dir={output_dir!r} holds a run trained with other settings ({'; '.join(changed)}); resuming "
+                "it would mix two runs. Restore them, choose another output_dir, or set overwrite_output_dir: true")
+    return Plan(resume=resume, message=f"adadpo: resuming from {resume}" if resume else "")
+
+
+def clear_run(output_dir: str) -> list[str]:
+    """Remove a previous run's checkpoints, metrics and record from ``output_dir``; returns the names removed."""
+    removed = _used(output_dir)
+    for name in removed:
+        path = os.path.join(output_dir, name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    return removed
+
+
+# ------------------------------------------------------------------------------------------------- session
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during training: the message says where the run stopped and how to resume it."""
+
+
+class RunSession:
+    """``with RunSession(config, settings, ...) as run:`` locks ``config.output_dir`` (main process), plans its
+    use (:func:`plan`, on every process), clears it for ``overwrite``; ``run.started()`` and ``run.finish(step)``
+    write the run record; leaving the block releases the lock."""
+
+    def __init__(self, config: Any, settings: dict[str, Any], *, auto_resume: bool, overwrite: bool) -> None:
+        self.config, self.settings, self.overwrite, self.auto_resume = config, settings, overwrite, auto_resume
+        self.output_dir = config.output_dir
+        self.main = config.process_index == 0
+        self.lock = RunLock(self.output_dir)
+        self.plan = Plan()
+
+    def __enter__(self) -> RunSession:
+        if self.main:
+            try:
+                os.makedirs(self.output_dir, exist_ok=True)
+                self.lock.__enter__()
+            except PermissionError as err:
+                raise ValueError(f"output_dir={self.output_dir!r} is not writable ({err.strerror}: {err.filename}); "
+                                 "choose a directory you can write to") from err
+            except OSError as err:
+                raise ValueError(f"output_dir={self.output_dir!r} cannot be created or written ({err.strerror}: "
+                                 f"{err.filename})") from err
+        try:
+            self.plan = plan(self.output_dir, self.settings, auto_resume=self.auto_resume,
+                             resume_from_checkpoint=self.config.resume_from_checkpoint, overwrite=self.overwrite)
+            if self.overwrite and self.main:
+                removed = clear_run(self.output_dir)
+                if removed:
+                    print(f"adadpo: overwrite_output_dir: removed {', '.join(removed)} from {self.output_dir}")
+        except BaseException:
+            self.lock.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.lock.__exit__()
+
+    def started(self) -> None:
+        if self.main:
+            write_record(self.output_dir, "running", self.settings)
+
+    def finish(self, global_step: int) -> None:
+        if self.main:
+            write_record(self.output_dir, "finished", self.settings, global_step)
+
+
+def checkpoint_is_final(checkpoint: str) -> bool:
+    """Whether ``checkpoint`` was saved at the run's last step (its ``global_step`` reached its ``max_steps``):
+    resuming from it has nothing left to train (transformers would still run one more step)."""
+    try:
+        with open(os.path.join(checkpoint, "trainer_state.json"), encoding="utf-8") as f:
+            state = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return 0 < state.get("max_steps", 0) <= state.get("global_step", 0)
+
+
+def finish_from_checkpoint(trainer: Any, checkpoint: str) -> None:
+    """Load ``checkpoint``'s weights and state into ``trainer`` without training (a run killed during its final
+    save) and close its metrics files, as the end of training does."""
+    from transformers.trainer_callback import TrainerState
+
+    from adadpo.trl.callbacks import MetricsFileCallback
+
+    trainer._load_from_checkpoint(checkpoint)
+    trainer.state = TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
+    trainer.accelerator.print(f"adadpo: {checkpoint} is the run's last step; saving the final model from it")
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, MetricsFileCallback):
+            callback.on_train_end(trainer.args, trainer.state, trainer.control)
+
+
+def interrupted_message(trainer: Any, output_dir: str) -> str:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+    where = f"the last checkpoint is {last}" if last else "no checkpoint was saved yet (it will start over)"
+    return f"interrupted at step {trainer.state.global_step}; {where}. Run the same command again to resume"
