@@ -333,3 +333,20 @@ def test_the_model_card_cites_the_method_and_names_local_paths(world, tmp_path, 
     assert "[None]" not in card and f"fine-tuned version of `{world / 'model'}` (a local model)" in card
     assert "huggingface.co/datasets/" not in card and f"`{world / 'data'}` (local data)" in card
     assert "| mixed precision (as run) | none (float32) |" in card
+
+
+@pytest.mark.parametrize(("options", "name", "arxiv"), [
+    ({"loss_type": ["hinge"]}, "DPO (hinge)", "2305.18290"),
+    ({"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, 0.5]}, "DPO (sigmoid+sft)", "2305.18290"),
+    ({"loss_type": ["hinge"], "balance": True}, "AdaDPO (hinge)", "2605.28440"),
+    ({"loss": "ipo", "balance": True}, "AdaDPO (IPO)", "2605.28440"),
+])
+def test_the_model_card_names_trl_loss_types(tmp_path, options, name, arxiv):
+    """TRL's loss_types have no paper of their own in the card: stock TRL cites DPO; balanced, AdaDPO."""
+    from adadpo.trl import AdaDPOConfig
+    from adadpo.trl.modelcard import method_paper
+
+    spec = AdaDPOConfig(output_dir=str(tmp_path), report_to=[], **options).loss_spec()
+    got_name, paper = method_paper(spec, dpo_citation="@inproceedings{rafailov2023direct}")
+    assert (got_name, paper["id"]) == (name, arxiv)
+    assert (paper["citation"] == "@inproceedings{rafailov2023direct}") == (arxiv == "2305.18290")

@@ -21,16 +21,24 @@ PAPERS = {
             "Translation", "2401.08417"),
     "orpo": ("ORPO", "ORPO: Monolithic Preference Optimization without Reference Model", "2403.07691"),
 }
-ADADPO_PAPER = ("AdaDPO", "AdaDPO: gradient-balanced preference optimization", "2605.28440")
+#: AdaDPO's paper, by its arXiv id (the card names it "AdaDPO" rather than guess a title).
+ADADPO_PAPER = ("AdaDPO", "AdaDPO", "2605.28440")
 
 
 def method_paper(spec: Any, dpo_citation: str | None = None) -> tuple[str, dict[str, str]]:
     """The method's name and TRL's ``_paper`` mapping (title, arXiv id, BibTeX) for a :class:`adadpo.LossSpec`:
     AdaDPO's paper when balanced, the loss family's otherwise (TRL's own DPO citation ``dpo_citation`` for dpo)."""
-    name, title, arxiv = ADADPO_PAPER if spec.balance is not None else PAPERS[spec.loss]
-    if spec.balance is not None and spec.loss != "dpo":
-        name = f"AdaDPO ({PAPERS[spec.loss][0]})"
-    citation = dpo_citation if (spec.loss == "dpo" and spec.balance is None and dpo_citation) else (
+    family = PAPERS.get(spec.loss)  # None for TRL's loss_types (hinge, a weighted list, ...)
+    if spec.balance is not None:
+        name, title, arxiv = ADADPO_PAPER
+        if spec.loss != "dpo":
+            name = f"AdaDPO ({family[0] if family else spec.loss})"
+    else:  # TRL's loss_types are cited as stock TRL cites them: with its DPO paper
+        name, title, arxiv = family or PAPERS["dpo"]
+        if family is None:
+            name = f"DPO ({spec.loss})"
+    stock_dpo = spec.balance is None and (family is None or spec.loss == "dpo")
+    citation = dpo_citation if (stock_dpo and dpo_citation) else (
         f"@misc{{{re.sub(r'[^a-z]', '', name.lower())}{arxiv.replace('.', '')},\n    title         = {{{{{title}}}}},\n"
         f"    eprint        = {{{arxiv}}},\n    archivePrefix = {{arXiv}},\n}}")
     return name, {"title": title, "id": arxiv, "citation": citation}
