@@ -75,7 +75,8 @@ def _rows(levels: dict[str, list[float]], seeds=(0, 1)) -> list[dict]:
 def test_curves_median_over_cells_and_interquartile_band(figures):
     rows = _rows({"DPO": [1.0, 2.0, 10.0], "AdaDPO": [0.0, 0.0, 3.0]})
     what = report.plot_curves(rows, ["DPO", "AdaDPO"], "unused.png")
-    assert what == "line: median over the 3 cells (β x lr) of the mean over seeds; band: 25th to 75th percentile over cells"
+    assert what == ("line: median over the 3 cells (β x lr) of the mean over seeds; "
+                    "band: 25th to 75th percentile over cells")
     (fig,) = figures
     assert_readable(fig, {"DPO", "AdaDPO"})
     assert what in fig._suptitle.get_text()
@@ -110,7 +111,9 @@ def test_scatter_heatmap_and_bar_figures_are_titled_with_legends_off_the_data(fi
     assert_readable(heatmaps, set())
     assert_readable(bars, {"DPO", "AdaDPO", "0.5: even with the reference"})
     assert caption == "Win rates per method: mean over 2 seed(s); error bars: 95% t-interval of the mean over seeds"
-    assert bars._suptitle.get_text() == caption.replace("Win rates per method: mean", "Win rates per method in one cell\nbars: mean")
+    title = ("Win rates per method in one cell\n"
+             "bars: mean over 2 seed(s); error bars: 95% t-interval of the mean over seeds")
+    assert bars._suptitle.get_text() == title
     # the error bars are the intervals' half-widths: seeds at level -+0.5, lc = 0.5 + y / 100
     half = report.interval([0.5 + 0.5 / 100, 0.5 + 1.5 / 100]).half
     err = bars.axes[0].containers[0].lines[2][0].get_segments()[0][:, 1]  # DPO's LC bar

@@ -67,7 +67,8 @@ def test_headline_tables_quote_the_summaries(doc):
                 seeds = s["runs"] // (2 * c["cells"])
                 row = f"| {c['cells']} x {seeds} | {shares} | {tq} |"
             else:
-                best = " | ".join(f"{s['best'][base][m]['mean']:.3f} / {s['best'][cand][m]['mean']:.3f}" for m in ("lc", "tq"))
+                best = " | ".join(f"{s['best'][base][m]['mean']:.3f} / {s['best'][cand][m]['mean']:.3f}"
+                                  for m in ("lc", "tq"))
                 row = f"| {name} | {cand} vs {base} | {c['cells']} | {shares} | {tq} | {best} |"
             assert row in text, f"{doc}: expected the row {row!r}"
 
@@ -102,13 +103,16 @@ def test_wall_times_are_the_measured_ones():
 def test_prose_figures_quote_the_results():
     text = _text(RESULTS / "README.md")
     dpo = _summary("dpo")
-    mean = {(m, k): _cell_mean(dpo, m, k) for m in ("DPO", "AdaDPO") for k in ("delta_chosen", "length", "kl", "lc", "tq")}
+    mean = {(m, k): _cell_mean(dpo, m, k)
+            for m in ("DPO", "AdaDPO") for k in ("delta_chosen", "length", "kl", "lc", "tq")}
     rows = [json.loads(line) for line in (RESULTS / "dpo" / "results.jsonl").open()]
     quoted = [
-        f"moves by {mean['AdaDPO', 'delta_chosen']:.2f} nats under AdaDPO against {mean['DPO', 'delta_chosen']:.2f} under DPO",
+        f"moves by {mean['AdaDPO', 'delta_chosen']:.2f} nats under AdaDPO against "
+        f"{mean['DPO', 'delta_chosen']:.2f} under DPO",
         f"({mean['AdaDPO', 'length']:.1f} words against DPO's {mean['DPO', 'length']:.1f}; the reference says "
         f"{np.mean([r['ref_length'] for r in rows]):.1f})",
-        f"{mean['DPO', 'kl'] / mean['AdaDPO', 'kl']:.1f}x less (KL {mean['AdaDPO', 'kl']:.2f} against {mean['DPO', 'kl']:.2f} nats)",
+        f"{mean['DPO', 'kl'] / mean['AdaDPO', 'kl']:.1f}x less (KL {mean['AdaDPO', 'kl']:.2f} against "
+        f"{mean['DPO', 'kl']:.2f} nats)",
         f"LC exceeds TQ by {mean['DPO', 'lc'] - mean['DPO', 'tq']:.3f} on average for DPO and by "
         f"{mean['AdaDPO', 'lc'] - mean['AdaDPO', 'tq']:.3f} for AdaDPO",
         f"(Pearson {dpo['tracking']['r_lc_tq']:.2f} against {dpo['tracking']['r_wr_tq']:.2f})",
@@ -126,8 +130,8 @@ def test_prose_figures_quote_the_results():
         n = by["tq"]["cells"]
         higher = {m: round(by[m]["share_higher"] * n) for m in by}
         if sweep == "dpo":
-            quoted.append(f"TQ higher in {higher['tq']}/{n} cells (mean {_ci(by['tq'])}), LC higher in {higher['lc']}/{n}, "
-                          f"LC - WR enlarged in {higher['lc_minus_wr']}/{n}")
+            quoted.append(f"TQ higher in {higher['tq']}/{n} cells (mean {_ci(by['tq'])}), "
+                          f"LC higher in {higher['lc']}/{n}, LC - WR enlarged in {higher['lc_minus_wr']}/{n}")
         else:
             quoted.append(f"LC higher in {higher['lc']}/{n} cells (mean {_ci(by['lc'])}), TQ in {higher['tq']}/{n} "
                           f"({_ci(by['tq'])})")
