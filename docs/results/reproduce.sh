@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Reproduce every result under docs/results (about 45 minutes on 2 CPU cores). Finished runs found in an
+# Reproduce every result under docs/results: about 30 min of training on 2 CPU cores (the sum of the sweeps'
+# timing.jsonl), plus under a minute to build each of the two worlds. Finished runs found in an
 # output directory's results.jsonl are skipped, so this resumes after an interruption and, when everything
 # is there, only rewrites the reports. Extra arguments go to every `adadpo sweep` (e.g. --no-progress).
 set -euo pipefail

@@ -226,33 +226,35 @@ def write_outputs(directory: str, report: Any, args: argparse.Namespace, pairs: 
 
 
 def _plot(report: Any, args: argparse.Namespace, path: str) -> None:
-    import matplotlib
+    from adadpo.oracle.plotting import save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    save(imbalance_figure(report, args), path, dpi=120)
+
+
+def imbalance_figure(report: Any, args: argparse.Namespace):
+    """The histogram of ``report.log_rho`` with lines at 0 and ``+-log kappa`` per kappa; the legend sits below
+    the axes so it covers no line. ``args``: ``loss``, ``level``, ``use_reference``, ``dataset``, ``split``."""
+    from adadpo.oracle.plotting import figure, legend_outside, pyplot
 
     values = report.log_rho.numpy()
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    try:
-        ax.hist(values, bins=max(10, min(60, 2 * int(math.sqrt(values.size)))), color="tab:blue", alpha=0.75)
-        ax.axvline(0.0, color="black", linewidth=1.2, label="0: balanced")
-        colors = plt.rcParams["axes.prop_cycle"].by_key()["color"][1:]
-        for i, (kappa, share) in enumerate(report.clip_fractions.items()):
-            color = colors[i % len(colors)]
-            label = f"±log {kappa:g}: clip binds on {100 * share:.1f}%"
-            ax.axvline(math.log(kappa), color=color, linestyle="--", linewidth=1, label=label)
-            ax.axvline(-math.log(kappa), color=color, linestyle="--", linewidth=1)
-        ref = ", pi / pi_ref" if args.use_reference else ""
-        ax.set_title(f"Gradient imbalance of plain {args.loss} ({args.level} level{ref}): {report.num_pairs} pairs "
-                     f"of {os.path.basename(args.dataset.rstrip('/'))} [{args.split}]\n"
-                     f"rho > 1 (rejected pushed harder) in {100 * report.rejected_dominant:.1f}% of pairs", fontsize=10)
-        ax.set_xlabel("log rho = log(|push on rejected| / |pull on chosen|)")
-        ax.set_ylabel("pairs")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(path, dpi=120)
-    finally:
-        plt.close(fig)
+    fig, ax = figure(figsize=(8, 5))
+    ax.hist(values, bins=max(10, min(60, 2 * int(math.sqrt(values.size)))), color="tab:blue", alpha=0.75,
+            label=f"log rho of {report.num_pairs} pairs")
+    ax.axvline(0.0, color="black", linewidth=1.2, label="0: balanced")
+    colors = pyplot().rcParams["axes.prop_cycle"].by_key()["color"][1:]
+    for i, (kappa, share) in enumerate(report.clip_fractions.items()):
+        color = colors[i % len(colors)]
+        label = f"±log {kappa:g}: clip binds on {100 * share:.1f}%"
+        ax.axvline(math.log(kappa), color=color, linestyle="--", linewidth=1, label=label)
+        ax.axvline(-math.log(kappa), color=color, linestyle="--", linewidth=1)
+    ref = ", pi / pi_ref" if args.use_reference else ""
+    ax.set_title(f"Gradient imbalance of plain {args.loss} ({args.level} level{ref}): {report.num_pairs} pairs "
+                 f"of {os.path.basename(args.dataset.rstrip('/'))} [{args.split}]\n"
+                 f"rho > 1 (rejected pushed harder) in {100 * report.rejected_dominant:.1f}% of pairs", fontsize=10)
+    ax.set_xlabel("log rho = log(|push on rejected| / |pull on chosen|)")
+    ax.set_ylabel("pairs")
+    legend_outside(fig, ax, "lower center", ncols=min(3, 2 + len(report.clip_fractions)))
+    return fig
 
 
 # ----------------------------------------------------------------------------------------------- run

@@ -21,6 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from adadpo.oracle.plotting import figure as _figure
+from adadpo.oracle.plotting import legend_outside
+from adadpo.oracle.plotting import save as _save
+
 #: Metrics in the tables, with their labels.
 METRICS = {
     "lc": "LC", "wr": "WR", "tq": "TQ", "lc_minus_wr": "LC-WR", "length": "length", "quality": "quality",
@@ -280,21 +284,6 @@ def markdown(rows: list[dict], comparisons: Sequence[tuple[str, str]], *, title:
 # --------------------------------------------------------------------------------------------------- plots
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: str | Path) -> None:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
-
-
 def _scatter_by_method(ax, rows: list[dict], x: str, y: str) -> None:
     for m in dict.fromkeys(r["method"] for r in rows):
         ax.scatter(*zip(*[(r[x], r[y]) for r in rows if r["method"] == m]), s=14, label=m, alpha=0.7)
@@ -302,12 +291,10 @@ def _scatter_by_method(ax, rows: list[dict], x: str, y: str) -> None:
 
 def plot_heatmaps(rows: list[dict], base: str, cand: str, path: str | Path) -> None:
     """LC, WR, TQ over the grid: ``base``, ``cand`` and ``cand - base`` (seed means)."""
-    plt = _pyplot()
-
     betas = sorted({r["beta"] for r in rows})
     lrs = sorted({r["learning_rate"] for r in rows})
     metrics = ("lc", "wr", "tq")
-    fig, axes = plt.subplots(len(metrics), 3, figsize=(11, 3.1 * len(metrics)), squeeze=False)
+    fig, axes = _figure(len(metrics), 3, figsize=(11, 3.1 * len(metrics) + 0.4), squeeze=False)
     for i, metric in enumerate(metrics):
         grids = []
         for m in (base, cand):
@@ -324,12 +311,13 @@ def plot_heatmaps(rows: list[dict], base: str, cand: str, path: str | Path) -> N
             for (bi, li), v in np.ndenumerate(grid):
                 ax.text(li, bi, f"{v:+.3f}" if j == 2 else f"{v:.3f}", ha="center", va="center", fontsize=8,
                         color="black" if j == 2 else "white")
-            ax.set_xticks(range(len(lrs)), [f"{x:g}" for x in lrs])
+            ax.set_xticks(range(len(lrs)), [f"{x:.0e}".replace("e-0", "e-") for x in lrs])  # 3e-5, 1e-4
             ax.set_yticks(range(len(betas)), [f"{x:g}" for x in betas])
             ax.set_xlabel("learning rate")
             ax.set_ylabel("β")
             ax.set_title(f"{METRICS[metric]}: {name}")
             fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.suptitle(f"{cand} vs {base}: mean over seeds in each cell (β x learning rate); right: the difference")
     _save(fig, path)
 
 
@@ -337,80 +325,111 @@ def _file(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
 
-def plot_curves(rows: list[dict], methods: Sequence[str], path: str | Path, title: str = "", band: bool = True) -> None:
-    """Training curves (margin, chosen log-likelihood, log rho): mean over runs per method, band = min..max."""
-    plt = _pyplot()
+def cell_curves(rows: list[dict], method: str, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One method's training curve ``key`` per cell: ``(steps [S], seed means [C, S], every run [R, S])``, cut to
+    the shortest run (S steps); ``C`` cells (β, learning rate) and ``R`` runs. Empty arrays if no run logged it."""
+    runs: dict[Cell, list[list[float]]] = defaultdict(list)
+    step_lists = []
+    for r in rows:
+        curves = r.get("curves") or {}
+        if r["method"] == method and curves.get(key):
+            runs[(r["beta"], r["learning_rate"])].append(curves[key])
+            step_lists.append(curves["step"])
+    if not runs:
+        return np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0))
+    steps = min(step_lists, key=len)
+    n = min(len(steps), *(len(c) for cell in runs.values() for c in cell))
+    every = [np.asarray(c[:n], dtype=float) for cell in runs.values() for c in cell]
+    means = [np.nanmean([np.asarray(c[:n], dtype=float) for c in cell], 0) for cell in runs.values()]
+    return np.asarray(steps[:n], dtype=float), np.array(means), np.array(every)
 
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.4))
+
+def plot_curves(rows: list[dict], methods: Sequence[str], path: str | Path, band: bool = True) -> str:
+    """Training curves (margin, chosen log-likelihood, log rho) per method; returns what lines and bands show.
+
+    Over several cells: the line is the median over cells of the seed-mean curve, the band (``band``) its
+    interquartile range over cells, so one diverging cell neither moves the line nor widens the band to the
+    whole plot. In a single cell: the line is the mean over seeds, the band min to max over seeds.
+    """
+    cells = {(r["beta"], r["learning_rate"]) for r in rows if r["method"] in methods}
+    if len(cells) > 1:
+        what = f"line: median over the {len(cells)} cells (β x lr) of the mean over seeds"
+        what += "; band: 25th to 75th percentile over cells" if band else ""
+    else:
+        what = "line: mean over seeds" + ("; band: min to max over seeds" if band else "")
+    fig, axes = _figure(1, len(CURVES), figsize=(4.2 * len(CURVES) + 1.6, 3.6))
     for ax, (key, label) in zip(axes, CURVES):
         for m in methods:
-            runs = [r["curves"] for r in rows if r["method"] == m and r.get("curves", {}).get(key)]
-            if not runs:
+            steps, means, every = cell_curves(rows, m, key)
+            if not len(steps):
                 continue
-            n = min(len(c[key]) for c in runs)
-            steps = np.array(runs[0]["step"][:n])
-            ys = np.array([c[key][:n] for c in runs], dtype=float)
-            (line,) = ax.plot(steps, np.nanmean(ys, 0), label=m)
-            if band and len(runs) > 1:
-                ax.fill_between(steps, np.nanmin(ys, 0), np.nanmax(ys, 0), color=line.get_color(), alpha=0.15)
+            if len(cells) > 1:
+                line, lo, hi = (np.nanpercentile(means, q, 0) for q in (50, 25, 75))
+            else:
+                line, lo, hi = np.nanmean(every, 0), np.nanmin(every, 0), np.nanmax(every, 0)
+            (drawn,) = ax.plot(steps, line, label=m)
+            if band and len(every) > 1:
+                ax.fill_between(steps, lo, hi, color=drawn.get_color(), alpha=0.15, lw=0)
         ax.set_xlabel("step")
         ax.set_title(label)
-    axes[0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
+    legend_outside(fig, axes[0])
+    fig.suptitle(f"Training curves on the training batches ({what})", fontsize=10)
     _save(fig, path)
+    return what
 
 
 def plot_tracking(rows: list[dict], path: str | Path) -> None:
     """LC and WR against TQ, one point per run."""
-    plt = _pyplot()
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharey=True)
+    fig, axes = _figure(1, 2, figsize=(10, 4.2), sharey=True)
     for ax, metric in zip(axes, ("wr", "lc")):
         _scatter_by_method(ax, rows, "tq", metric)
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
         ax.set_xlabel("TQ (true-quality win rate)")
         ax.set_title(f"{METRICS[metric]} vs TQ")
     axes[0].set_ylabel("judge win rate")
-    axes[0].legend()
+    legend_outside(fig, axes[0])
     lo = min(min(r["tq"], r["wr"], r["lc"]) for r in rows) - 0.02
     hi = max(max(r["tq"], r["wr"], r["lc"]) for r in rows) + 0.02
     for ax in axes:
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
+    fig.suptitle(f"Judge win rates against the truth: one point per run ({len(rows)} runs); dashed: y = x",
+                 fontsize=10)
     _save(fig, path)
 
 
 def plot_frontier(rows: list[dict], path: str | Path) -> None:
     """TQ and LC against KL(policy || reference), one point per run: what each method buys per nat moved."""
-    plt = _pyplot()
-
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharex=True)
+    fig, axes = _figure(1, 2, figsize=(10, 4), sharex=True)
     for ax, metric in zip(axes, ("tq", "lc")):
         _scatter_by_method(ax, rows, "kl", metric)
         ax.set_xlabel("KL(policy || reference), nats")
         ax.set_ylabel(METRICS[metric])
         ax.set_title(f"{METRICS[metric]} vs KL")
-    axes[0].legend(fontsize=8)
+    legend_outside(fig, axes[0])
+    fig.suptitle(f"What each method buys per nat moved: one point per run ({len(rows)} runs)", fontsize=10)
     _save(fig, path)
 
 
-def plot_bars(rows: list[dict], methods: Sequence[str], path: str | Path) -> None:
-    """One cell's LC, WR, TQ per method, with 95% intervals over seeds (the demo's plot)."""
-    plt = _pyplot()
-
+def plot_bars(rows: list[dict], methods: Sequence[str], path: str | Path) -> str:
+    """One cell's LC, WR, TQ per method, with 95% intervals over seeds (the demo's plot); returns the caption."""
     metrics = ("lc", "wr", "tq")
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = _figure(figsize=(6.4, 4.2))
     width = 0.8 / len(methods)
+    seeds = min(sum(r["method"] == m for r in rows) for m in methods)
     for i, m in enumerate(methods):
         ivs = [interval([value(r, k) for r in rows if r["method"] == m]) for k in metrics]
         err = [0 if math.isnan(iv.half) else iv.half for iv in ivs]
         ax.bar(np.arange(len(metrics)) + i * width, [iv.mean for iv in ivs], width, yerr=err, capsize=3, label=m)
-    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--", label="0.5: even with the reference")
     ax.set_xticks(np.arange(len(metrics)) + width * (len(methods) - 1) / 2, [METRICS[k] for k in metrics])
+    ax.set_xlabel("metric (LC: length-controlled, WR: raw, TQ: true quality)")
     ax.set_ylabel("win rate vs reference")
-    ax.legend()
+    legend_outside(fig, ax, "lower center", ncols=len(methods) + 1)
+    bars = "error bars: 95% t-interval of the mean over seeds" if seeds > 1 else "one seed: no error bars"
+    fig.suptitle(f"Win rates per method in one cell\nbars: mean over {seeds} seed(s); {bars}", fontsize=10)
     _save(fig, path)
+    return f"Win rates per method: mean over {seeds} seed(s); {bars}"
 
 
 def write_report(rows: list[dict], comparisons: Sequence[tuple[str, str]], output_dir: str | Path, *, title: str,
@@ -431,8 +450,7 @@ def write_report(rows: list[dict], comparisons: Sequence[tuple[str, str]], outpu
     plots: list[tuple[str, str]] = []
     many = len(comparisons) > 2  # an ablation: one figure of each kind, not one per comparison
     if len(cells) == 1:
-        plot_bars(rows, methods, out / "winrates.png")
-        plots.append(("LC, WR and TQ per method", "winrates.png"))
+        plots.append((plot_bars(rows, methods, out / "winrates.png"), "winrates.png"))
     elif not many:
         for base, cand in comparisons:
             name = _file(f"heatmaps_{base}_vs_{cand}.png")
@@ -441,9 +459,8 @@ def write_report(rows: list[dict], comparisons: Sequence[tuple[str, str]], outpu
     groups = [methods] if many or not comparisons else [[base, cand] for base, cand in comparisons]
     for group in groups:
         name = _file("curves_all.png" if many else f"curves_{'_vs_'.join(group)}.png")
-        plot_curves(rows, group, out / name, title="mean over runs" + ("" if many else ", band: min to max"),
-                    band=not many)
-        plots.append((f"training curves, {' vs '.join(group)}", name))
+        what = plot_curves(rows, group, out / name, band=not many)
+        plots.append((f"training curves, {' vs '.join(group)} ({what})", name))
     if len(rows) >= 3:
         plot_tracking(rows, out / "lc_vs_tq.png")
         plots.append(("LC and WR against the true-quality win rate", "lc_vs_tq.png"))
