@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduce the real-model results under docs/results/smollm2 (SmolLM2-135M-Instruct; 48 runs, two at a time,
+# Reproduce the real-model results under docs/results/smollm2 (SmolLM2-135M-Instruct; 60 runs, two at a time,
 # about 3 minutes each on 2 CPU cores: a bit over an hour per grid). Finished runs in an output directory's results.jsonl are skipped, so this resumes after an
 # interruption and, when everything is there, only rewrites the reports. Extra arguments go to every `adadpo sweep`.
 set -euo pipefail
