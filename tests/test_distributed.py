@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from launch import launch
 from tiny import make_pairs, save_tiny_model, write_jsonl
 from transformers import AutoModelForCausalLM
 
@@ -27,22 +25,9 @@ def test_torchrun_two_processes_match_one_process(tmp_path: Path):
     }
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    env.pop("WORLD_SIZE", None)
-
     def run(launcher: list[str], out: str, batch: int) -> None:
-        cmd = [*launcher, "-m", "adadpo", "train", "--config", str(path), "--output_dir", str(tmp_path / out),
-               "--per_device_train_batch_size", str(batch)]
-        # start_new_session + killpg: on a hang, torchrun's workers die with it instead of outliving the test
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
-        try:
-            _, err = proc.communicate(timeout=300)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            _, err = proc.communicate()
-            pytest.fail(f"{' '.join(cmd[:4])} did not finish in 300 s (hang at exit?):\n{err[-3000:]}")
-        assert proc.returncode == 0, err[-3000:]
+        launch([*launcher, "-m", "adadpo", "train", "--config", str(path), "--output_dir", str(tmp_path / out),
+                "--per_device_train_batch_size", str(batch)])
 
     run([sys.executable], "one", batch=4)
     run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"], "two", batch=2)

@@ -8,9 +8,6 @@ must say so.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +15,7 @@ import pytest
 import torch
 import yaml
 from fsdp_worker import EXAMPLE_CASES, TRAINER_CASES
+from launch import launch
 from tiny import make_model, make_pairs, make_tokenizer, write_jsonl
 from transformers import AutoModelForCausalLM
 
@@ -26,20 +24,6 @@ WORKER = Path(__file__).with_name("fsdp_worker.py")
 #: steps (Adam's normalisation turns float-rounding differences of tiny gradients into up to ~lr per step)
 LOSS_RTOL, WEIGHT_TOL = 1e-5, (1e-4, 1e-5)
 INITIAL: dict[str, torch.Tensor] = {}  # the model's weights before training, filled by the fixture
-
-
-def _launch(cmd: list[str]) -> None:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    env.pop("WORLD_SIZE", None)
-    # start_new_session + killpg: on a hang, torchrun's workers die with it instead of outliving the test
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        _, err = proc.communicate(timeout=300)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        _, err = proc.communicate()
-        pytest.fail(f"{' '.join(cmd[:6])} did not finish in 300 s:\n{err[-3000:]}")
-    assert proc.returncode == 0, err[-4000:]
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +38,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
     INITIAL.update({n: p.detach().clone() for n, p in model.named_parameters(remove_duplicate=False)})
     tokenizer.save_pretrained(root / "model")
     write_jsonl(root / "pairs.jsonl", make_pairs(16))
-    _launch([sys.executable, str(WORKER), str(root), "one"])
-    _launch([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER),
+    launch([sys.executable, str(WORKER), str(root), "one"])
+    launch([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER),
              str(root), "two"])
     return torch.load(root / "one" / "results.pt"), torch.load(root / "two" / "results.pt")
 

@@ -60,6 +60,15 @@ def _interrupt_at(monkeypatch, step: int) -> None:
     monkeypatch.setattr(callbacks.MetricsFileCallback, "on_step_end", on_step_end)
 
 
+def _stopped_at_step_3(tmp_path, config, monkeypatch) -> None:
+    """Run ``config`` and stop it with Ctrl-C at step 3 (exit 130, steps 1-2 logged), then lift the stop."""
+    _interrupt_at(monkeypatch, 3)
+    with pytest.raises(SystemExit) as info:
+        _run(tmp_path, config)
+    assert info.value.code == 130
+    monkeypatch.undo()
+
+
 def test_a_finished_run_stays_finished(world, tmp_path, capsys):
     out = tmp_path / "out"
     config = _config(world, out, lr_scheduler_type="constant")
@@ -107,11 +116,7 @@ def test_a_kill_during_the_final_save_finishes_without_another_step(world, tmp_p
 def test_a_torn_last_metrics_row_is_dropped_on_resume(world, tmp_path, monkeypatch, caplog):
     out = tmp_path / "out"
     config = _config(world, out, max_steps=4)
-    _interrupt_at(monkeypatch, 3)
-    with pytest.raises(SystemExit) as info:
-        _run(tmp_path, config)
-    assert info.value.code == 130
-    monkeypatch.undo()
+    _stopped_at_step_3(tmp_path, config, monkeypatch)
     with open(out / "metrics.jsonl", "a") as f:
         f.write('{"step": 3, "epoch": 0.5, "loss": 0.69, "rewards/chosen": "unterminat')  # a crash mid-write
     assert _run(tmp_path, config) == 0  # before: "Unterminated string starting at: line 1 column 652"
@@ -124,10 +129,7 @@ def test_a_torn_last_metrics_row_is_dropped_on_resume(world, tmp_path, monkeypat
 
 def test_auto_resume_false_into_a_used_directory_refuses(world, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
-    _interrupt_at(monkeypatch, 3)
-    with pytest.raises(SystemExit):
-        _run(tmp_path, _config(world, out))
-    monkeypatch.undo()
+    _stopped_at_step_3(tmp_path, _config(world, out), monkeypatch)
     capsys.readouterr()
     with pytest.raises(SystemExit) as info:  # before: dropped the old rows silently, kept its checkpoints
         _run(tmp_path, _config(world, out, auto_resume=False))
@@ -140,10 +142,7 @@ def test_auto_resume_false_into_a_used_directory_refuses(world, tmp_path, monkey
 
 def test_resuming_with_changed_settings_refuses_naming_them(world, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
-    _interrupt_at(monkeypatch, 3)
-    with pytest.raises(SystemExit):
-        _run(tmp_path, _config(world, out))
-    monkeypatch.undo()
+    _stopped_at_step_3(tmp_path, _config(world, out), monkeypatch)
     capsys.readouterr()
     with pytest.raises(SystemExit):  # before: resumed silently; the card reported the new settings for all steps
         _run(tmp_path, _config(world, out, loss="simpo"), "--beta", "0.3")
