@@ -152,10 +152,74 @@ def test_resuming_with_changed_settings_refuses_naming_them(world, tmp_path, mon
     assert _steps(out) == [1, 2, 3]
 
 
+def test_every_config_field_is_run_defining_or_may_change():
+    from dataclasses import fields
+
+    from adadpo.cli.run_dir import MAY_CHANGE, run_settings
+    from adadpo.cli.train import _dataclass_types, parse
+
+    names = {f.name for dc in _dataclass_types() for f in fields(dc)}
+    assert MAY_CHANGE <= names, sorted(MAY_CHANGE - names)  # a renamed or removed field listed here
+    parsed = parse(["--model_name_or_path", "m", "--dataset_name", "d", "--report_to", "none"])
+    recorded = set(run_settings(*parsed.instances))
+    assert recorded == names - MAY_CHANGE and not recorded & MAY_CHANGE
+    # before: a hand-written list that missed TRL's loss options, so a resume could change the loss
+    assert {"loss_type", "loss_weights", "use_weighting", "ld_alpha", "f_divergence_type", "f_alpha_divergence_coef",
+            "discopop_tau", "loss", "beta", "balance_clip", "model_name_or_path", "dataset_name", "datasets",
+            "learning_rate", "max_length"} <= recorded
+    assert not {"hub_token", "output_dir", "logging_steps", "save_steps"} & recorded
+
+
+def test_a_resume_that_changes_the_loss_type_or_lost_its_record_refuses(world, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    config = _config(world, out)
+    _stopped_at_step_3(tmp_path, config, monkeypatch)
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # before: "resuming from checkpoint-2", steps 3 on trained with hinge
+        _run(tmp_path, config, "--loss_type", "hinge")
+    assert "other settings (loss_type: ['sigmoid'] -> ['hinge'])" in capsys.readouterr().err
+    (out / RECORD).unlink()  # the checkpoint keeps the settings it was trained with
+    with pytest.raises(SystemExit):  # before: resumed with beta 0.5, mixing two runs
+        _run(tmp_path, config, "--beta", "0.5")
+    assert "other settings (beta: 0.1 -> 0.5)" in capsys.readouterr().err
+    state_path = out / "checkpoint-2" / "trainer_state.json"
+    state = json.loads(state_path.read_text())
+    assert state["stateful_callbacks"]["RunSettingsCallback"]["args"]["settings"]["beta"] == 0.1
+    del state["stateful_callbacks"]["RunSettingsCallback"]  # a checkpoint that says nothing (stock TRL's)
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(SystemExit):
+        _run(tmp_path, config, "--beta", "0.5")
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "holds checkpoint-2 but no record of the settings it was trained with" in err
+    assert f"resume_from_checkpoint: {out / 'checkpoint-2'}" in err
+    assert _run(tmp_path, config, "--resume_from_checkpoint", str(out / "checkpoint-2")) == 0  # asked for by name
+    assert _steps(out) == [1, 2, 3]
+
+
+@pytest.mark.parametrize("spelling", ["yaml", "command line"])
+def test_resume_from_checkpoint_true_means_the_last_checkpoint(world, tmp_path, monkeypatch, capsys, spelling):
+    out = tmp_path / "out"
+    config = _config(world, out)
+    extra = ("--resume_from_checkpoint", "true") if spelling == "command line" else ()
+    asked = config if extra else {**config, "resume_from_checkpoint": True}
+    with pytest.raises(SystemExit):  # nothing to resume from
+        _run(tmp_path, asked, *extra)
+    assert "resume_from_checkpoint=True, but output_dir=" in capsys.readouterr().err
+    _stopped_at_step_3(tmp_path, config, monkeypatch)
+    capsys.readouterr()
+    # before: TypeError (expected str, not bool) from the YAML; "resuming from true" and no such checkpoint
+    assert _run(tmp_path, asked, *extra) == 0
+    assert f"resuming from {out / 'checkpoint-2'}" in capsys.readouterr().out
+    assert _steps(out) == [1, 2, 3]
+    assert _run(tmp_path, asked, *extra) == 0  # finished: stays finished
+    assert "holds a finished run (3 steps); nothing to train" in capsys.readouterr().out
+
+
 def test_output_dir_null_max_steps_zero_and_fp16_on_cpu_are_refused(world, tmp_path, capsys):
     for overrides, message in [
         ({"output_dir": None}, "output_dir=None in .*run.yaml: expected a directory"),
         ({"max_steps": 0}, "max_steps=0 trains no step"),
+        ({"max_steps": -1, "num_train_epochs": 0}, r"num_train_epochs=0(\.0)? trains no step \(max_steps=-1"),
         ({"fp16": True}, "fp16=True needs a GPU"),
     ]:
         with pytest.raises(SystemExit):

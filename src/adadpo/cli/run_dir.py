@@ -26,32 +26,55 @@ from typing import Any
 
 LOCK = ".adadpo.lock"
 RECORD = "adadpo_run.json"
+#: The name under which a checkpoint's ``trainer_state.json`` keeps the run's settings (``stateful_callbacks``).
+SETTINGS_CALLBACK = "RunSettingsCallback"  # adadpo.trl.callbacks.RunSettingsCallback
 #: What ``adadpo train`` writes into output_dir besides the final model: what ``overwrite_output_dir`` removes.
 RUN_FILES = ("checkpoint-*", ".staging", "metrics.jsonl", "metrics.csv", RECORD)
 
-#: Settings that define what a run trains: a resume must find them unchanged (the names of the config keys).
-RUN_DEFINING = (
-    # loss
-    "loss", "balance", "beta", "gamma", "length_alpha", "cpo_alpha", "label_smoothing",
-    # optimisation
-    "learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "warmup_ratio", "weight_decay",
-    "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "optim", "per_device_train_batch_size",
-    "gradient_accumulation_steps", "max_steps", "num_train_epochs", "seed", "data_seed", "bf16", "fp16",
-    # data
-    "dataset_name", "dataset_config", "dataset_train_split", "max_length", "truncation_mode", "precompute_ref_log_probs",
-    # model
-    "model_name_or_path", "model_revision", "dtype", "use_peft", "lora_r", "lora_alpha", "lora_dropout",
-    "lora_target_modules",
-)
+#: Config keys that may change when a run resumes: where and how often it logs, saves, evaluates, reports and
+#: pushes, how it is launched, and how it computes what it computes (memory and speed options). Every other key
+#: of the config is run-defining (:func:`run_settings`): a new field defaults to run-defining, so it cannot
+#: slip through; ``tests/test_lifecycle.py`` checks that each name here is a field of the config.
+MAY_CHANGE = frozenset({
+    # the run's files and life cycle
+    "output_dir", "resume_from_checkpoint", "auto_resume", "overwrite_output_dir", "callbacks",
+    "restore_callback_states_from_checkpoint", "save_strategy", "save_steps", "save_total_limit", "save_on_each_node",
+    "save_only_model", "enable_jit_checkpoint", "do_train", "do_eval", "do_predict",
+    # logging and reporting
+    "logging_strategy", "logging_steps", "logging_first_step", "log_on_each_node", "logging_nan_inf_filter",
+    "include_num_input_tokens_seen", "log_level", "log_level_replica", "disable_tqdm", "report_to", "run_name",
+    "project", "trackio_space_id", "trackio_bucket_id", "trackio_static_space_id", "skip_memory_metrics", "debug",
+    "loss_debug",
+    # evaluation (the eval split and how it is run)
+    "dataset_test_split", "eval_strategy", "eval_steps", "eval_delay", "per_device_eval_batch_size",
+    "prediction_loss_only", "eval_on_start", "eval_do_concat_batches", "eval_use_gather_object",
+    "eval_accumulation_steps", "include_for_metrics", "batch_eval_metrics", "bf16_full_eval", "fp16_full_eval",
+    "load_best_model_at_end", "metric_for_best_model", "greater_is_better",
+    # the Hub
+    "push_to_hub", "hub_token", "hub_private_repo", "hub_model_id", "hub_strategy", "hub_always_push", "hub_revision",
+    # launch and processes
+    "local_rank", "use_cpu", "ddp_backend", "ddp_timeout", "ddp_find_unused_parameters", "ddp_bucket_cap_mb",
+    "ddp_broadcast_buffers", "ddp_static_graph", "ignore_bias_buffers", "dataloader_num_workers",
+    "dataloader_pin_memory", "dataloader_persistent_workers", "dataloader_prefetch_factor",
+    "dataloader_multiprocessing_context", "dataset_num_proc", "trust_remote_code",
+    # how, not what: memory and speed (the same loss, values equal up to rounding)
+    "logps_backend", "logps_chunk_size", "attn_implementation", "activation_checkpointing",
+    "activation_checkpointing_kwargs", "gradient_checkpointing", "gradient_checkpointing_kwargs",
+    "activation_offloading", "torch_compile", "torch_compile_backend", "torch_compile_mode", "use_liger_kernel",
+    "liger_kernel_config", "torch_empty_cache_steps", "precompute_ref_batch_size", "use_cache",
+})
 
 
 def run_settings(*instances: Any) -> dict[str, Any]:
-    """The :data:`RUN_DEFINING` keys (and every ``balance_*`` key) of the config dataclass ``instances``, as JSON values."""
+    """The run-defining keys of the config dataclass ``instances`` (every field not in :data:`MAY_CHANGE`: what
+    changes the loss, the data, the model or the optimisation), as JSON values."""
+    from dataclasses import fields
+
     settings: dict[str, Any] = {}
     for instance in instances:
-        for key, value in vars(instance).items():
-            if key in RUN_DEFINING or key.startswith("balance_"):
-                settings[key] = json.loads(json.dumps(value, default=str))
+        for f in fields(instance):
+            if f.name not in MAY_CHANGE:
+                settings[f.name] = json.loads(json.dumps(getattr(instance, f.name), default=str))
     return settings
 
 
@@ -174,23 +197,46 @@ def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             if old.get(k, missing) != new.get(k, missing) and k in old and k in new]
 
 
-def plan(output_dir: str, settings: dict[str, Any], *, auto_resume: bool, resume_from_checkpoint: str | None,
+def resume_request(value: Any) -> tuple[bool, str | None]:
+    """``resume_from_checkpoint`` as ``(last, path)``: ``true`` (YAML) or ``"true"`` (command line) means the last
+    checkpoint of output_dir, as in TRL and transformers; ``false``/``"false"`` and ``None`` mean none asked for."""
+    if isinstance(value, bool) or isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value is True or str(value).strip().lower() == "true", None
+    return False, value or None
+
+
+def checkpoint_settings(checkpoint: str) -> dict[str, Any] | None:
+    """The run-defining settings a checkpoint was trained with (saved by :class:`RunSettingsCallback` in its
+    ``trainer_state.json``), or ``None`` when it holds none (a stock TRL checkpoint, say)."""
+    try:
+        with open(os.path.join(checkpoint, "trainer_state.json"), encoding="utf-8") as f:
+            state = json.load(f)
+        settings = state["stateful_callbacks"][SETTINGS_CALLBACK]["args"]["settings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return settings if isinstance(settings, dict) else None
+
+
+def plan(output_dir: str, settings: dict[str, Any], *, auto_resume: bool, resume_from_checkpoint: Any,
          overwrite: bool) -> Plan:
     """Decide how a run with ``settings`` uses ``output_dir`` (read-only; the same on every process)."""
     from transformers.trainer_utils import get_last_checkpoint
 
+    last, resume = resume_request(resume_from_checkpoint)
     if overwrite or not os.path.isdir(output_dir):
-        return Plan(resume=resume_from_checkpoint)
+        if last:
+            raise ValueError(f"resume_from_checkpoint=True, but output_dir={output_dir!r} holds no checkpoint to "
+                             "resume from" + (" (overwrite_output_dir: true removes them)" if overwrite else ""))
+        return Plan(resume=resume)
     record = read_record(output_dir)
     used = _used(output_dir)
-    if record and record.get("status") == "finished" and resume_from_checkpoint is None:
+    if record and record.get("status") == "finished" and resume is None:
         return Plan(finished=True, message=(
             f"adadpo: {output_dir} holds a finished run ({record.get('global_step')} steps); nothing to train. "
             "To train again use another output_dir or overwrite_output_dir: true (which removes its checkpoints "
             "and metrics); to train on from its model, give it as model_name_or_path."))
-    resume = resume_from_checkpoint
     if resume is None:
-        if not auto_resume:
+        if not auto_resume and not last:
             if used:
                 raise ValueError(
                     f"auto_resume=False, but output_dir={output_dir!r} already holds a run ({', '.join(used[:4])}"
@@ -198,8 +244,20 @@ def plan(output_dir: str, settings: dict[str, Any], *, auto_resume: bool, resume
                     "true to start over (removes them), or choose another output_dir")
             return Plan()
         resume = get_last_checkpoint(output_dir)
-    if resume and record and isinstance(record.get("settings"), dict):
-        changed = _changes(record["settings"], settings)
+        if resume is None and last:
+            raise ValueError(f"resume_from_checkpoint=True, but output_dir={output_dir!r} holds no checkpoint to "
+                             "resume from; leave it out to start the run")
+        if resume and checkpoint_settings(resume) is None and not (record and isinstance(record.get("settings"), dict)):
+            raise ValueError(
+                f"output_dir={output_dir!r} holds {os.path.basename(resume)} but no record of the settings it was "
+                f"trained with ({RECORD} is missing and the checkpoint has none), so this resume could mix two runs; "
+                f"resume from it anyway with resume_from_checkpoint: {resume}, or start over with "
+                "overwrite_output_dir: true")
+    if resume:
+        saved = checkpoint_settings(resume)
+        if saved is None and record and isinstance(record.get("settings"), dict):
+            saved = record["settings"]
+        changed = _changes(saved or {}, settings)
         if changed:
             raise ValueError(
                 f"output_dir={output_dir!r} holds a run trained with other settings ({'; '.join(changed)}); resuming "
@@ -249,6 +307,8 @@ class RunSession:
         try:
             self.plan = plan(self.output_dir, self.settings, auto_resume=self.auto_resume,
                              resume_from_checkpoint=self.config.resume_from_checkpoint, overwrite=self.overwrite)
+            if self.plan.resume is not None:
+                self.config.resume_from_checkpoint = self.plan.resume
             if self.overwrite and self.main:
                 removed = clear_run(self.output_dir)
                 if removed:

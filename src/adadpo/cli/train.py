@@ -128,13 +128,13 @@ def train(script, config, model_args, mixture=None, given: set[str] = frozenset(
     if model_args.use_peft and importlib.util.find_spec("peft") is None:
         raise ValueError("use_peft=True needs the peft package: pip install 'adadpo[peft]'")
 
-    _check_precision(config)
-    settings = run_settings(script, config, model_args)
+    _check_training_args(config)
+    settings = run_settings(*(i for i in (script, config, model_args, mixture) if i is not None))
     with RunSession(config, settings, auto_resume=script.auto_resume, overwrite=script.overwrite_output_dir) as run:
         if run.plan.finished:
             print(run.plan.message)
             return None
-        trainer = _trainer(script, config, model_args, mixture if use_mixture else None, given)
+        trainer = _trainer(script, config, model_args, mixture if use_mixture else None, given, settings)
         run.started()
         if run.plan.message:
             trainer.accelerator.print(run.plan.message)
@@ -160,7 +160,7 @@ def train(script, config, model_args, mixture=None, given: set[str] = frozenset(
     return trainer
 
 
-def _trainer(script, config, model_args, mixture, given):
+def _trainer(script, config, model_args, mixture, given, settings=None):
     """The dataset, tokenizer and ``AdaDPOTrainer`` the keys name."""
     import importlib.util
 
@@ -169,6 +169,7 @@ def _trainer(script, config, model_args, mixture, given):
     from trl import get_peft_config, get_quantization_config
 
     from adadpo.trl import AdaDPOTrainer, MetricsFileCallback
+    from adadpo.trl.callbacks import RunSettingsCallback
     from adadpo.trl.loading import import_callback
 
     train_dataset, eval_dataset = _datasets(script, config, mixture)
@@ -190,7 +191,8 @@ def _trainer(script, config, model_args, mixture, given):
         config.report_to = ["tensorboard"]
     if "dataloader_pin_memory" not in given and (config.use_cpu or not torch.cuda.is_available()):
         config.dataloader_pin_memory = False  # pinned memory needs an accelerator; torch warns at every loader
-    callbacks = [MetricsFileCallback(), *(import_callback(spec) for spec in script.callbacks)]
+    callbacks = [MetricsFileCallback(), RunSettingsCallback(settings),
+                 *(import_callback(spec) for spec in script.callbacks)]
 
     with _loading("model_name_or_path", model_args.model_name_or_path):
         return AdaDPOTrainer(
@@ -229,15 +231,19 @@ def _first_line(err: BaseException) -> str:
     return next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
 
 
-def _check_precision(config) -> None:
-    """``max_steps: 0`` trains nothing, and fp16 on a machine without a GPU trains in float32: refuse both."""
+def _check_training_args(config) -> None:
+    """``max_steps: 0`` (or ``num_train_epochs: 0`` under ``max_steps: -1``) trains nothing, and fp16 on a
+    machine without a GPU trains in float32: refuse them."""
     import torch
 
     if config.max_steps == 0:
         raise ValueError("max_steps=0 trains no step; give a number of steps >= 1, or -1 to train num_train_epochs")
+    if config.max_steps < 0 and not config.num_train_epochs > 0:
+        raise ValueError(f"num_train_epochs={config.num_train_epochs!r} trains no step (max_steps={config.max_steps} "
+                         "defers to it); give a number of epochs > 0, or max_steps >= 1")
     if config.fp16 and config.use_cpu or config.fp16 and not torch.cuda.is_available():
         raise ValueError("fp16=True needs a GPU (fp16 mixed precision is CUDA-only; on this machine training would run "
-                         "in float32); set fp16: false, or bf16: true to train in bfloat16 on the CPU")
+                         "in float32); set fp16: false, or bf16: true with use_cpu: true to train in bfloat16 on the CPU")
 
 
 def _datasets(script, config, mixture) -> tuple:

@@ -1,4 +1,4 @@
-"""Trainer callbacks: metrics written to files, as JSON lines and CSV."""
+"""Trainer callbacks: metrics written to files, as JSON lines and CSV; a run's settings kept in its checkpoints."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
 
 logger = logging.getLogger("adadpo")
 
@@ -62,6 +63,23 @@ class MetricsFileCallback(TrainerCallback):
             jsonl, csv_path = self._paths(args)
             if os.path.exists(jsonl):
                 write_csv(read_metrics(jsonl), csv_path)
+
+
+class RunSettingsCallback(TrainerCallback, ExportableState):
+    """Keeps ``settings`` (``adadpo train``'s run-defining keys) in every checkpoint's ``trainer_state.json``
+    (transformers saves the state of ``ExportableState`` callbacks there), so a checkpoint says what it was
+    trained with even when the run record is gone. It does nothing during training."""
+
+    def __init__(self, settings: dict[str, Any] | None = None) -> None:
+        self.settings = dict(settings or {})
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # a state resumed from a checkpoint that kept none (stock TRL's) needs the entry, or transformers' next
+        # checkpoint save fails on it (a KeyError)
+        state.stateful_callbacks[type(self).__name__] = self.state()
+
+    def state(self) -> dict[str, Any]:
+        return {"args": {"settings": self.settings}, "attributes": {}}
 
 
 def _plain(value: Any) -> Any:
