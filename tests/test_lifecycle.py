@@ -413,3 +413,20 @@ def test_the_model_card_names_trl_loss_types(tmp_path, options, name, arxiv):
     got_name, paper = method_paper(spec, dpo_citation="@inproceedings{rafailov2023direct}")
     assert (got_name, paper["id"]) == (name, arxiv)
     assert (paper["citation"] == "@inproceedings{rafailov2023direct}") == (arxiv == "2305.18290")
+
+
+def test_a_lock_whose_pid_was_reused_is_taken_over(tmp_path, capsys):
+    import socket
+
+    from adadpo.dirlock import DirLock, _start_time
+
+    lock = tmp_path / LOCK
+    lock.write_text(f"{os.getpid()} {socket.gethostname()} {_start_time(os.getpid())}\n")  # alive, the same process
+    with pytest.raises(ValueError, match=r"is in use by pid \d+ .*if pid \d+ is not an adadpo run \(a reused pid\), "
+                                         "delete the lock file"):
+        DirLock(str(tmp_path)).__enter__()
+    if _start_time(os.getpid()):  # where the system says when a process started (Linux)
+        lock.write_text(f"{os.getpid()} {socket.gethostname()} 1\n")  # this pid, started at another time
+        with DirLock(str(tmp_path)):  # before: "in use by pid N", with no way out but deleting the file
+            assert lock.read_text().split()[0] == str(os.getpid())
+        assert "which is now another process" in capsys.readouterr().out and not lock.exists()

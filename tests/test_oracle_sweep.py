@@ -16,7 +16,8 @@ import yaml
 
 from adadpo.oracle.data import EVAL_SAMPLES, build_world
 from adadpo.oracle.run import Budget, Method, RunSpec, train_and_evaluate
-from adadpo.oracle.sweep import SweepConfig, load_sweep_config, read_results, run_sweep
+from adadpo.dirlock import DirLock
+from adadpo.oracle.sweep import SweepConfig, finished_rows, load_sweep_config, read_results, run_sweep
 from adadpo.oracle.world import WorldConfig, quality
 
 TINY = dict(n_words=10, min_targets=2, max_targets=3, hidden=16, layers=1, heads=2, n_sft=96, sft_epochs=1,
@@ -75,6 +76,13 @@ def test_sweep_resumes_and_skips_finished_runs(world, tmp_path):
     config.seeds = [0, 1]
     rows = run_sweep(config, tmp_path, world.path.parent)
     assert len(rows) == 4 and len(read_results(tmp_path / "results.jsonl")) == 4  # seed 0 was not rerun
+    with open(tmp_path / "results.jsonl", "a") as f:  # a run recorded twice (two sweeps that ran side by side)
+        f.write(json.dumps({**rows[0], "wr": -1.0}) + "\n")
+    again = finished_rows(config, tmp_path)
+    assert len(again) == 4 and sorted(r["key"] for r in again) == sorted(r["key"] for r in rows)  # before: 5 of 4
+    assert all(r["wr"] >= 0 for r in again)  # the first row of a key is kept
+    with DirLock(str(tmp_path), "--output-dir"), pytest.raises(ValueError, match=r"--output-dir=.* is in use by pid"):
+        run_sweep(config, tmp_path, world.path.parent)  # before: a second sweep trained the same runs again
 
 
 def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:

@@ -6,8 +6,9 @@
   A second run into the same directory fails naming that pid; a lock left by a process that is no longer
   alive (on this host) is taken over.
 * ``adadpo_run.json``: ``{"status": "running" | "finished", "global_step": N, "settings": {...}}``, written
-  atomically (temporary file, fsync, rename). ``settings`` are the keys that define what is trained
-  (:data:`RUN_DEFINING`); ``status`` turns ``finished`` only after the final model and card are saved.
+  atomically (temporary file, fsync, rename). ``settings`` are the keys that define what is trained (every
+  config key but :data:`MAY_CHANGE`, :func:`run_settings`); ``status`` turns ``finished`` only after the final
+  model and card are saved.
 
 :func:`plan` reads the directory and the new settings (nothing is written) and decides: train from scratch,
 resume from a checkpoint, or stop because the run is finished; it refuses (``ValueError``, one line) to mix
@@ -20,11 +21,11 @@ import glob
 import json
 import os
 import shutil
-import socket
 from dataclasses import dataclass
 from typing import Any
 
-LOCK = ".adadpo.lock"
+from adadpo.dirlock import LOCK, DirLock
+
 RECORD = "adadpo_run.json"
 #: The name under which a checkpoint's ``trainer_state.json`` keeps the run's settings (``stateful_callbacks``).
 SETTINGS_CALLBACK = "RunSettingsCallback"  # adadpo.trl.callbacks.RunSettingsCallback
@@ -101,74 +102,6 @@ def read_record(output_dir: str) -> dict[str, Any] | None:
 def write_record(output_dir: str, status: str, settings: dict[str, Any], global_step: int = 0) -> None:
     write_json_atomic(os.path.join(output_dir, RECORD),
                       {"status": status, "global_step": global_step, "settings": settings})
-
-
-# ---------------------------------------------------------------------------------------------------- lock
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
-
-class RunLock:
-    """``output_dir/.adadpo.lock`` held while this process trains into ``output_dir`` (a context manager).
-
-    Raises ``ValueError`` if a live process holds it; a lock of a dead process on this host is taken over.
-    """
-
-    def __init__(self, output_dir: str) -> None:
-        self.path = os.path.join(output_dir, LOCK)
-        self.held = False
-
-    def __enter__(self) -> RunLock:
-        me = f"{os.getpid()} {socket.gethostname()}\n"
-        for _ in range(3):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                self._take_over_if_stale()
-                continue
-            with os.fdopen(fd, "w") as f:
-                f.write(me)
-            self.held = True
-            return self
-        raise ValueError(f"could not lock {self.path}: another run keeps taking it")
-
-    def _take_over_if_stale(self) -> None:
-        try:
-            with open(self.path, encoding="utf-8") as f:
-                pid_text, _, host = f.read().strip().partition(" ")
-        except FileNotFoundError:
-            return  # released meanwhile
-        directory = os.path.dirname(self.path)
-        pid = int(pid_text) if pid_text.isdigit() else -1
-        if host and host != socket.gethostname():
-            raise ValueError(f"output_dir={directory!r} is in use by pid {pid} on host {host} (lock file {self.path}); "
-                             "wait for that run, or delete the lock file if it is gone")
-        if pid > 0 and _alive(pid):
-            raise ValueError(f"output_dir={directory!r} is in use by pid {pid} (lock file {self.path}); wait for that "
-                             "run to end or choose another output_dir")
-        print(f"adadpo: taking over the lock of {directory} left by pid {pid}, which is no longer running")
-        stale = f"{self.path}.stale-{os.getpid()}"
-        try:
-            os.rename(self.path, stale)  # atomic: of two processes taking over, one wins
-        except FileNotFoundError:
-            return
-        os.remove(stale)
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.held:
-            try:
-                os.remove(self.path)
-            except FileNotFoundError:
-                pass
-            self.held = False
 
 
 # ---------------------------------------------------------------------------------------------------- plan
@@ -290,7 +223,7 @@ class RunSession:
         self.config, self.settings, self.overwrite, self.auto_resume = config, settings, overwrite, auto_resume
         self.output_dir = config.output_dir
         self.main = config.process_index == 0
-        self.lock = RunLock(self.output_dir)
+        self.lock = DirLock(self.output_dir, "output_dir")
         self.plan = Plan()
 
     def __enter__(self) -> RunSession:

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from adadpo.dirlock import DirLock
 from adadpo.oracle.run import Budget, Method, RunSpec
 from adadpo.oracle.world import WorldConfig
 
@@ -274,6 +275,12 @@ def run_sweep(config: SweepConfig, output_dir: str | os.PathLike, cache_dir: str
     """Run every run not yet in ``output_dir/results.jsonl``; return all rows for this world and budget."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with DirLock(str(out), "--output-dir"):  # two sweeps into one directory would train every run twice
+        return _run_sweep(config, out, cache_dir, progress)
+
+
+def _run_sweep(config: SweepConfig, out: Path, cache_dir: str | None,
+               progress: Callable[[str, int, int], None] | None) -> list[dict[str, Any]]:
     (out / "sweep.json").write_text(json.dumps(sweep_config_dict(config), indent=2))
     results_path = out / "results.jsonl"
     _drop_torn_tail(results_path)
@@ -292,11 +299,15 @@ def run_sweep(config: SweepConfig, output_dir: str | os.PathLike, cache_dir: str
 
 
 def finished_rows(config: SweepConfig, output_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """The rows of ``output_dir/results.jsonl`` that belong to ``config``: its world, budget and runs."""
+    """The rows of ``output_dir/results.jsonl`` that belong to ``config``: its world, budget and runs, one row per
+    run (the first written; a run recorded twice, by sweeps that once ran side by side, counts once)."""
     wkey, budget = config.world.key(), asdict(config.budget)
     wanted = {s.key for s in config.runs()}
-    return [r for r in read_results(Path(output_dir) / "results.jsonl")
-            if r.get("world") == wkey and r.get("budget") == budget and r["key"] in wanted]
+    rows: dict[str, dict[str, Any]] = {}
+    for r in read_results(Path(output_dir) / "results.jsonl"):
+        if r.get("world") == wkey and r.get("budget") == budget and r.get("key") in wanted:
+            rows.setdefault(r["key"], r)
+    return list(rows.values())
 
 
 def _run_all(config: SweepConfig, todo: list[RunSpec], results_path: Path, cache_dir: str | None,
