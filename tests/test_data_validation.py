@@ -39,13 +39,26 @@ def test_identical_pairs_are_counted_and_dropped(caplog):
 
 @pytest.mark.parametrize(("rows", "message"), [
     ([{"prompt": chat("user", "q"), "chosen": [{"content": "a"}], "rejected": chat("assistant", "b")}],
-     r"row 0, column 'chosen': message 0 has no role or content"),
+     r"row 0, column 'chosen': message 0 has no role"),
     ([{"prompt": chat("user", "q"), "chosen": chat("assistant", "a"), "rejected": [{"role": "assistant"}]}],
-     r"row 0, column 'rejected': message 0 has no role or content"),
+     r"row 0, column 'rejected': message 0 \(assistant\) has no content"),
     ([{"prompt": chat("user", "q"), "chosen": chat("assistant", "a"), "rejected": chat("assistant", "b")},
       {"prompt": chat("user", "q"), "chosen": chat("assistant", "a") + chat("user", "and?"),
        "rejected": chat("assistant", "b")}],
-     r"row 1, column 'chosen': the conversation ends on a user turn"),
+     r"row 1, column 'chosen': message 1 has role 'user'; a response holds the assistant's messages"),
+    ([{"prompt": chat("user", "q"), "chosen": chat("bogus", "a"), "rejected": chat("assistant", "b")}],
+     r"row 0, column 'chosen': message 0 has role 'bogus'; a response holds the assistant's messages"),
+    ([{"prompt": chat("user", "q"), "chosen": chat("assistant", "a"),  # before: trained the user's words
+       "rejected": chat("assistant", "b") + chat("user", "and?") + chat("assistant", "c")}],
+     r"row 0, column 'rejected': message 1 has role 'user'"),
+    ([{"chosen": chat("user", "q") + chat("assistant", "a") + chat("system", "s") + chat("assistant", "c"),
+       "rejected": chat("user", "q") + chat("assistant", "b")}],  # an implicit prompt: only the shared start
+     r"row 0, column 'chosen': message 2 has role 'system'"),
+    ([{"prompt": chat("user", "q"), "chosen": chat("assistant", "a") + chat("tool", "22"),
+       "rejected": chat("assistant", "b")}],
+     r"row 0, column 'chosen': the conversation ends on a tool turn"),
+    ([{"prompt": chat("user", "q"), "chosen": [{"role": "assistant", "content": 3}], "rejected": chat("assistant", "b")}],
+     r"row 0, column 'chosen': message 0 has a content of type int"),
     ([{"prompt": "q", "chosen": " a", "rejected": " b"},
       {"prompt": "q", "chosen": chat("assistant", "a"), "rejected": chat("assistant", "b")}],
      r"mixes formats: row 1, column 'chosen' is chat messages but row 0, column 'prompt' is a string"),
@@ -76,3 +89,69 @@ def test_train_drops_identical_pairs_and_says_so(world, tmp_path, caplog):
         assert main(["train", "--config", str(_write(tmp_path / "run.yaml", config))]) == 0
     assert "1 of 12 train pairs have identical chosen and rejected responses (rows 3); dropped them" in caplog.text
     assert [r["step"] for r in read_metrics(str(tmp_path / "out" / "metrics.jsonl")) if "loss" in r] == [1]
+
+
+#: A chat template that, like real ones, renders content strings, content parts and tool calls.
+TOOL_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|> {% if m['content'] is string %}{{ m['content'] }}"
+    "{% elif m['content'] %}{% for p in m['content'] %}{{ p['text'] }} {% endfor %}{% endif %}"
+    "{% if m['tool_calls'] %}{% for c in m['tool_calls'] %}tell {{ c['function']['name'] }} "
+    "{{ c['function']['arguments']['thing'] }} {% endfor %}{% endif %}</s> {% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|> {% endif %}"
+)
+
+
+def _call(thing: str) -> dict:
+    return {"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "color",
+                                                                                  "arguments": {"thing": thing}}}]}
+
+
+def tool_rows(n: int) -> list[dict]:
+    """Pairs in the shapes of TRL's dataset docs: a tool call with no content, a tool result and an answer, content
+    as a list of parts, and a ``tools`` column the template may read."""
+    tools = [{"type": "function", "function": {"name": "color", "description": "the color of a thing",
+                                               "parameters": {"type": "object", "properties": {
+                                                   "thing": {"type": "string"}}}}}]
+    things = ["sky", "sea", "tree", "cat"]
+    rows = []
+    for i in range(n):
+        thing = things[i % len(things)]
+        prompt = [{"role": "system", "content": "answer ."}, {"role": "user", "content": f"what color is the {thing} ?"}]
+        if i % 3 == 0:
+            chosen, rejected = [_call(thing)], [{"role": "assistant", "content": "no ."}]
+        elif i % 3 == 1:
+            chosen = [_call(thing), {"role": "tool", "name": "color", "content": "blue"},
+                      {"role": "assistant", "content": [{"type": "text", "text": "it is blue ."}]}]
+            rejected = [_call("dog"), {"role": "tool", "name": "color", "content": "red"},
+                        {"role": "assistant", "content": [{"type": "text", "text": "it is red ."}]}]
+        else:
+            chosen = [{"role": "assistant", "content": [{"type": "text", "text": "blue ."}]}]
+            rejected = [_call("dog")]
+        rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "tools": tools})
+    return rows
+
+
+@pytest.mark.parametrize("balance", [False, True])
+def test_tool_call_data_trains_as_in_trl(tmp_path, balance):
+    """TRL's own ``test_train_toolcall_data`` on AdaDPOTrainer, with a local dataset of the same shapes (no Hub):
+    before, "message 0 has no role or content ({'role': 'assistant', 'tool_calls': [...]})"."""
+    import torch
+    from tiny import TRAINER_ARGS, make_model, make_tokenizer
+
+    from adadpo.trl import AdaDPOConfig, AdaDPOTrainer
+
+    tokenizer = make_tokenizer()
+    tokenizer.chat_template = TOOL_TEMPLATE
+    write_jsonl(tmp_path / "tool.jsonl", tool_rows(8))
+    dataset = load_preference_dataset(str(tmp_path / "tool.jsonl"))["train"]  # through Arrow, as a file arrives
+    assert check_preference_dataset(dataset) is dataset  # nothing refused, nothing dropped
+    args = AdaDPOConfig(str(tmp_path / "out"), **{**TRAINER_ARGS, "learning_rate": 0.1, "per_device_train_batch_size": 2},
+                        max_steps=2, balance=balance)
+    trainer = AdaDPOTrainer(make_model(tokenizer), make_model(tokenizer), args=args, train_dataset=dataset,
+                            processing_class=tokenizer)
+    prompt = tokenizer.decode(trainer.train_dataset[1]["prompt_ids"])
+    assert "<|system|> answer ." in prompt and "tell color sea" in tokenizer.decode(trainer.train_dataset[1]["chosen_ids"])
+    before = {n: p.clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    assert trainer.state.log_history[-1]["train_loss"] is not None
+    assert all(not torch.equal(p, trainer.model.get_parameter(n)) for n, p in before.items())

@@ -6,6 +6,7 @@ conversational chosen/rejected). These checks run before TRL tokenises, and repo
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -16,8 +17,19 @@ logger = logging.getLogger("adadpo")
 REQUIRED_COLUMNS = ("chosen", "rejected")
 
 
+#: The roles a chosen or rejected response may hold: the assistant's turns, and tool results between them (a
+#: response that calls a tool, reads its result and answers). Other turns belong in the prompt.
+RESPONSE_ROLES = ("assistant", "tool")
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
+        return " ".join(str(p.get("text") or "") if isinstance(p, dict) else str(p) for p in content)
+    return "" if content is None else str(content)
+
+
 def _text(value: Any) -> str:
-    """The text of a response: a string, or the concatenated contents of a list of chat messages."""
+    """The text of a response: a string, or the contents (and tool calls) of a list of chat messages."""
     if value is None:
         return ""
     if isinstance(value, str):
@@ -25,10 +37,12 @@ def _text(value: Any) -> str:
     if isinstance(value, list):
         parts = []
         for message in value:
-            content = message.get("content") if isinstance(message, dict) else message
-            if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
-                content = " ".join(str(p.get("text") or "") for p in content if isinstance(p, dict))
-            parts.append("" if content is None else str(content))
+            if not isinstance(message, dict):
+                parts.append(str(message))
+                continue
+            parts.append(_content_text(message.get("content")))
+            if message.get("tool_calls"):
+                parts.append(json.dumps(message["tool_calls"], sort_keys=True, default=str))
         return "".join(parts)
     return str(value)
 
@@ -38,22 +52,53 @@ def _rows(indices: list[int]) -> str:
 
 
 def _format_problem(value: Any) -> str | None:
-    """What is wrong with one prompt/chosen/rejected value's structure, or ``None``: chat messages need a
-    ``role`` and a ``content``."""
+    """What is wrong with one prompt/chosen/rejected value's structure, or ``None``. As in TRL, a chat message
+    has a ``role`` and a ``content`` (a string or a list of parts), or, an assistant calling a tool,
+    ``tool_calls`` instead of a content; any other field is the chat template's business."""
     if isinstance(value, str) or value is None:
         return None
     if not isinstance(value, list):
         return f"is a {type(value).__name__}, expected a string or a list of chat messages"
     for j, message in enumerate(value):
-        if not isinstance(message, dict) or not message.get("role") or message.get("content") is None:
-            return f"message {j} has no role or content ({message!r:.80}); chat messages look like " \
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str) or not message["role"]:
+            return f"message {j} has no role ({message!r:.80}); chat messages look like " \
                    "{'role': 'assistant', 'content': '...'}"
+        content = message.get("content")
+        if content is None and not message.get("tool_calls"):
+            return f"message {j} ({message['role']}) has no content ({message!r:.80}); a message needs a 'content' " \
+                   "(a string or a list of parts), or 'tool_calls' for an assistant calling a tool"
+        if content is not None and not isinstance(content, (str, list)):
+            return f"message {j} has a content of type {type(content).__name__} ({content!r:.40}); expected a " \
+                   "string or a list of parts such as [{'type': 'text', 'text': '...'}]"
+    return None
+
+
+def _shared_turns(chosen: Any, rejected: Any) -> int:
+    """How many leading messages chosen and rejected share: TRL's implicit prompt when there is no prompt column."""
+    n = 0
+    while n < min(len(chosen), len(rejected)) and chosen[n] == rejected[n]:
+        n += 1
+    return n
+
+
+def _response_problem(messages: list[dict[str, Any]], start: int) -> str | None:
+    """What is wrong with the roles of a chat response (its messages from ``start`` on), or ``None``."""
+    for j in range(start, len(messages)):
+        role = messages[j]["role"]
+        if role not in RESPONSE_ROLES:
+            return (f"message {j} has role {role!r}; a response holds the assistant's messages (and 'tool' results "
+                    "between them): earlier turns belong in 'prompt', and roles are "
+                    "'system', 'user', 'assistant' or 'tool'")
+    if messages and messages[-1]["role"] != "assistant":
+        return (f"the conversation ends on a {messages[-1]['role']} turn; a response must end with the assistant's "
+                "message")
     return None
 
 
 def check_formats(rows: Any, columns: list[str], name: str) -> None:
     """``ValueError`` naming the row and column when a dataset mixes string and chat formats, a chat message
-    lacks a role or content, or a chat response ends on a user turn (it would teach the user's words)."""
+    lacks a role or content, or a chat response holds other turns than the assistant's (and tool results) or does
+    not end with the assistant's (it would teach the user's words)."""
     first: tuple[int, str, str] | None = None  # the first value's row, format and column
     for i, row in enumerate(rows):
         for column in columns:
@@ -68,10 +113,14 @@ def check_formats(rows: Any, columns: list[str], name: str) -> None:
                     f"the {name} dataset mixes formats: row {i}, column {column!r} is {kind} but row {first[0]}, "
                     f"column {first[2]!r} is {first[1]}; every prompt, chosen and rejected must be strings, or every "
                     "one chat messages")
-            if column != "prompt" and isinstance(value, list) and value and value[-1].get("role") == "user":
-                raise ValueError(
-                    f"the {name} dataset, row {i}, column {column!r}: the conversation ends on a user turn; a "
-                    "response must end with the assistant's message")
+        for column in REQUIRED_COLUMNS:
+            value = row[column]
+            if isinstance(value, list):
+                other = row["rejected" if column == "chosen" else "chosen"]
+                start = 0 if "prompt" in columns or not isinstance(other, list) else _shared_turns(value, other)
+                problem = _response_problem(value, start)
+                if problem:
+                    raise ValueError(f"the {name} dataset, row {i}, column {column!r}: {problem}")
 
 
 def drop_identical_pairs(dataset: Any, name: str) -> Any:
@@ -96,8 +145,9 @@ def check_preference_dataset(dataset: Any, name: str = "train") -> Any:
     """``dataset`` checked, without the pairs that cannot teach; ``ValueError`` naming the rows for data that is
     wrong. Rules (docs/training.md, "Dataset checks"):
 
-    * refused: a missing chosen/rejected column; an empty response; chat messages without role or content;
-      a chosen/rejected conversation ending on a user turn; rows mixing string and chat formats;
+    * refused: a missing chosen/rejected column; an empty response; chat messages without a role, or without
+      content and tool calls; a chosen/rejected response holding other turns than the assistant's and tool results,
+      or not ending with the assistant's; rows mixing string and chat formats;
     * dropped, with a warning counting them: pairs whose chosen and rejected texts are identical (refused if
       that is every pair).
 
