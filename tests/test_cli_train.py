@@ -84,7 +84,7 @@ def test_train_each_loss_plain_and_balanced(world, tmp_path, loss, balance):
 
 @pytest.mark.parametrize("options", [
     dict(loss_type=["sigmoid", "sft"], loss_weights=[1.0, 0.5], ld_alpha=0.5),
-    dict(loss_type="nca_pair", balance=True, balance_placement="gradient"),
+    dict(loss_type="nca_pair", balance=True),  # placement unset: gradient, the one that balances it (and said)
     dict(loss_type="robust", label_smoothing=0.1, use_weighting=True, balance=True),
 ], ids=["mpo_ld", "nca_balanced", "robust_wpo_balanced"])
 def test_train_with_trls_loss_options_from_yaml(world, tmp_path, options):
@@ -95,7 +95,10 @@ def test_train_with_trls_loss_options_from_yaml(world, tmp_path, options):
     assert [r["step"] for r in steps] == [1, 2, 3] and all(math.isfinite(r["loss"]) for r in steps)
     assert all(("balance/coef_chosen" in r) == options.get("balance", False) for r in steps)
     types = options["loss_type"]
-    assert f"| loss | {types if isinstance(types, str) else '+'.join(types)} |" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert f"| loss | {types if isinstance(types, str) else '+'.join(types)} |" in card
+    if types == "nca_pair":  # before: an error unless balance_placement: gradient was set
+        assert "| balance.placement | gradient (chosen for loss nca_pair: balance_placement unset) |" in card
 
 
 def test_train_chat_dataset_with_evaluation(world, tmp_path):

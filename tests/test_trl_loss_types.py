@@ -49,6 +49,8 @@ OPTIONS = {
     "alpha_divergence": dict(f_divergence_type="alpha_divergence"),
     "alpha_divergence_ipo": dict(loss_type="ipo", f_divergence_type="alpha_divergence", f_alpha_divergence_coef=2.0),
     "js_robust": dict(loss_type="robust", label_smoothing=0.2, f_divergence_type="js_divergence"),
+    # an unchanged TRL config with label_smoothing: stock sigmoid ignores it, and so does adadpo unless `loss` is set
+    "sigmoid_label_smoothing": dict(label_smoothing=0.1),
 }
 
 
@@ -170,7 +172,7 @@ def test_trainer_equals_stock_dpotrainer(name, model_dir, tokenizer, dataset, tm
         torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6, msg=n)
     backend = ours.logps_backend_for(ours.model).name
     assert backend == ("trl_fused" if options.get("use_weighting") else "chunked")  # WPO needs TRL's fused head
-    native = name in ("sigmoid", "ipo", "ld")
+    native = name in ("sigmoid", "ipo", "ld", "sigmoid_label_smoothing")
     assert isinstance(ours.loss_spec, LossSpec if native else TrlLossSpec)
 
 
@@ -302,6 +304,39 @@ def test_loss_and_loss_type_resolve_to_one_loss(tmp_path, kwargs, expected):
     assert (spec.loss, type(spec)) == expected
 
 
+def test_label_smoothing_is_conservative_dpo_only_when_loss_is_set(tmp_path, caplog):
+    """An unchanged TRL config trains as stock (sigmoid ignores label_smoothing; before: conservative DPO), with a
+    line saying so; ``loss: dpo`` asks for adadpo's conservative DPO."""
+    with caplog.at_level("WARNING", logger="adadpo"):
+        stock_like = AdaDPOConfig(str(tmp_path), **TRAINER_ARGS, label_smoothing=0.1).loss_spec()
+    assert stock_like.params["label_smoothing"] == 0.0
+    assert "label_smoothing=0.1 does nothing with loss_type=['sigmoid'] (stock TRL ignores it too); set loss: dpo" \
+        in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="adadpo"):
+        conservative = AdaDPOConfig(str(tmp_path), **TRAINER_ARGS, loss="dpo", label_smoothing=0.1).loss_spec()
+    assert conservative.params["label_smoothing"] == 0.1 and "label_smoothing" not in caplog.text
+
+
+@pytest.mark.parametrize(("kwargs", "notice"), [
+    (dict(loss_type="nca_pair", balance=True), "balance_placement=gradient, chosen for loss_type 'nca_pair'"),
+    (dict(balance_clip=5.0), "balance_clip=5.0 does nothing without balance: true"),
+    (dict(balance_placement="gradient", balance_level="sequence"),
+     "balance_level='sequence', balance_placement='gradient' does nothing without balance: true"),
+    (dict(loss="simpo"), "loss=simpo with beta=0.1 (DPO's default): SimPO's rewards are per-token means"),
+])
+def test_settings_that_do_nothing_or_were_chosen_are_said(tmp_path, caplog, kwargs, notice):
+    with caplog.at_level("WARNING", logger="adadpo"):
+        config = AdaDPOConfig(str(tmp_path), **{**TRAINER_ARGS, **kwargs})
+    assert notice in caplog.text and len(caplog.records) == 1
+    if kwargs.get("loss_type") == "nca_pair":  # before: an error unless balance_placement: gradient was set
+        assert config.loss_spec().balance.placement == "gradient"
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="adadpo"):
+        AdaDPOConfig(str(tmp_path), **{**TRAINER_ARGS, "balance": True, "beta": 2.0})  # nothing to say
+    assert not caplog.records
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [
     (dict(loss="simpo", loss_type="hinge"), r"loss='simpo' and loss_type=\['hinge'\] name different losses"),
     (dict(loss="ipo", loss_type=["sigmoid", "sft"]), r"loss='ipo' and loss_type=\['sigmoid', 'sft'\] name different"),
@@ -315,7 +350,7 @@ def test_loss_and_loss_type_resolve_to_one_loss(tmp_path, kwargs, expected):
     (dict(loss_type="sft", balance=True), r"balance does not apply to loss_type 'sft' alone"),
     (dict(loss_type=["sigmoid", "hinge"], balance=True),
      r"balance applies to one pairwise loss_type, got \['sigmoid', 'hinge'\]"),
-    (dict(loss_type="nca_pair", balance=True),
+    (dict(loss_type="nca_pair", balance=True, balance_placement="margin"),  # chosen: refused; unset: gradient
      r"loss_type 'nca_pair' gives each side its own slope.*placement='gradient'"),
     (dict(loss_type="exo_pair"), r"loss_type 'exo_pair' needs label_smoothing in \(0, 1\)"),
     (dict(loss_type="nca_pair", f_divergence_type="forward_kl"),

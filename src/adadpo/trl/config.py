@@ -9,6 +9,7 @@ the :class:`~adadpo.core.trl_losses.TrlLossSpec`) the trainer applies every step
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field, make_dataclass
 
@@ -17,6 +18,9 @@ from trl import DPOConfig
 from adadpo.core.balance import Balance, balance_options
 from adadpo.core.spec import LOSSES, LossSpec, get_family
 from adadpo.core.trl_losses import TrlLossSpec
+from adadpo.trl.notices import config_notices, two_sided
+
+logger = logging.getLogger("adadpo")
 
 #: Where the trainer's log-probs come from; see ``AdaDPOConfig.logps_backend``.
 LOGPS_BACKENDS = ("chunked", "trl_fused", "full")
@@ -62,12 +66,19 @@ def _gloo_process_group(timeout_seconds: int) -> None:
         dist.init_process_group(backend="gloo", timeout=timedelta(seconds=timeout_seconds))
 
 
-#: ``balance_<name>`` for every field of :class:`adadpo.Balance`, same type, default and help.
+#: Balance fields whose config default is ``None``, chosen from the loss (see ``AdaDPOConfig.balance_spec``).
+CHOSEN_BY_LOSS = {"placement": " Unset: margin, or gradient for TRL's two-sided losses (nca_pair, bco_pair, "
+                               "sppo_hard, apo_zero, apo_down), which only it balances exactly."}
+
+#: ``balance_<name>`` for every field of :class:`adadpo.Balance`, same type, default and help (``placement``:
+#: unset by default, see :data:`CHOSEN_BY_LOSS`).
 BalanceFields = make_dataclass(
     "BalanceFields",
     [
-        (BALANCE_PREFIX + o.name, o.kind,
-         field(default=o.default, metadata={"help": o.help, **({"choices": list(o.choices)} if o.choices else {})}))
+        (BALANCE_PREFIX + o.name, o.kind | None if o.name in CHOSEN_BY_LOSS else o.kind,
+         field(default=None if o.name in CHOSEN_BY_LOSS else o.default,
+               metadata={"help": o.help + CHOSEN_BY_LOSS.get(o.name, ""),
+                         **({"choices": list(o.choices)} if o.choices else {})}))
         for o in balance_options()
     ],
 )
@@ -83,7 +94,10 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
 
     Args:
         loss: preference loss family, one of ``dpo``, ``rdpo``, ``ipo``, ``simpo``, ``cpo``, ``orpo``
-            (``dpo`` and ``ipo`` are TRL's ``loss_type`` ``sigmoid`` and ``ipo``).
+            (``dpo`` and ``ipo`` are TRL's ``loss_type`` ``sigmoid`` and ``ipo``). Unset (``None``), the loss is
+            the one ``loss_type`` names, exactly as stock ``DPOConfig`` trains it (:attr:`loss_family`: ``dpo``);
+            set, it is adadpo's: ``loss="dpo"`` with ``label_smoothing`` is conservative DPO, where TRL's
+            ``sigmoid`` ignores ``label_smoothing``.
         balance: train the AdaDPO (gradient-balanced) form of ``loss`` instead of the plain one.
         balance_<field>: one per field of :class:`adadpo.Balance` (``balance_level``, ``balance_use_reference``,
             ``balance_alpha_chosen``, ``balance_alpha_rejected``, ``balance_clip``, ``balance_normalize``,
@@ -105,9 +119,10 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
             step) and fail at the first bad value; off, a bad batch surfaces as ``NonFiniteLossError``.
     """
 
-    loss: str = field(
-        default="dpo",
-        metadata={"help": "Preference loss family.", "choices": list(LOSSES)},
+    loss: str | None = field(
+        default=None,
+        metadata={"help": "Preference loss family (unset: the one loss_type names, DPO by default).",
+                  "choices": list(LOSSES)},
     )
     balance: bool = field(default=False, metadata={"help": "Use the AdaDPO (gradient-balanced) form of the loss."})
     gamma: float | None = field(default=None, metadata={"help": "SimPO target margin (simpo only; None means 0.5)."})
@@ -143,15 +158,15 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
         if self.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 and self.ddp_backend in (None, "gloo"):
             _gloo_process_group(self.ddp_timeout)
         super().__post_init__()
-        get_family(self.loss)
+        get_family(self.loss_family)
         if not isinstance(self.balance, bool):
             raise ValueError(f"balance={self.balance!r} must be a bool (True: the AdaDPO form of the loss)")
         self.loss_type = [self.loss_type] if isinstance(self.loss_type, str) else list(self.loss_type)
-        if resolve_loss(self.loss, self.loss_type) is None:
+        if resolve_loss(self.loss_family, self.loss_type) is None:
             for name, default in TRL_LOSS_OPTIONS.items():
                 if getattr(self, name) != default:
                     raise ValueError(f"{name}={getattr(self, name)!r} is an option of TRL's losses (loss_type) and "
-                                     f"does not apply to loss={self.loss!r}; leave it at {default!r}")
+                                     f"does not apply to loss={self.loss_family!r}; leave it at {default!r}")
         if self.ld_alpha is not None and not (isinstance(self.ld_alpha, (int, float)) and 0 <= self.ld_alpha <= 1):
             raise ValueError(f"ld_alpha={self.ld_alpha!r} must be a number in [0, 1] (LD-DPO's weight of the tokens "
                              "past the pair's shared length), or None")
@@ -166,35 +181,49 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
         ):
             raise ValueError(f"logps_chunk_size={self.logps_chunk_size!r} must be a positive integer (or None for the default)")
         spec = self.loss_spec()  # every loss and balance_* field, also when balance=False
+        if int(os.environ.get("RANK", "0")) == 0:  # once, not once per process
+            for notice in config_notices(self, resolve_loss(self.loss_family, self.loss_type)):
+                logger.warning("adadpo: %s", notice)
         if self.precompute_ref_log_probs and not spec.needs_reference:
             raise ValueError(
-                f"precompute_ref_log_probs=True, but loss={self.loss!r} is reference-free and uses no reference "
+                f"precompute_ref_log_probs=True, but loss={self.loss_family!r} is reference-free and uses no reference "
                 "log-probs; set it to False"
             )
         if self.sync_ref_model and not spec.needs_reference:
-            raise ValueError(f"sync_ref_model=True, but loss={self.loss!r} is reference-free; set it to False")
+            raise ValueError(f"sync_ref_model=True, but loss={self.loss_family!r} is reference-free; set it to False")
+
+    @property
+    def loss_family(self) -> str:
+        """``loss``, or ``dpo`` (which defers to ``loss_type``) when it is not set."""
+        return self.loss or "dpo"
 
     def balance_spec(self) -> Balance:
-        """The :class:`adadpo.Balance` of the ``balance_*`` fields (whether or not ``balance`` is on)."""
-        return Balance(**{o.name: getattr(self, BALANCE_PREFIX + o.name) for o in balance_options()})
+        """The :class:`adadpo.Balance` of the ``balance_*`` fields (whether or not ``balance`` is on); an unset
+        ``balance_placement`` is ``gradient`` for TRL's two-sided losses (the placement that balances them
+        exactly), else ``margin``."""
+        values = {o.name: getattr(self, BALANCE_PREFIX + o.name) for o in balance_options()}
+        if values["placement"] is None:
+            values["placement"] = "gradient" if two_sided(resolve_loss(self.loss_family, self.loss_type)) else "margin"
+        return Balance(**values)
 
     def loss_spec(self) -> LossSpec | TrlLossSpec:
         """What ``AdaDPOTrainer`` applies each step, checked: an :class:`adadpo.LossSpec` for adadpo's families
         (and TRL's ``sigmoid`` and ``ipo`` alone, which are adadpo's dpo and ipo), else a
         :class:`adadpo.core.trl_losses.TrlLossSpec` for TRL's other losses and options (see :func:`resolve_loss`)."""
         balance = self.balance_spec()
-        if balance.use_reference and not get_family(self.loss).needs_reference:
+        if balance.use_reference and not get_family(self.loss_family).needs_reference:
             raise ValueError(
-                f"balance_use_reference=True (Balance(use_reference=True)) needs a reference model, but loss={self.loss!r} "
+                f"balance_use_reference=True (Balance(use_reference=True)) needs a reference model, but loss={self.loss_family!r} "
                 "is reference-free; set it to False"
             )
-        loss_types = resolve_loss(self.loss, self.loss_type)
+        loss_types = resolve_loss(self.loss_family, self.loss_type)
         native = loss_types in (["sigmoid"], ["ipo"]) and self.loss_weights in (None, [1.0]) \
             and self.f_divergence_type == "reverse_kl" and not self.use_weighting
         if loss_types is None or native:
-            loss = self.loss if loss_types is None else {v: k for k, v in NATIVE_LOSS_TYPES.items()}[loss_types[0]]
-            # TRL's ipo ignores label_smoothing; adadpo's ipo refuses it, so only loss='ipo' itself passes it on
-            smoothing = self.label_smoothing if loss != "ipo" or self.loss == "ipo" else None
+            loss = self.loss_family if loss_types is None else {v: k for k, v in NATIVE_LOSS_TYPES.items()}[loss_types[0]]
+            # TRL's sigmoid and ipo ignore label_smoothing: only adadpo's loss, named by `loss`, applies it (conservative
+            # dpo, rdpo, simpo, cpo; ipo refuses it)
+            smoothing = self.label_smoothing if self.loss is not None else None
             return LossSpec(
                 loss, beta=self.beta, gamma=self.gamma, length_alpha=self.length_alpha, cpo_alpha=self.cpo_alpha,
                 label_smoothing=smoothing, balance=balance if self.balance else None, debug=self.loss_debug,
