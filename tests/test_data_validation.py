@@ -57,7 +57,8 @@ def test_identical_pairs_are_counted_and_dropped(caplog):
     ([{"prompt": chat("user", "q"), "chosen": chat("assistant", "a") + chat("tool", "22"),
        "rejected": chat("assistant", "b")}],
      r"row 0, column 'chosen': the conversation ends on a tool turn"),
-    ([{"prompt": chat("user", "q"), "chosen": [{"role": "assistant", "content": 3}], "rejected": chat("assistant", "b")}],
+    ([{"prompt": chat("user", "q"), "chosen": [{"role": "assistant", "content": 3}],
+       "rejected": chat("assistant", "b")}],
      r"row 0, column 'chosen': message 0 has a content of type int"),
     ([{"prompt": "q", "chosen": " a", "rejected": " b"},
       {"prompt": "q", "chosen": chat("assistant", "a"), "rejected": chat("assistant", "b")}],
@@ -116,7 +117,8 @@ def tool_rows(n: int) -> list[dict]:
     rows = []
     for i in range(n):
         thing = things[i % len(things)]
-        prompt = [{"role": "system", "content": "answer ."}, {"role": "user", "content": f"what color is the {thing} ?"}]
+        prompt = [{"role": "system", "content": "answer ."},
+                  {"role": "user", "content": f"what color is the {thing} ?"}]
         if i % 3 == 0:
             chosen, rejected = [_call(thing)], [{"role": "assistant", "content": "no ."}]
         elif i % 3 == 1:
@@ -145,12 +147,14 @@ def test_tool_call_data_trains_as_in_trl(tmp_path, balance):
     write_jsonl(tmp_path / "tool.jsonl", tool_rows(8))
     dataset = load_preference_dataset(str(tmp_path / "tool.jsonl"))["train"]  # through Arrow, as a file arrives
     assert check_preference_dataset(dataset) is dataset  # nothing refused, nothing dropped
-    args = AdaDPOConfig(str(tmp_path / "out"), **{**TRAINER_ARGS, "learning_rate": 0.1, "per_device_train_batch_size": 2},
+    args = AdaDPOConfig(str(tmp_path / "out"),
+                        **{**TRAINER_ARGS, "learning_rate": 0.1, "per_device_train_batch_size": 2},
                         max_steps=2, balance=balance)
     trainer = AdaDPOTrainer(make_model(tokenizer), make_model(tokenizer), args=args, train_dataset=dataset,
                             processing_class=tokenizer)
     prompt = tokenizer.decode(trainer.train_dataset[1]["prompt_ids"])
-    assert "<|system|> answer ." in prompt and "tell color sea" in tokenizer.decode(trainer.train_dataset[1]["chosen_ids"])
+    assert "<|system|> answer ." in prompt
+    assert "tell color sea" in tokenizer.decode(trainer.train_dataset[1]["chosen_ids"])
     before = {n: p.clone() for n, p in trainer.model.named_parameters()}
     trainer.train()
     assert trainer.state.log_history[-1]["train_loss"] is not None

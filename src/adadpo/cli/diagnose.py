@@ -129,8 +129,8 @@ def pair_logps(
         # about is applied afterwards, to the sums computed here.
         with warnings.catch_warnings():  # DPOConfig's own defaults trigger deprecation notices irrelevant here
             warnings.simplefilter("ignore", FutureWarning)
-            config = AdaDPOConfig(output_dir=tmp, loss="simpo", report_to="none", max_length=max_length, bf16=False,
-                                  disable_tqdm=True)
+            config = AdaDPOConfig(output_dir=tmp, loss="simpo", beta=2.0, report_to="none", max_length=max_length,
+                                  bf16=False, disable_tqdm=True)
         bars_were_on = datasets_logging.is_progress_bar_enabled()
         datasets_logging.disable_progress_bar()  # one bar (ours) rather than four dataset.map ones
         try:

@@ -243,7 +243,8 @@ def _check_training_args(config) -> None:
                          "defers to it); give a number of epochs > 0, or max_steps >= 1")
     if config.fp16 and config.use_cpu or config.fp16 and not torch.cuda.is_available():
         raise ValueError("fp16=True needs a GPU (fp16 mixed precision is CUDA-only; on this machine training would run "
-                         "in float32); set fp16: false, or bf16: true with use_cpu: true to train in bfloat16 on the CPU")
+                         "in float32); set fp16: false, or bf16: true with use_cpu: true to train in bfloat16 on the "
+                         "CPU")
 
 
 def _datasets(script, config, mixture) -> tuple:

@@ -213,16 +213,18 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
         balance = self.balance_spec()
         if balance.use_reference and not get_family(self.loss_family).needs_reference:
             raise ValueError(
-                f"balance_use_reference=True (Balance(use_reference=True)) needs a reference model, but loss={self.loss_family!r} "
+                "balance_use_reference=True (Balance(use_reference=True)) needs a reference model, but "
+                f"loss={self.loss_family!r} "
                 "is reference-free; set it to False"
             )
         loss_types = resolve_loss(self.loss_family, self.loss_type)
         native = loss_types in (["sigmoid"], ["ipo"]) and self.loss_weights in (None, [1.0]) \
             and self.f_divergence_type == "reverse_kl" and not self.use_weighting
         if loss_types is None or native:
-            loss = self.loss_family if loss_types is None else {v: k for k, v in NATIVE_LOSS_TYPES.items()}[loss_types[0]]
-            # TRL's sigmoid and ipo ignore label_smoothing: only adadpo's loss, named by `loss`, applies it (conservative
-            # dpo, rdpo, simpo, cpo; ipo refuses it)
+            native_names = {v: k for k, v in NATIVE_LOSS_TYPES.items()}
+            loss = self.loss_family if loss_types is None else native_names[loss_types[0]]
+            # TRL's sigmoid and ipo ignore label_smoothing: only adadpo's loss, named by `loss`, applies it
+            # (conservative dpo, rdpo, simpo, cpo; ipo refuses it)
             smoothing = self.label_smoothing if self.loss is not None else None
             return LossSpec(
                 loss, beta=self.beta, gamma=self.gamma, length_alpha=self.length_alpha, cpo_alpha=self.cpo_alpha,

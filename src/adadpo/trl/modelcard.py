@@ -70,8 +70,8 @@ def settings_section(args: Any, mixed_precision: str | None = None) -> str:
     if spec.balance is not None:
         rows += [(f"balance.{f.name}", getattr(spec.balance, f.name)) for f in fields(spec.balance)]
         if getattr(args, "balance_placement", "") is None:  # chosen from the loss, not by the user
-            rows = [(k, f"{v} (chosen for loss {spec.loss}: balance_placement unset)" if k == "balance.placement" else v)
-                    for k, v in rows]
+            chosen = f"(chosen for loss {spec.loss}: balance_placement unset)"
+            rows = [(k, f"{v} {chosen}" if k == "balance.placement" else v) for k, v in rows]
     if mixed_precision is not None:
         rows.append(("mixed precision (as run)", {"no": "none (float32)"}.get(mixed_precision, mixed_precision)))
     table = "\n".join(f"| {k} | {v} |" for k, v in rows)

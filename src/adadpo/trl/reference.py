@@ -51,7 +51,8 @@ def check_reference_source(model: Any, ref_model: Any, args: Any, peft_config: A
     path = get_config_model_id(model.config)
     if not path:
         raise ValueError(
-            f"loss={args.loss_family!r} needs reference log-probs, but no ref_model was given and the policy model has no "
+            f"loss={args.loss_family!r} needs reference log-probs, but no ref_model was given and the policy model has "
+            "no "
             "name_or_path to load a reference copy from; pass ref_model=..., set precompute_ref_log_probs=True "
             "(the policy before training is the reference), train a PEFT adapter (peft_config=...), or use a "
             "reference-free loss (simpo, cpo, orpo)"

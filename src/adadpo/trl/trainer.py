@@ -80,7 +80,8 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
         if self.loss_spec.needs_reference:
             check_reference_source(model, ref_model, args, peft_config)
         elif ref_model is not None:
-            raise ValueError(f"ref_model was given, but loss={args.loss_family!r} is reference-free; drop it or use dpo, rdpo or ipo")
+            raise ValueError(f"ref_model was given, but loss={args.loss_family!r} is reference-free; drop it or use "
+                             "dpo, rdpo or ipo")
         self._backends: dict[int, LogpsBackend] = {}  # id(unwrapped model) -> its backend; see logps_backend_for
         with contextlib.nullcontext() if self.loss_spec.needs_reference else no_reference_model(self):
             super().__init__(model, ref_model, args, *pos, **kw)
