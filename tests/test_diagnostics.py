@@ -34,7 +34,7 @@ def test_agrees_with_the_loss_metric_and_respects_level_and_reference():
     g = torch.Generator().manual_seed(0)
     T_w, T_l = torch.randint(1, 30, (16,), generator=g).double(), torch.randint(1, 30, (16,), generator=g).double()
     A_w, A_l = -torch.rand(16, generator=g, dtype=torch.float64) * T_w, -2 * torch.rand(16, generator=g, dtype=torch.float64) * T_l
-    R_w, R_l = A_w - 0.3, A_l + 0.2
+    R_w, R_l = A_w - 0.3, 0.5 * A_l  # sums of log-probs: <= 0
     kw = dict(chosen_logps=A_w, rejected_logps=A_l, chosen_lengths=T_w, rejected_lengths=T_l)
     rep = gradient_imbalance("simpo", **kw)
     out = preference_loss("simpo", **kw)

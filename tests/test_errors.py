@@ -9,6 +9,7 @@ import torch
 
 import adadpo
 from adadpo import Balance, preference_loss
+from adadpo.core.trl_losses import TrlLossSpec
 
 
 def kw(**over):
@@ -39,6 +40,17 @@ CASES = [
     ("integer logps", lambda: preference_loss("dpo", **kw(rejected_logps=torch.tensor([-6, -5])))),
     ("nan logps", lambda: preference_loss("dpo", **kw(chosen_logps=torch.tensor([-4.0, math.nan]))),
      r"chosen_logps must be finite; found nan at index 1"),
+    # values that passed and trained nonsense: log-prob sums above 0, and betas beyond float32's arithmetic
+    ("positive logps", lambda: preference_loss("dpo", **kw(chosen_logps=torch.tensor([-4.0, 5.0]))),
+     r"chosen_logps must be <= 0 for every pair \(a sum of token log-probabilities\); found 5 at index 1"),
+    ("positive ref", lambda: preference_loss("ipo", **kw(ref_chosen_logps=torch.tensor([0.5, -1.0]))),
+     r"ref_chosen_logps must be <= 0 for every pair"),
+    ("tiny ipo beta", lambda: preference_loss("ipo", **kw(), beta=1e-40),  # before: an infinite loss
+     r"beta=1e-40 is outside \[1e-09, 1e\+09\], where the loss stays finite in float32"),
+    ("huge beta", lambda: preference_loss("dpo", **kw(), beta=1e300),  # before: loss 0, NaN gradients
+     r"beta=1e\+300 is outside \[1e-09, 1e\+09\]"),
+    ("huge gamma", lambda: adadpo.LossSpec("simpo", gamma=1e300), r"gamma=1e\+300 is too large for the loss's float32"),
+    ("huge trl beta", lambda: TrlLossSpec("hinge", beta=1e300), r"beta=1e\+300 is outside"),
     ("inf ref", lambda: preference_loss("ipo", **kw(ref_rejected_logps=torch.tensor([-math.inf, -1.0]))),
      r"ref_rejected_logps must be finite; found -inf at index 0"),
     ("missing reference", lambda: preference_loss("dpo", **kw(**NOREF)),

@@ -313,8 +313,8 @@ def test_conservative_dpo_matches_cpo_loss_on_log_ratios(label_smoothing, seed, 
     # TRL 1.16's DPOTrainer "sigmoid" ignores label_smoothing; CPOTrainer.cpo_loss's "sigmoid" with
     # label_smoothing fed the log-ratios h = A - R is exactly conservative DPO.
     A_w, A_l, T_w, T_l, gen = _pair_sums(seed, B)
-    R_w = A_w + 5 * torch.randn(B, generator=gen, dtype=A_w.dtype)
-    R_l = A_l + 5 * torch.randn(B, generator=gen, dtype=A_w.dtype)
+    R_w = A_w - 5 * torch.randn(B, generator=gen, dtype=A_w.dtype).abs()  # sums of log-probs: <= 0
+    R_l = A_l - 5 * torch.randn(B, generator=gen, dtype=A_w.dtype).abs()
     losses, r_w, r_l = CPOTrainer.cpo_loss(_fake_cpo("sigmoid", beta, label_smoothing), A_w - R_w, A_l - R_l)
     out = adadpo.preference_loss("dpo", chosen_logps=A_w, rejected_logps=A_l, chosen_lengths=T_w,
                                  rejected_lengths=T_l, ref_chosen_logps=R_w, ref_rejected_logps=R_l,

@@ -21,6 +21,10 @@ from torch import Tensor
 _LOGPS = ("chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps")
 
 
+#: Per-token tolerance above 0 of a log-prob sum (rounding in low precision); beyond it a sum is not a log-prob.
+LOGP_SLACK = 1e-2
+
+
 def _check_tensor(name: str, x: object, shape: torch.Size | None) -> None:
     if not isinstance(x, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of shape [B], got {type(x).__name__}")
@@ -83,17 +87,28 @@ class PairLogps:
         return cls(**{name: torch.cat([getattr(p, name) for p in parts]) for name in names})
 
     def check_values(self) -> PairLogps:
-        """Raise ``ValueError`` naming the field and the first bad pair unless every sum is finite and every
-        length ``>= 1``; one host sync for all checks. Returns ``self``."""
+        """Raise ``ValueError`` naming the field and the first bad pair unless every sum is finite and at most 0
+        (a sum of log-probabilities; :data:`LOGP_SLACK` per token allows for rounding) and every length ``>= 1``;
+        one host sync for all checks. Returns ``self``."""
         values = self.tensors()
         checks = {name: torch.isfinite(x.detach()).all() for name, x in values.items()}
         checks.update({f"{n}>=1": (values[n].detach() >= 1).all() for n in ("chosen_lengths", "rejected_lengths")})
+        slack = {side: LOGP_SLACK * values[f"{side}_lengths"].detach().clamp(min=1) for side in ("chosen", "rejected")}
+        checks.update({f"{n}<=0": (values[n].detach() <= slack[n.split("_")[-2]]).all()
+                       for n in values if n.endswith("_logps")})
         flags = torch.stack([c.to(self.chosen_logps.device) for c in checks.values()]).tolist()
         for key, ok in zip(checks, flags):
             if ok:
                 continue
-            name = key.removesuffix(">=1")
+            name = key.removesuffix(">=1").removesuffix("<=0")
             x = values[name].detach()
+            if key.endswith("<=0"):
+                bad = torch.nonzero(x > slack[name.split("_")[-2]]).flatten()
+                raise ValueError(
+                    f"{name} must be <= 0 for every pair (a sum of token log-probabilities); found "
+                    f"{x[bad[0]].item():g} at index {bad[0].item()} ({bad.numel()} pair(s) in all): pass log-probs, "
+                    "not probabilities, logits or negated log-probs"
+                )
             if key.endswith(">=1"):
                 bad = torch.nonzero(x < 1).flatten()
                 raise ValueError(

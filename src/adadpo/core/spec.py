@@ -56,10 +56,35 @@ def get_family(loss: str) -> LossFamily:
     return LOSSES[loss]
 
 
-def _finite(name: str, value: object) -> float:
+#: The loss parameters' bound: within ``[1/PARAM_LIMIT, PARAM_LIMIT]`` (beta) or ``|x| <= PARAM_LIMIT`` (the
+#: others), beta, ipo's target margin ``1/(2 beta)``, their products with log-prob sums of up to 1e5 and the
+#: squares of those stay finite in float32 (max 3.4e38); beyond it the loss or its gradient overflows (ipo with
+#: beta=1e-40 gives an infinite loss; beta=1e300 is inf in float32, a zero loss with NaN gradients).
+PARAM_LIMIT = 1e9
+
+
+def finite_number(name: str, value: object) -> float:
+    """``value`` as a float; ``ValueError`` unless it is a finite number of magnitude ``<= PARAM_LIMIT``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{name}={value!r} must be a finite number")
+    if abs(value) > PARAM_LIMIT:
+        raise ValueError(f"{name}={value!r} is too large for the loss's float32 arithmetic; expected |{name}| <= "
+                         f"{PARAM_LIMIT:g}")
     return float(value)
+
+
+def check_beta(value: object) -> float:
+    """``beta`` as a float; ``ValueError`` unless it is a number in ``[1/PARAM_LIMIT, PARAM_LIMIT]``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"beta={value!r} must be a finite number > 0")
+    if not 1 / PARAM_LIMIT <= value <= PARAM_LIMIT:
+        raise ValueError(f"beta={value!r} is outside [{1 / PARAM_LIMIT:g}, {PARAM_LIMIT:g}], where the loss stays "
+                         "finite in float32 (ipo's target margin 1/(2 beta), beta times the log-prob margins); "
+                         "typical values are 0.01 to 10")
+    return float(value)
+
+
+_finite = finite_number
 
 
 @dataclass(frozen=True)
@@ -97,9 +122,7 @@ class LossSpec:
 
     def __post_init__(self) -> None:
         family = get_family(self.loss)
-        if not (isinstance(self.beta, (int, float)) and not isinstance(self.beta, bool)
-                and math.isfinite(self.beta) and self.beta > 0):
-            raise ValueError(f"beta={self.beta!r} must be a finite number > 0")
+        check_beta(self.beta)
         params: dict[str, float] = {}
         for name in PARAM_DEFAULTS:
             value = getattr(self, name)

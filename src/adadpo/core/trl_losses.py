@@ -53,7 +53,7 @@ from torch import Tensor
 from adadpo.core.balance import Balance, Coefficients, balance_coefficients
 from adadpo.core.losses import PreferenceLossOutput, _compute_view, _metrics, _pairwise, _side_x
 from adadpo.core.pairs import PairLogps
-from adadpo.core.spec import LOSSES, LossSpec
+from adadpo.core.spec import LOSSES, LossSpec, check_beta, finite_number
 
 
 @dataclass(frozen=True)
@@ -92,10 +92,7 @@ LOSS_TYPES: dict[str, LossType] = {
 F_DIVERGENCES = ("reverse_kl", "forward_kl", "js_divergence", "alpha_divergence")
 
 
-def _number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name}={value!r} must be a finite number")
-    return float(value)
+_number = finite_number
 
 
 @dataclass(frozen=True)
@@ -144,9 +141,7 @@ class TrlLossSpec:
             raise ValueError(f"loss_weights={list(weights)} has {len(weights)} weights for {len(types)} loss types "
                              f"{list(types)}")
         weights = tuple(_number("loss_weights", w) for w in weights)
-        beta = _number("beta", self.beta)
-        if beta <= 0:
-            raise ValueError(f"beta={self.beta!r} must be > 0")
+        beta = check_beta(self.beta)
         eps = _number("label_smoothing", self.label_smoothing)
         if "exo_pair" in types and not 0 < eps < 1:
             raise ValueError(f"loss_type 'exo_pair' needs label_smoothing in (0, 1) (EXO's eps, e.g. 1e-3), got {eps}")
