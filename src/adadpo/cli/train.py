@@ -145,12 +145,13 @@ def train(script, config, model_args, mixture=None, given: set[str] = frozenset(
                 trainer.train(resume_from_checkpoint=run.plan.resume)
             except KeyboardInterrupt:
                 raise Interrupted(interrupted_message(trainer, config.output_dir)) from None
-            except RuntimeError as err:  # a collective timed out: another process died or froze
+            except RuntimeError as err:  # a collective timed out: another process stopped, froze, or had no batch
                 if "timed out" not in str(err).lower():
                     raise
                 raise TimeoutError(f"process {config.process_index}: another process stopped answering for ddp_timeout="
-                                   f"{config.ddp_timeout} s at step {trainer.state.global_step} (died or frozen?); "
-                                   "stopping. Run the same command again to resume") from err
+                                   f"{config.ddp_timeout} s at step {trainer.state.global_step} (it stopped, froze, or "
+                                   "ran out of batches first); stopping. Run the same command again to resume once "
+                                   "every process runs on the same data") from err
         trainer.save_model(config.output_dir)
         trainer.create_model_card(model_name=os.path.basename(os.path.abspath(config.output_dir)),
                                   dataset_name=script.dataset_name)

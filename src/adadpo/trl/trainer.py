@@ -12,7 +12,8 @@ distributed set-up. TRL 1.16 computes forward, reference, loss and metrics in on
 * :mod:`adadpo.trl.reference`: reference-free losses load no reference model.
 * :mod:`adadpo.trl.metrics`: one gather per step; a non-finite loss stops every process.
 * :mod:`adadpo.trl.checkpoints`: checkpoints are staged and renamed into place.
-* ``_prepare_dataset``: column, empty-response and length checks; ``create_model_card``: every setting.
+* ``_prepare_dataset``: column, empty-response and length checks; :mod:`adadpo.trl.fingerprint`: every process
+  has the same data; ``create_model_card``: every setting.
 
 Pinned to ``trl>=1.16,<1.17`` (see pyproject.toml): the overridden methods are TRL internals.
 """
@@ -35,6 +36,7 @@ from adadpo.trl.backends import LogpsBackend, choose_backend, model_inputs
 from adadpo.trl.checkpoints import StagedCheckpoints
 from adadpo.trl.config import AdaDPOConfig
 from adadpo.trl.data import check_preference_dataset, report_truncation
+from adadpo.trl.fingerprint import check_same_data
 from adadpo.trl.metrics import NonFiniteLossError, non_finite_message, reduce_step
 from adadpo.trl.modelcard import local_names, method_paper, settings_section
 from adadpo.trl.reference import check_reference_source, no_activation_checkpointing, no_reference_model
@@ -86,6 +88,9 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
         with contextlib.nullcontext() if self.loss_spec.needs_reference else no_reference_model(self):
             super().__init__(model, ref_model, args, *pos, **kw)
         warn_if_not_sharded(self.args, self.accelerator)
+        evals = self.eval_dataset if isinstance(self.eval_dataset, dict) else {"": self.eval_dataset}
+        check_same_data(self.accelerator, {"train": self.train_dataset,
+                                           **{f"eval {k}".strip(): v for k, v in evals.items()}})
         for m in (self.model, self.ref_model):
             if m is not None:
                 self.logps_backend_for(m)
