@@ -121,6 +121,14 @@ def test_train_lora_writes_a_loadable_adapter(world, tmp_path):
     assert (out / "adapter_config.json").exists()
     model = AutoPeftModelForCausalLM.from_pretrained(out)
     assert any("lora_A" in name for name, _ in model.named_parameters())
+    import peft
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(out / "README.md")  # before: TRL's card replaced what PEFT writes (and stock keeps)
+    assert card.data.base_model == str(world / "model") and card.data.pipeline_tag == "text-generation"
+    assert {f"base_model:adapter:{world / 'model'}", "lora", "adadpo"} <= set(card.data.tags)
+    assert f"- PEFT {peft.__version__}" in card.text and "## adadpo" in card.text
+    assert not card.data.get("datasets") and f"`{world / 'data'}` (local data)" in card.text  # no local path there
 
 
 def test_precomputed_reference_from_the_command_line(world, tmp_path):

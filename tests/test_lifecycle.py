@@ -393,6 +393,10 @@ def test_the_model_card_cites_the_method_and_names_local_paths(world, tmp_path, 
     assert f"(https://huggingface.co/papers/{arxiv})" in card and f"eprint        = {{{arxiv}}}" in card or (
         "rafailov2023direct" in card and not balance)
     assert "2305.18290" not in card or not balance  # before: AdaDPO was "introduced in" the DPO paper
+    if balance:  # what the arXiv id says (May 2026), no invented title or authors
+        assert "    year          = {2026},\n    month         = {may}," in card and "    author" not in card
+        assert "note          = {authors and title: see the arXiv record 2605.28440}" in card
+        assert "title         = {AdaDPO}" not in card
     assert "[None]" not in card and f"fine-tuned version of `{world / 'model'}` (a local model)" in card
     assert "huggingface.co/datasets/" not in card and f"`{world / 'data'}` (local data)" in card
     assert "| mixed precision (as run) | none (float32) |" in card

@@ -38,10 +38,44 @@ def method_paper(spec: Any, dpo_citation: str | None = None) -> tuple[str, dict[
         if family is None:
             name = f"DPO ({spec.loss})"
     stock_dpo = spec.balance is None and (family is None or spec.loss == "dpo")
-    citation = dpo_citation if (stock_dpo and dpo_citation) else (
-        f"@misc{{{re.sub(r'[^a-z]', '', name.lower())}{arxiv.replace('.', '')},\n    title         = {{{{{title}}}}},\n"
-        f"    eprint        = {{{arxiv}}},\n    archivePrefix = {{arXiv}},\n}}")
+    key = f"{re.sub(r'[^a-z]', '', name.lower())}{arxiv.replace('.', '')}"
+    known_title = None if (name, title, arxiv)[1:] == ADADPO_PAPER[1:] else title
+    citation = dpo_citation if (stock_dpo and dpo_citation) else bibtex(key, arxiv, known_title)
     return name, {"title": title, "id": arxiv, "citation": citation}
+
+
+def bibtex(key: str, arxiv: str, title: str | None) -> str:
+    """A BibTeX entry of arXiv paper ``arxiv`` with only what is known here: the title when given, and the year and
+    month its identifier (``YYMM.NNNNN``) encodes; for the authors (and a missing title) it points to the record."""
+    year, month = 2000 + int(arxiv[:2]), MONTHS[int(arxiv[2:4]) - 1]
+    entries = [("title", f"{{{title}}}")] if title else []
+    entries += [("eprint", arxiv), ("archivePrefix", "arXiv"), ("year", str(year)), ("month", month),
+                ("url", f"https://arxiv.org/abs/{arxiv}")]
+    if not title:
+        entries.append(("note", f"authors and title: see the arXiv record {arxiv}"))
+    body = "".join(f"    {k:<14}= {{{v}}},\n" for k, v in entries)
+    return f"@misc{{{key},\n{body}}}"
+
+
+MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+
+
+def finish_card(path: str, model: Any, dataset: str | None) -> None:
+    """The card at ``path`` completed as stock's is: a PEFT adapter's metadata (``base_model``, ``pipeline_tag``,
+    the ``base_model:adapter:...`` and ``lora`` tags, the PEFT version line) written by PEFT itself, as stock's
+    final save does (TRL's card replaced it); a local dataset path removed from the ``datasets`` metadata (it is
+    named in the text)."""
+    from huggingface_hub import ModelCard
+
+    if hasattr(model, "create_or_update_model_card") and hasattr(model, "peft_config"):
+        model.create_or_update_model_card(os.path.dirname(path))
+    if dataset and os.path.exists(os.path.expanduser(dataset)):
+        card = ModelCard.load(path)
+        datasets = card.data.get("datasets")
+        if datasets:
+            kept = [d for d in ([datasets] if isinstance(datasets, str) else datasets) if d != dataset]
+            card.data["datasets"] = kept or None
+            card.save(path)
 
 
 def local_names(card: str, model: str | None, dataset: str | None) -> str:
