@@ -120,6 +120,11 @@ def train(script, config, model_args, mixture=None, given: set[str] = frozenset(
     from adadpo.cli.run_dir import (Interrupted, RunSession, checkpoint_is_final, finish_from_checkpoint,
                                     interrupted_message, run_settings)
 
+    from adadpo.trl.ranges import check_fields
+
+    for instance in (script, model_args, mixture):
+        if instance is not None:
+            check_fields(instance)  # AdaDPOConfig checks its own fields when it is built
     if not model_args.model_name_or_path:
         raise ValueError("model_name_or_path is required (a Hugging Face Hub id or a local directory)")
     use_mixture = mixture is not None and mixture.datasets

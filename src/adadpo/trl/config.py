@@ -19,6 +19,7 @@ from adadpo.core.balance import Balance, balance_options
 from adadpo.core.spec import LOSSES, LossSpec, get_family
 from adadpo.core.trl_losses import TrlLossSpec
 from adadpo.trl.notices import config_notices, two_sided
+from adadpo.trl.ranges import check_fields
 
 logger = logging.getLogger("adadpo")
 
@@ -145,6 +146,7 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
     )
 
     def __post_init__(self) -> None:
+        check_fields(self)  # every number and enum in range, before transformers reads them
         if self.bf16 is None and not self.fp16 and not _has_gpu():
             self.bf16 = False  # TRL defaults to bf16, which transformers refuses without a GPU unless use_cpu=True
         if self.activation_checkpointing is None and self.gradient_checkpointing is not None:

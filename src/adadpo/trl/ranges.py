@@ -1,0 +1,157 @@
+"""The valid values of every numeric and enum field of ``adadpo train``'s config, checked before anything runs.
+
+transformers and TRL check few of their numbers: ``learning_rate: -1``, ``seed: -5``, ``max_steps: 2.5``,
+``logging_steps: 0`` or ``lora_dropout: 3`` would train nonsense or fail deep inside training with a traceback.
+:func:`check_fields` refuses, in one line naming the field, the value and what is expected: a value of the wrong
+type (a string or a bool for a number, a fraction for an integer), NaN, infinity where it means nothing, a number
+outside the field's range (:data:`RANGES`), and a value that is not one of an enum field's choices.
+``tests/test_config_classes.py`` checks that every numeric field has a range here, so a new one cannot slip through.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import types
+from dataclasses import dataclass, fields
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+
+@dataclass(frozen=True)
+class Range:
+    """``lo <= x <= hi`` (``<`` where open); ``None``: no bound; ``also``: other values allowed (``-1``: off, or
+    the strings a numeric field takes, such as ``"auto"``)."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    also: tuple[float | str, ...] = ()
+    text: str = ""  # the description, where the bounds read badly as numbers
+
+    def holds(self, x: float) -> bool:
+        if x in self.also:
+            return True
+        low = self.lo is None or (x > self.lo if self.lo_open else x >= self.lo)
+        high = self.hi is None or (x < self.hi if self.hi_open else x <= self.hi)
+        return low and high
+
+    def describe(self, kind: type = float) -> str:
+        """What is expected, e.g. ``-1 or an integer >= 0`` (``kind``: ``int`` or ``float``)."""
+        what = "an integer" if kind is int else "a number"
+        others = [f"{a:g}" if isinstance(a, (int, float)) else repr(a) for a in self.also]
+        return " or ".join([*others, f"{what} {self._bounds()}"])
+
+    def _bounds(self) -> str:
+        if self.text:
+            return self.text
+        if self.lo is not None and self.hi is not None:
+            text = f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+        elif self.lo is not None:
+            text = f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        elif self.hi is not None:
+            text = f"{'<' if self.hi_open else '<='} {self.hi:g}"
+        else:
+            text = f"of magnitude <= {LIMIT:g}"
+        return text
+
+
+#: The magnitude of an unbounded parameter (a loss coefficient): beyond it float32 arithmetic overflows.
+LIMIT = 1e9
+POSITIVE, NON_NEGATIVE, AT_LEAST_ONE = Range(0, lo_open=True), Range(0), Range(1)
+FRACTION, PROBABILITY = Range(0, 1, hi_open=True), Range(0, 1)
+FINITE = Range(-LIMIT, LIMIT)
+SEED = Range(0, 2**32 - 1, text="in [0, 2**32 - 1]")  # numpy's seeds
+
+#: Every numeric field's valid values (the bounds the code that reads it assumes).
+RANGES: dict[str, Range] = {
+    # schedule and optimiser
+    "per_device_train_batch_size": AT_LEAST_ONE, "per_device_eval_batch_size": AT_LEAST_ONE,
+    "num_train_epochs": NON_NEGATIVE, "max_steps": Range(0, also=(-1,)), "learning_rate": POSITIVE,
+    "warmup_steps": NON_NEGATIVE, "weight_decay": NON_NEGATIVE, "adam_beta1": FRACTION, "adam_beta2": FRACTION,
+    "adam_epsilon": NON_NEGATIVE, "gradient_accumulation_steps": AT_LEAST_ONE, "max_grad_norm": NON_NEGATIVE,
+    "label_smoothing_factor": FRACTION, "neftune_noise_alpha": NON_NEGATIVE, "seed": SEED, "data_seed": SEED,
+    # logging, evaluation, saving
+    "torch_empty_cache_steps": AT_LEAST_ONE, "logging_steps": POSITIVE, "eval_steps": POSITIVE,
+    "eval_delay": NON_NEGATIVE, "eval_accumulation_steps": AT_LEAST_ONE, "save_steps": POSITIVE,
+    "save_total_limit": NON_NEGATIVE,
+    # processes and data loading
+    "dataloader_num_workers": NON_NEGATIVE, "dataloader_prefetch_factor": AT_LEAST_ONE,
+    "ddp_bucket_cap_mb": AT_LEAST_ONE, "ddp_timeout": AT_LEAST_ONE, "local_rank": Range(-1),
+    "dataset_num_proc": AT_LEAST_ONE, "max_length": AT_LEAST_ONE, "pad_to_multiple_of": Range(1, also=("auto",)),
+    "precompute_ref_batch_size": AT_LEAST_ONE, "test_split_size": POSITIVE,
+    # losses (TRL's and adadpo's)
+    "router_aux_loss_coef": NON_NEGATIVE, "loss_weights": FINITE, "ld_alpha": PROBABILITY,
+    "f_alpha_divergence_coef": FINITE, "label_smoothing": FRACTION, "beta": Range(1 / LIMIT, LIMIT),
+    "discopop_tau": Range(0, LIMIT, lo_open=True), "ref_model_mixup_alpha": PROBABILITY,
+    "ref_model_sync_steps": AT_LEAST_ONE, "gamma": FINITE, "length_alpha": FINITE, "cpo_alpha": Range(0, LIMIT),
+    "balance_alpha_chosen": FINITE, "balance_alpha_rejected": FINITE, "balance_clip": Range(1, math.inf),
+    "logps_chunk_size": AT_LEAST_ONE,
+    # the model
+    "lora_r": AT_LEAST_ONE, "lora_alpha": AT_LEAST_ONE, "lora_dropout": FRACTION,
+}
+
+
+def _members(hint: Any) -> list[Any]:
+    return list(get_args(hint)) if get_origin(hint) in (Union, types.UnionType) else [hint]
+
+
+def numeric_kind(hint: Any) -> type | None:
+    """``int`` or ``float`` for a field whose values are numbers (``list[float]``: its items), else ``None``."""
+    kinds = []
+    for member in _members(hint):
+        if get_origin(member) is list:
+            member = (get_args(member) or (None,))[0]
+        if member in (int, float):
+            kinds.append(member)
+    return (float if float in kinds else int) if kinds else None
+
+
+def choices(field: Any, hint: Any) -> list[Any] | None:
+    """The allowed values of an enum field (argparse ``choices`` in its metadata, an ``Enum`` in its type, or a
+    ``Literal`` unless any string is allowed beside it), or ``None`` for a field that is not one."""
+    if field.metadata.get("choices") is not None:
+        return list(field.metadata["choices"])
+    members = _members(hint)
+    for member in members:
+        if isinstance(member, type) and issubclass(member, enum.Enum):
+            return [m.value for m in member]
+    literals = [v for m in members if get_origin(m) is Literal for v in get_args(m)]
+    return literals if literals and str not in members else None
+
+
+def _check_number(name: str, value: Any, kind: type, optional: bool) -> None:
+    rng = RANGES.get(name, FINITE)
+    expected = rng.describe(kind) + (" (or null)" if optional else "")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name}={value!r}: expected {expected}, not {type(value).__name__}")
+    if kind is int and isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"{name}={value!r}: expected {expected}, not a fraction")
+    if math.isnan(value) or (math.isinf(value) and not (rng.hi == math.inf and value > 0)) or not rng.holds(value):
+        raise ValueError(f"{name}={value!r} is out of range: expected {expected}")
+
+
+def check_fields(instance: Any) -> None:
+    """``ValueError`` (one line: field, value, what is expected) for the first numeric or enum field of the
+    dataclass ``instance`` whose value is of the wrong type, not finite, out of range or not one of its choices."""
+    hints = get_type_hints(type(instance))
+    for f in fields(instance):
+        hint, value = hints[f.name], getattr(instance, f.name)
+        optional = type(None) in _members(hint)
+        if value is None and optional:
+            continue
+        allowed = choices(f, hint)
+        if allowed is not None:
+            if value not in allowed and not (isinstance(value, enum.Enum) and value.value in allowed):
+                raise ValueError(f"{f.name}={value!r} is not one of its choices: {', '.join(map(str, allowed))}")
+            continue
+        kind = numeric_kind(hint)
+        if kind is None or isinstance(value, str) and value in RANGES.get(f.name, FINITE).also:
+            continue  # not a number, or a string the field also takes (pad_to_multiple_of: "auto")
+        if isinstance(value, str) and str in _members(hint):  # the command line gives `int | str` fields strings
+            try:
+                value = float(value) if kind is float else int(value)
+            except ValueError:
+                pass
+        for item in value if isinstance(value, list) else [value]:
+            _check_number(f.name, item, kind, optional)
