@@ -344,7 +344,7 @@ def test_settings_that_do_nothing_or_were_chosen_are_said(tmp_path, caplog, kwar
      r"use_weighting=True is an option of TRL's losses \(loss_type\) and does not apply to loss='cpo'"),
     (dict(loss="rdpo", length_alpha=0.1, ld_alpha=0.5), r"ld_alpha=0.5 is an option of TRL's losses"),
     (dict(loss_type="hinge", gamma=0.5), r"gamma=0.5 does not apply to loss_type=\['hinge'\]"),
-    (dict(ld_alpha=1.5), r"ld_alpha=1.5 must be a number in \[0, 1\]"),
+    (dict(ld_alpha=1.5), r"ld_alpha=1.5 is out of range: expected a number in \[0, 1\]"),
     (dict(ld_alpha=0.5, balance=True), r"balance=True does not apply with ld_alpha=0.5: LD-DPO weights"),
     (dict(loss_type="aot", balance=True), r"balance does not apply to loss_type \['aot'\]: it sorts the batch"),
     (dict(loss_type="sft", balance=True), r"balance does not apply to loss_type 'sft' alone"),
