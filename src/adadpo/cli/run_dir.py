@@ -281,6 +281,9 @@ def finish_from_checkpoint(trainer: Any, checkpoint: str) -> None:
 
     from adadpo.trl.callbacks import MetricsFileCallback
 
+    from adadpo.trl.checkpoints import check_checkpoint
+
+    check_checkpoint(checkpoint, trainer.args)
     trainer._load_from_checkpoint(checkpoint)
     trainer.state = TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
     trainer.accelerator.print(f"adadpo: {checkpoint} is the run's last step; saving the final model from it")

@@ -12,8 +12,10 @@ of the save, so one frozen process cannot hang the others forever.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import shutil
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -46,23 +48,60 @@ def rotate(run_dir: str, save_total_limit: int | None, best_model_checkpoint: st
         _delete(checkpoint)
 
 
+#: The model's weights in a checkpoint, in any of the layouts transformers and PEFT save.
+WEIGHTS = "model.safetensors|model.safetensors.index.json|pytorch_model.bin|pytorch_model.bin.index.json|" \
+          "adapter_model.safetensors|adapter_model.bin"
+
+
 def missing_files(checkpoint: str, args: Any) -> list[str]:
-    """The files a resume from ``checkpoint`` needs and does not find (trainer state; optimizer and scheduler
-    unless ``save_only_model``; DeepSpeed and FSDP keep their optimizer state in their own layout)."""
+    """The files a resume from ``checkpoint`` needs and does not find (trainer state and the model's weights;
+    optimizer and scheduler unless ``save_only_model``; DeepSpeed and FSDP keep their weights and optimizer state
+    in their own layout)."""
     needed = [TRAINER_STATE]
-    if not args.save_only_model and not args.deepspeed and not args.fsdp:
-        needed += ["optimizer.pt|optimizer.bin", "scheduler.pt"]
+    if not args.deepspeed and not args.fsdp:
+        needed.append(WEIGHTS)
+        if not args.save_only_model:
+            needed += ["optimizer.pt|optimizer.bin", "scheduler.pt"]
     return [name for name in needed if not any(os.path.isfile(os.path.join(checkpoint, n)) for n in name.split("|"))]
 
 
+def corrupt(path: str) -> str | None:
+    """Why the checkpoint file ``path`` cannot be read (a JSON file that does not parse, a safetensors file whose
+    header or size is wrong, a torch archive without its directory: a file cut short), or ``None``. Cheap: no
+    tensor is read."""
+    name = os.path.basename(path)
+    try:
+        if name.endswith(".json"):
+            with open(path, encoding="utf-8") as f:
+                json.load(f)
+        elif name.endswith(".safetensors"):
+            from safetensors import safe_open
+
+            with safe_open(path, "pt") as f:
+                f.keys()
+        elif name.endswith((".pt", ".pth", ".bin")):
+            with zipfile.ZipFile(path):
+                pass
+    except Exception as err:  # noqa: BLE001 -- json, safetensors and zipfile each raise their own
+        return " ".join(str(err).split())[:160] or type(err).__name__
+    return None
+
+
 def check_checkpoint(checkpoint: str, args: Any) -> None:
-    """``ValueError`` naming the checkpoint and the missing files when it cannot be resumed from as it was saved."""
+    """``ValueError`` naming the checkpoint and the file when it cannot be resumed from as it was saved: a file
+    missing (:func:`missing_files`) or cut short (:func:`corrupt`)."""
     missing = missing_files(checkpoint, args)
     if missing:
         raise ValueError(
             f"checkpoint {checkpoint} is incomplete: no {', '.join(m.split('|')[0] for m in missing)} (written or "
-            "deleted half-way?); resuming from it would restart the optimizer. Resume from another checkpoint "
-            "(resume_from_checkpoint), or delete this one")
+            "deleted half-way?); resuming from it would restart the optimizer or the model. Resume from another "
+            "checkpoint (resume_from_checkpoint), or delete this one")
+    for name in sorted(os.listdir(checkpoint)):
+        problem = corrupt(os.path.join(checkpoint, name)) if os.path.isfile(os.path.join(checkpoint, name)) else None
+        if problem:
+            raise ValueError(
+                f"checkpoint {checkpoint} has a corrupt {name} ({problem}; written or copied half-way?). Resume from "
+                "another checkpoint (resume_from_checkpoint), or delete this one")
 
 
 class StagedCheckpoints:
@@ -114,6 +153,15 @@ class StagedCheckpoints:
                 self.state.best_model_checkpoint = self.state.best_model_checkpoint.replace(staging_root, run_dir)
             rotate(run_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
         self._barrier(where)
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any) -> Any:
+        if resume_from_checkpoint is True:
+            from transformers.trainer_utils import get_last_checkpoint
+
+            resume_from_checkpoint = get_last_checkpoint(self.args.output_dir) or True  # True: transformers says
+        if isinstance(resume_from_checkpoint, str):
+            check_checkpoint(resume_from_checkpoint, self.args)  # before transformers reads any of it
+        return super().train(resume_from_checkpoint, *args, **kwargs)
 
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
         if checkpoint is not None:

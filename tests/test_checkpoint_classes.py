@@ -1,0 +1,89 @@
+"""Generated tests: every file of a checkpoint, truncated and deleted in turn, then the run resumed with the same
+command. Each case either resumes correctly (the run finishes its steps) or stops with one line that names the
+checkpoint and the file; never a traceback, never a resume that silently restarts the optimizer or the model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from test_cli_train import _config
+from tiny import make_pairs, save_tiny_model, write_jsonl
+from transformers import TrainerCallback
+
+from adadpo.cli import main
+from adadpo.trl.callbacks import read_metrics
+
+#: What a resume cannot do without (deleted: an error naming it); every other file may go (tokenizer, config, ...).
+REQUIRED = {"trainer_state.json", "optimizer.pt", "scheduler.pt", "model.safetensors"}
+#: Files the checks read (truncated: an error naming it); a truncated chat template is only text.
+PARSED = (".json", ".safetensors", ".pt", ".pth", ".bin")
+
+
+class StopAtThree(TrainerCallback):
+    """Ctrl-C at the end of step 3 (checkpoint-2 is on disk)."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == 3:
+            raise KeyboardInterrupt
+
+
+def _interrupted(root: Path) -> tuple[Path, dict]:
+    save_tiny_model(root / "model")
+    write_jsonl(root / "data" / "train.jsonl", make_pairs(24, seed=0))
+    config = _config(root, root / "out", max_steps=4, callbacks=["test_checkpoint_classes:StopAtThree"])
+    (root / "run.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--config", str(root / "run.yaml")])
+    assert info.value.code == 130 and (root / "out" / "checkpoint-2" / "optimizer.pt").exists()
+    return root / "out", {k: v for k, v in config.items() if k != "callbacks"}
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory) -> tuple[Path, dict]:
+    return _interrupted(tmp_path_factory.mktemp("interrupted"))
+
+
+#: The files of this run's checkpoints; the first test checks them against a real checkpoint, so a file added by
+#: a new transformers, TRL or adadpo is covered (or fails that test) rather than skipped.
+FILES = ["chat_template.jinja", "config.json", "generation_config.json", "model.safetensors", "optimizer.pt",
+         "rng_state.pth", "scheduler.pt", "tokenizer.json", "tokenizer_config.json", "trainer_state.json",
+         "training_args.bin"]
+
+
+def test_the_listed_files_are_every_file_of_a_checkpoint(interrupted):
+    out, _ = interrupted
+    assert sorted(p.name for p in (out / "checkpoint-2").iterdir()) == FILES
+
+
+CASES = [(name, how) for name in FILES for how in ("truncated", "deleted")]
+
+
+@pytest.mark.parametrize(("name", "how"), CASES, ids=[f"{n}-{h}" for n, h in CASES])
+def test_a_damaged_checkpoint_file_resumes_or_is_one_line(interrupted, tmp_path, capsys, name, how):
+    template, config = interrupted
+    out = tmp_path / "out"
+    shutil.copytree(template, out)
+    path = out / "checkpoint-2" / name
+    if how == "deleted":
+        path.unlink()
+    else:
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump({**config, "output_dir": str(out)}))
+    capsys.readouterr()
+    try:
+        code = main(["train", "--config", str(tmp_path / "run.yaml")])
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err
+    expected_error = name in REQUIRED if how == "deleted" else name.endswith(PARSED)
+    if code == 0:  # a correct resume: the run ends at its last step, from checkpoint-2
+        assert not expected_error, f"{name} {how}: resumed"
+        assert [r["step"] for r in read_metrics(str(out / "metrics.jsonl")) if "loss" in r] == [1, 2, 3, 4]
+    else:  # before: raw tracebacks (SafetensorError, "Invalid argument", a JSON parse error naming no file)
+        lines = [line for line in err.strip().splitlines() if line.startswith("adadpo train: ")]
+        assert expected_error and len(lines) == 1 and "Traceback" not in err, err[-2000:]
+        assert f"checkpoint {out / 'checkpoint-2'}" in lines[0] and name.split(".")[0] in lines[0], lines[0]
