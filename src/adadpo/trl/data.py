@@ -55,8 +55,12 @@ def _format_problem(value: Any) -> str | None:
     """What is wrong with one prompt/chosen/rejected value's structure, or ``None``. As in TRL, a chat message
     has a ``role`` and a ``content`` (a string or a list of parts), or, an assistant calling a tool,
     ``tool_calls`` instead of a content; any other field is the chat template's business."""
-    if isinstance(value, str) or value is None:
+    if value is None:
+        return "is null (a missing value); give a string ('' for no prompt) or chat messages, or drop the row"
+    if isinstance(value, str):
         return None
+    if not value:
+        return "is an empty conversation; a chat value needs at least one message"
     if not isinstance(value, list):
         return f"is a {type(value).__name__}, expected a string or a list of chat messages"
     for j, message in enumerate(value):
