@@ -18,6 +18,7 @@ EXTRAS = {
     **dict.fromkeys(("trl", "transformers", "datasets", "accelerate", "yaml", "tqdm", "matplotlib"), "trainer"),
     "sklearn": "eval",
     "peft": "peft",
+    "tensorboard": "tensorboard",
 }
 
 
@@ -78,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:  # a user's mistake: say what, no traceback
         parser.exit(2, f"adadpo {args.command}: error: {err}\n")
     except KeyboardInterrupt as err:  # Ctrl-C: a clean stop (train's says how to resume)
-        parser.exit(130, f"adadpo {args.command}: {err or 'interrupted'}\n")
+        said = str(err) or "interrupted before anything was saved; run the same command again to start over"
+        parser.exit(130, f"adadpo {args.command}: {said}\n")
     except FloatingPointError as err:  # training diverged (NonFiniteLossError): the step and the batch's statistics
         parser.exit(1, f"adadpo {args.command}: error: {err}\n")
     except OSError as err:  # the machine's doing (disk full, permissions, a stopped peer process): say what, where

@@ -134,12 +134,24 @@ def train(script, config, model_args, mixture=None, given: set[str] = frozenset(
         raise ValueError("use_peft=True needs the peft package: pip install 'adadpo[peft]'")
 
     _check_training_args(config)
+    reports = [config.report_to] if isinstance(config.report_to, str) else list(config.report_to or [])
+    if "tensorboard" in reports and importlib.util.find_spec("tensorboard") is None:
+        raise ModuleNotFoundError("report_to=['tensorboard'] needs the tensorboard package", name="tensorboard")
     settings = run_settings(*(i for i in (script, config, model_args, mixture) if i is not None))
     with RunSession(config, settings, auto_resume=script.auto_resume, overwrite=script.overwrite_output_dir) as run:
         if run.plan.finished:
-            print(run.plan.message)
+            if config.process_index == 0:  # once, not once per process
+                print(run.plan.message)
             return None
-        trainer = _trainer(script, config, model_args, mixture if use_mixture else None, given, settings)
+        try:
+            trainer = _trainer(script, config, model_args, mixture if use_mixture else None, given, settings)
+        except RuntimeError as err:  # a collective timed out while the data was prepared
+            if "timed out" not in str(err).lower():
+                raise
+            raise TimeoutError(f"process {config.process_index}: another process stopped answering for ddp_timeout="
+                               f"{config.ddp_timeout} s while the data and models were prepared (tokenization, "
+                               "reference log-probs); stopping. Run the same command again once every process "
+                               "runs") from err
         run.started()
         if run.plan.message:
             trainer.accelerator.print(run.plan.message)
@@ -187,7 +199,7 @@ def _trainer(script, config, model_args, mixture, given, settings=None):
         **(config.model_init_kwargs or {}),
     }
     key = "tokenizer_name_or_path" if script.tokenizer_name_or_path else "model_name_or_path"
-    with _loading(key, script.tokenizer_name_or_path or model_args.model_name_or_path):
+    with _loading(key, script.tokenizer_name_or_path or model_args.model_name_or_path, needs=TOKENIZER_FILES):
         tokenizer = AutoTokenizer.from_pretrained(
             script.tokenizer_name_or_path or model_args.model_name_or_path,
             revision=model_args.model_revision,
@@ -200,8 +212,8 @@ def _trainer(script, config, model_args, mixture, given, settings=None):
     callbacks = [MetricsFileCallback(), RunSettingsCallback(settings),
                  *(import_callback(spec) for spec in script.callbacks)]
 
-    with _loading("model_name_or_path", model_args.model_name_or_path):
-        return AdaDPOTrainer(
+    with _loading("model_name_or_path", model_args.model_name_or_path, needs=("config.json",)):
+        trainer = AdaDPOTrainer(
             model=model_args.model_name_or_path,
             args=config,
             train_dataset=train_dataset,
@@ -211,15 +223,28 @@ def _trainer(script, config, model_args, mixture, given, settings=None):
             peft_config=get_peft_config(model_args),
             quantization_config=get_quantization_config(model_args),
         )
+    embeddings = trainer.model.get_input_embeddings()
+    if embeddings is not None and len(tokenizer) > embeddings.num_embeddings:
+        raise ValueError(f"{key}={script.tokenizer_name_or_path or model_args.model_name_or_path!r}: the tokenizer has "
+                         f"{len(tokenizer)} tokens but the model's embeddings only {embeddings.num_embeddings} rows, so "
+                         "some token ids have no embedding; use the model's own tokenizer")
+    return trainer
+
+
+#: Files of which a local tokenizer directory holds at least one.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "spiece.model")
 
 
 @contextlib.contextmanager
-def _loading(key: str, name: str):
-    """Turn a failure to load ``name`` (a missing path or Hub id, a corrupt weights file) into a one-line
-    ``ValueError`` naming ``key``."""
+def _loading(key: str, name: str, needs: tuple[str, ...] = ()):
+    """Turn a failure to load ``name`` (a missing path or Hub id, a local directory without any of the files
+    ``needs``, a corrupt weights file) into a one-line ``ValueError`` naming ``key``."""
     path = os.path.expanduser(name)
     if name.startswith((".", "/", "~")) and not os.path.exists(path):
         raise ValueError(f"{key}={name!r}: no such directory (expected a local model directory or a Hub id)")
+    if os.path.isdir(path) and needs and not any(os.path.isfile(os.path.join(path, n)) for n in needs):
+        what = "an empty directory" if not os.listdir(path) else f"a directory without {' or '.join(needs[:2])}"
+        raise ValueError(f"{key}={name!r} is {what}: not a saved model or tokenizer (save_pretrained writes one)")
     try:
         yield
     except OSError as err:  # transformers: not a directory / not on the Hub / no weights file

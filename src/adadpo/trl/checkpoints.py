@@ -11,6 +11,7 @@ of the save, so one frozen process cannot hang the others forever.
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import os
@@ -140,6 +141,12 @@ class StagedCheckpoints:
         self._get_output_dir = lambda trial=None: staging_root  # type: ignore[method-assign]
         try:
             super()._save_checkpoint(model, trial)
+        except RuntimeError as err:  # torch's writer: "[enforce fail at inline_container.cc] ... write failed"
+            if "enforce fail" not in str(err) and "write" not in str(err).lower():
+                raise
+            full = shutil.disk_usage(staging_root).free < 64 * 2**20
+            raise OSError(errno.ENOSPC if full else errno.EIO, f"writing {name} failed ({str(err).splitlines()[0]})"
+                          if not full else "No space left on device", staging_root) from err
         finally:
             del self._get_output_dir
         self._barrier(where)

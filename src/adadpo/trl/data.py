@@ -158,7 +158,10 @@ def check_preference_dataset(dataset: Any, name: str = "train") -> Any:
     ``dataset`` is a ``datasets.Dataset`` (every row is checked) or ``IterableDataset`` (the first row; identical
     pairs are filtered lazily).
     """
-    columns = list(dataset.column_names or next(iter(dataset)).keys())
+    first = None if dataset.column_names else next(iter(dataset), None)
+    if not dataset.column_names and first is None:
+        raise ValueError(f"the {name} dataset is empty (no rows)")
+    columns = list(dataset.column_names or first.keys())
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
         raise ValueError(
@@ -167,7 +170,9 @@ def check_preference_dataset(dataset: Any, name: str = "train") -> Any:
             "prompt is the shared start of conversational chosen/rejected. Rename the columns, e.g. "
             "dataset.rename_column('answer_good', 'chosen')"
         )
-    rows = dataset if isinstance(dataset, Dataset) else [next(iter(dataset))]
+    if not isinstance(dataset, Dataset):
+        first = first or next(iter(dataset), None)
+    rows = dataset if isinstance(dataset, Dataset) else [first] if first is not None else []
     if len(rows) == 0:
         raise ValueError(f"the {name} dataset is empty")
     columns_to_check = ["prompt", *REQUIRED_COLUMNS] if "prompt" in columns else list(REQUIRED_COLUMNS)

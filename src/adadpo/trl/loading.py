@@ -6,6 +6,7 @@ Every name is a Hugging Face Hub id or a local path; errors say which one failed
 from __future__ import annotations
 
 import importlib
+import json
 import os
 from typing import Any
 
@@ -27,6 +28,8 @@ def load_preference_dataset(name: str, config: str | None = None, streaming: boo
     A single file becomes the split ``train``.
     """
     path = os.path.expanduser(name)
+    if os.path.isfile(path) and not open(path, "rb").read(4096).strip():
+        raise ValueError(f"dataset_name={name!r} is an empty file; it needs one preference pair per row")
     problem = _non_utf8(path)  # pyarrow would load such bytes and fail later, when the row is read
     if problem:
         raise ValueError(f"dataset_name={name!r}: {problem}; save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
@@ -35,9 +38,40 @@ def load_preference_dataset(name: str, config: str | None = None, streaming: boo
     except UnicodeDecodeError as err:
         raise ValueError(f"dataset_name={name!r}: {_non_utf8(path) or err}; save the file as UTF-8 "
                          "(e.g. iconv -f latin1 -t utf-8)") from err
+    except Exception as err:
+        if not os.path.exists(path) or isinstance(err, ValueError) and str(err).startswith("dataset_name="):
+            raise
+        raise ValueError(f"dataset_name={name!r} could not be read: {_bad_json_line(path) or _cause(err)}") from err
     if isinstance(data, (Dataset, IterableDataset)):
         data = DatasetDict({"train": data}) if isinstance(data, Dataset) else IterableDatasetDict({"train": data})
     return data
+
+
+def _cause(err: BaseException) -> str:
+    """The first line of the innermost error (the datasets library wraps the parser's in its own), and what to do
+    about a loading script, which datasets no longer runs."""
+    while err.__cause__ is not None or err.__context__ is not None and not err.__suppress_context__:
+        err = err.__cause__ or err.__context__
+    text = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+    if "scripts are no longer supported" in text:
+        return f"{text} (datasets runs no loading script); save the data as jsonl or parquet files, or with save_to_disk"
+    return f"{type(err).__name__}: {text}; is a file cut short or not valid {'/'.join(sorted(set(FILE_BUILDERS.values())))}?"
+
+
+def _bad_json_line(path: str) -> str | None:
+    """Where a JSON-lines file ``path`` first fails to parse (the last line of a file cut short, often)."""
+    if not path.lower().endswith(".jsonl") or not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = f.read().split("\n")
+    for number, line in enumerate(lines, start=1):
+        try:
+            if line.strip():
+                json.loads(line)
+        except ValueError as err:
+            last = " (the last: a file cut short?)" if not any(rest.strip() for rest in lines[number:]) else ""
+            return f"{path}, line {number}{last} is not valid JSON ({err}); fix or delete that line"
+    return None
 
 
 def _non_utf8(path: str) -> str | None:
@@ -92,4 +126,14 @@ def import_callback(spec: str) -> Any:
         obj = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as err:
         raise ValueError(f"callbacks entry {spec!r} could not be imported: {err}") from err
-    return obj() if isinstance(obj, type) else obj
+    from transformers import TrainerCallback
+
+    if isinstance(obj, type) and issubclass(obj, TrainerCallback):
+        try:
+            return obj()
+        except TypeError as err:
+            raise ValueError(f"callbacks entry {spec!r} cannot be built without arguments ({err})") from err
+    if isinstance(obj, TrainerCallback):
+        return obj
+    raise ValueError(f"callbacks entry {spec!r} is a {type(obj).__name__}, not a transformers.TrainerCallback "
+                     "(a subclass or an instance of one)")
