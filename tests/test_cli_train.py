@@ -156,7 +156,7 @@ def test_command_line_overrides_the_config_file(world, tmp_path):
     [
         ({"lerning_rate": 1e-3}, [], "unknown key 'lerning_rate' in .*run.yaml \\(did you mean learning_rate"),
         ({"learning_rate": "fast"}, [], "argument --learning_rate.*: invalid float value: 'fast'"),
-        ({"loss": "dpoo"}, [], "loss='dpoo' is not a known preference loss; expected one of \\['dpo', 'rdpo'"),
+        ({"loss": "dpoo"}, [], "loss='dpoo' is not one of its choices: dpo, rdpo, ipo, simpo, cpo, orpo"),
         ({"max_steps": [1, 2]}, [], "max_steps=\\[1, 2\\] in .*run.yaml: expected int, not a list"),
         ({"beta": {"chosen": 0.1}}, [], "beta=\\{'chosen': 0.1\\} in .*run.yaml: expected float, not a mapping"),
         ({}, ["--bta", "0.1"], "unknown option --bta \\(did you mean beta"),
@@ -166,7 +166,7 @@ def test_command_line_overrides_the_config_file(world, tmp_path):
         ({"loss": "rdpo"}, [], "loss='rdpo' needs length_alpha"),
         ({"loss": "simpo", "balance_use_reference": True}, [], "balance_use_reference=True .* needs a reference model"),
         ({}, ["--logps_backend", "fused"], "--logps_backend.*invalid choice: 'fused' \\(choose from 'chunked', 'trl_fused', 'full'\\)"),
-        ({"logps_chunk_size": 0}, [], "logps_chunk_size=0 must be a positive integer"),
+        ({"logps_chunk_size": 0}, [], "logps_chunk_size=0 is out of range: expected an integer >= 1"),
     ],
 )
 def test_train_errors_name_the_key(world, tmp_path, capsys, overrides, argv, message):

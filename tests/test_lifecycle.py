@@ -147,7 +147,7 @@ def test_resuming_with_changed_settings_refuses_naming_them(world, tmp_path, mon
     with pytest.raises(SystemExit):  # before: resumed silently; the card reported the new settings for all steps
         _run(tmp_path, _config(world, out, loss="simpo"), "--beta", "0.3")
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "holds a run trained with other settings (beta: 0.1 -> 0.3; loss: 'dpo' -> 'simpo')" in err
+    assert "holds a run trained with other settings (beta: 0.1 -> 0.3; loss: None -> 'simpo')" in err
     assert _run(tmp_path, _config(world, out)) == 0  # the same settings resume
     assert _steps(out) == [1, 2, 3]
 
