@@ -434,3 +434,17 @@ def test_a_lock_whose_pid_was_reused_is_taken_over(tmp_path, capsys):
         with DirLock(str(tmp_path)):  # before: "in use by pid N", with no way out but deleting the file
             assert lock.read_text().split()[0] == str(os.getpid())
         assert "which is now another process" in capsys.readouterr().out and not lock.exists()
+
+
+def test_a_lock_that_cannot_be_removed_does_not_hide_the_error(tmp_path, monkeypatch):
+    import errno
+
+    from adadpo import dirlock
+
+    def read_only(path):
+        raise OSError(errno.EROFS, "Read-only file system", path)
+
+    with pytest.raises(OSError, match="the write that failed"):  # before: the lock's removal error replaced it
+        with dirlock.DirLock(str(tmp_path)):
+            monkeypatch.setattr(dirlock.os, "remove", read_only)
+            raise OSError(errno.EROFS, "the write that failed", str(tmp_path / "metrics.jsonl"))

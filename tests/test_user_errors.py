@@ -90,10 +90,13 @@ def test_the_python_api_given_wrong_types(world):
     from adadpo.trl import AdaDPOConfig, AdaDPOTrainer
 
     cases = [
-        (lambda: AdaDPOConfig("o", beta="0.1", report_to="none"), ValueError, r"beta='0.1': expected a number in \[1e-09, 1e\+09\], not str"),
+        (lambda: AdaDPOConfig("o", beta="0.1", report_to="none"), ValueError,
+         r"beta='0.1': expected a number in \[1e-09, 1e\+09\], not str"),
         (lambda: AdaDPOConfig("o", balance="yes", report_to="none"), ValueError, r"balance='yes' must be a bool"),
-        (lambda: AdaDPOConfig("o", loss=3, report_to="none"), ValueError, r"loss=3 is not one of its choices: dpo, rdpo"),
-        (lambda: AdaDPOConfig("o", balance_clip="10", report_to="none"), ValueError, r"balance_clip='10': expected a number in \[1, inf\], not str"),
+        (lambda: AdaDPOConfig("o", loss=3, report_to="none"), ValueError,
+         r"loss=3 is not one of its choices: dpo, rdpo"),
+        (lambda: AdaDPOConfig("o", balance_clip="10", report_to="none"), ValueError,
+         r"balance_clip='10': expected a number in \[1, inf\], not str"),
         (lambda: AdaDPOTrainer(model=42), TypeError, r"model must be a Hub id, a local directory or a transformers "
                                                      r"model, got int"),
         (lambda: AdaDPOTrainer(model=str(world / "model"), args={"loss": "simpo"}), TypeError,

@@ -225,9 +225,10 @@ def _trainer(script, config, model_args, mixture, given, settings=None):
         )
     embeddings = trainer.model.get_input_embeddings()
     if embeddings is not None and len(tokenizer) > embeddings.num_embeddings:
-        raise ValueError(f"{key}={script.tokenizer_name_or_path or model_args.model_name_or_path!r}: the tokenizer has "
-                         f"{len(tokenizer)} tokens but the model's embeddings only {embeddings.num_embeddings} rows, so "
-                         "some token ids have no embedding; use the model's own tokenizer")
+        name = script.tokenizer_name_or_path or model_args.model_name_or_path
+        raise ValueError(f"{key}={name!r}: the tokenizer has {len(tokenizer)} tokens but the model's embeddings only "
+                         f"{embeddings.num_embeddings} rows, so some token ids have no embedding; use the model's own "
+                         "tokenizer")
     return trainer
 
 

@@ -54,8 +54,10 @@ def _cause(err: BaseException) -> str:
         err = err.__cause__ or err.__context__
     text = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
     if "scripts are no longer supported" in text:
-        return f"{text} (datasets runs no loading script); save the data as jsonl or parquet files, or with save_to_disk"
-    return f"{type(err).__name__}: {text}; is a file cut short or not valid {'/'.join(sorted(set(FILE_BUILDERS.values())))}?"
+        return f"{text} (datasets runs no loading script); save the data as jsonl or parquet files, or with " \
+               "save_to_disk"
+    formats = "/".join(sorted(set(FILE_BUILDERS.values())))
+    return f"{type(err).__name__}: {text}; is a file cut short or not valid {formats}?"
 
 
 def _bad_json_line(path: str) -> str | None:
