@@ -422,7 +422,7 @@ def test_the_model_card_names_trl_loss_types(tmp_path, options, name, arxiv):
 def test_a_lock_whose_pid_was_reused_is_taken_over(tmp_path, capsys):
     import socket
 
-    from adadpo.dirlock import DirLock, _start_time
+    from adadpo.trl.dirlock import DirLock, _start_time
 
     lock = tmp_path / LOCK
     lock.write_text(f"{os.getpid()} {socket.gethostname()} {_start_time(os.getpid())}\n")  # alive, the same process
@@ -439,7 +439,7 @@ def test_a_lock_whose_pid_was_reused_is_taken_over(tmp_path, capsys):
 def test_a_lock_that_cannot_be_removed_does_not_hide_the_error(tmp_path, monkeypatch):
     import errno
 
-    from adadpo import dirlock
+    from adadpo.trl import dirlock
 
     def read_only(path):
         raise OSError(errno.EROFS, "Read-only file system", path)

@@ -16,9 +16,9 @@ import yaml
 
 from adadpo.oracle.data import EVAL_SAMPLES, build_world
 from adadpo.oracle.run import Budget, Method, RunSpec, train_and_evaluate
-from adadpo.dirlock import DirLock
 from adadpo.oracle.sweep import SweepConfig, finished_rows, load_sweep_config, read_results, run_sweep
 from adadpo.oracle.world import WorldConfig, quality
+from adadpo.trl import DirLock
 
 TINY = dict(n_words=10, min_targets=2, max_targets=3, hidden=16, layers=1, heads=2, n_sft=96, sft_epochs=1,
             sft_batch=32, max_new_tokens=6, n_train_prompts=48, n_eval_prompts=12, samples_per_prompt=3)

@@ -24,7 +24,7 @@ import shutil
 from dataclasses import dataclass
 from typing import Any
 
-from adadpo.dirlock import LOCK, DirLock
+from adadpo.trl.dirlock import LOCK, DirLock
 
 RECORD = "adadpo_run.json"
 #: The name under which a checkpoint's ``trainer_state.json`` keeps the run's settings (``stateful_callbacks``).

@@ -30,7 +30,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from adadpo.dirlock import DirLock
 from adadpo.oracle.run import Budget, Method, RunSpec
 from adadpo.oracle.world import WorldConfig
 
@@ -275,6 +274,8 @@ def run_sweep(config: SweepConfig, output_dir: str | os.PathLike, cache_dir: str
     """Run every run not yet in ``output_dir/results.jsonl``; return all rows for this world and budget."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    from adadpo.trl import DirLock
+
     with DirLock(str(out), "--output-dir"):  # two sweeps into one directory would train every run twice
         return _run_sweep(config, out, cache_dir, progress)
 

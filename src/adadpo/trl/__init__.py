@@ -17,7 +17,8 @@ except ModuleNotFoundError as err:  # pragma: no cover - exercised by tests/test
 from adadpo.trl.backends import batch_pair_logps, model_inputs
 from adadpo.trl.callbacks import MetricsFileCallback
 from adadpo.trl.config import AdaDPOConfig
+from adadpo.trl.dirlock import DirLock
 from adadpo.trl.trainer import AdaDPOTrainer, NonFiniteLossError
 
-__all__ = ["AdaDPOConfig", "AdaDPOTrainer", "MetricsFileCallback", "NonFiniteLossError", "batch_pair_logps",
-           "model_inputs"]
+__all__ = ["AdaDPOConfig", "AdaDPOTrainer", "DirLock", "MetricsFileCallback", "NonFiniteLossError",
+           "batch_pair_logps", "model_inputs"]
