@@ -166,7 +166,7 @@ def run_cli_without_sharding(data: Path, out: Path) -> dict:
     from adadpo.cli import main
 
     config = {"model_name_or_path": str(data / "model"), "dataset_name": str(data / "pairs.jsonl"), "loss": "simpo",
-              "max_steps": 1, "per_device_train_batch_size": 2, "report_to": "none", "save_strategy": "no",
+              "beta": 2.0, "max_steps": 1, "per_device_train_batch_size": 2, "report_to": "none", "save_strategy": "no",
               "gradient_checkpointing": False, "disable_tqdm": True, "output_dir": str(out / "cli_fsdp"),
               "fsdp": "full_shard", "fsdp_config": {"version": 2}}
     path = out / f"cli_fsdp_rank{os.environ.get('RANK', '0')}.yaml"
