@@ -43,7 +43,8 @@ class _Parser(TrlParser):
         raise ValueError(message)
 
     def set_defaults_with_config(self, **config: Any) -> list[str]:
-        hints = {f.name: get_type_hints(dc)[f.name] for dc in self.dataclass_types for f in fields(dc)}
+        hints = {name: hint for dc in self.dataclass_types for name, hint in get_type_hints(dc).items()
+                 if name in {f.name for f in fields(dc)}}
         for key, value in config.items():
             for kind, what in ((list, "a list"), (dict, "a mapping")):
                 if isinstance(value, kind) and key in hints and not _admits(hints[key], kind):
