@@ -49,6 +49,7 @@ CASES = [
      r"beta=1e-40 is outside \[1e-09, 1e\+09\], where the loss stays finite in float32"),
     ("huge beta", lambda: preference_loss("dpo", **kw(), beta=1e300),  # before: loss 0, NaN gradients
      r"beta=1e\+300 is outside \[1e-09, 1e\+09\]"),
+    ("huge exponent", lambda: Balance(alpha_chosen=1e300), r"Balance.alpha_chosen=1e\+300 is too large for float32"),
     ("huge gamma", lambda: adadpo.LossSpec("simpo", gamma=1e300), r"gamma=1e\+300 is too large for the loss's float32"),
     ("huge trl beta", lambda: TrlLossSpec("hinge", beta=1e300), r"beta=1e\+300 is outside"),
     ("inf ref", lambda: preference_loss("ipo", **kw(ref_rejected_logps=torch.tensor([-math.inf, -1.0]))),
