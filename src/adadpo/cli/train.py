@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 NAME = "train"
 RAW_ARGS = True  # YAML config + overrides, parsed by adadpo.cli.config
+EXTRA = "trainer"
 HELP = "train a model with a plain or balanced preference loss (YAML config + overrides)"
 
 HELP_USAGE = "adadpo train --config FILE [--key value ...]"
