@@ -131,7 +131,8 @@ def train(script, config, model_args, mixture=None, given: set[str] = frozenset(
 
     _check_precision(config)
     settings = run_settings(script, config, model_args)
-    with RunSession(config, settings, auto_resume=script.auto_resume, overwrite=script.overwrite_output_dir) as run:
+    with _removed_if_unused(config.output_dir, config.process_index == 0), \
+            RunSession(config, settings, auto_resume=script.auto_resume, overwrite=script.overwrite_output_dir) as run:
         if run.plan.finished:
             print(run.plan.message)
             return None
@@ -204,6 +205,26 @@ def _trainer(script, config, model_args, mixture, given):
             peft_config=get_peft_config(model_args),
             quantization_config=get_quantization_config(model_args),
         )
+
+
+@contextlib.contextmanager
+def _removed_if_unused(output_dir: str, main: bool):
+    """Remove ``output_dir``, and the parents created for it, when the block fails before anything was written
+    into it (a model that cannot be loaded, say): a failed start leaves no empty folder behind. The main process
+    does it, as it creates the folder."""
+    created, path = [], os.path.abspath(output_dir)
+    while main and not os.path.exists(path) and os.path.dirname(path) != path:
+        created.append(path)
+        path = os.path.dirname(path)
+    try:
+        yield
+    except BaseException:
+        for directory in created:  # deepest first; rmdir removes only empty directories
+            try:
+                os.rmdir(directory)
+            except OSError:
+                break
+        raise
 
 
 @contextlib.contextmanager
