@@ -18,6 +18,9 @@ def test_train_help_starts_with_the_config_file(capsys):
     assert lines[2].startswith("--config FILE: a YAML mapping")
     text = "\n".join(lines)
     assert "SimPO target margin (simpo only; None means 0.5). (default: None)" in " ".join(text.split())
+    # before: --no_auto_resume had --auto_resume's help, "Resume from the last checkpoint ... (default: False)"
+    assert "--no_auto_resume, --no-auto-resume Set auto_resume to false (it is true by default; see --auto_resume)." \
+        in " ".join(text.split())
 
 
 @pytest.mark.parametrize("command", ["diagnose", "demo", "sweep"])

@@ -104,13 +104,24 @@ def run(args: argparse.Namespace) -> int:
     if argv[:1] in (["-h"], ["--help"]):
         from trl import TrlParser
 
-        TrlParser(_dataclass_types(), prog="adadpo train", usage=HELP_USAGE, description=HELP_INTRO).print_help()
+        parser = TrlParser(_dataclass_types(), prog="adadpo train", usage=HELP_USAGE, description=HELP_INTRO)
+        _negations_say_what_they_do(parser)
+        parser.print_help()
         return 0
     parsed = parse(argv)
     if parsed.launch_args and not os.environ.get(_LAUNCHED):
         return launch(parsed)
     train(*parsed.instances, parsed.given)
     return 0
+
+
+def _negations_say_what_they_do(parser: argparse.ArgumentParser) -> None:
+    """Transformers' parser gives ``--no_X`` (for a boolean ``X`` that defaults to true) ``X``'s own help and
+    "(default: False)", which reads as the opposite of what it does; say that it turns ``X`` off."""
+    for action in parser._actions:
+        negation = next((o for o in action.option_strings if o.startswith("--no_")), None)
+        if negation is not None:
+            action.help = f"Set {negation[5:]} to false (it is true by default; see --{negation[5:]})."
 
 
 def train(script, config, model_args, mixture=None, given: set[str] = frozenset()):
