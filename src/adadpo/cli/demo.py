@@ -70,16 +70,16 @@ MOVED = {"win": "higher", "loss": "lower"}
 
 
 def differences(rows: list[dict], base: str, cand: str) -> str:
-    from adadpo.oracle.report import METRICS, compare
+    from adadpo.oracle.report import METRICS, ci_text, compare
 
     lines = []
     for metric in ("lc", "wr", "tq", "lc_minus_wr", "length", "kl", "delta_chosen"):
         c = compare(rows, base, cand, metric)
         iv = c.pooled
-        verdict = iv.verdict()
+        word = iv.verdict()
         if metric in NEUTRAL:
-            verdict = MOVED.get(verdict, verdict)
-        span = f"[{iv.lo:+.3f}, {iv.hi:+.3f}]  {verdict}" if iv.n >= 2 else "(an interval needs >= 2 seeds)"
+            word = MOVED.get(word, word)
+        span = f"{ci_text(iv)}  {word}" if iv.n >= 2 else "(an interval needs >= 2 seeds)"
         lines.append(f"  {METRICS[metric]:<15}{iv.mean:+8.3f}  {span}")
     return "\n".join(lines)
 
@@ -89,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     from adadpo.oracle.progress import StageProgress
     from adadpo.oracle.report import json_ready, summary, write_report
     from adadpo.oracle.run import Method
-    from adadpo.oracle.sweep import SweepConfig, run_sweep, sweep_config_dict, world_kind
+    from adadpo.oracle.report import DEFINITIONS
+    from adadpo.oracle.sweep import SweepConfig, finished_rows, run_sweep, sweep_config_dict, world_kind
 
     kind, world = _world(args)
     for key, default in DEFAULTS[kind].items():
@@ -103,17 +104,28 @@ def run(args: argparse.Namespace) -> int:
         world_kind=kind, budget=world_kind(kind).budget_cls(),
     )
     out = Path(args.output_dir)
+    reused = len(finished_rows(config, out / "runs"))  # runs of an earlier invocation, not trained again
     start = time.perf_counter()
     progress = StageProgress(disable=args.no_progress)
-    rows = run_sweep(config, out / "runs", args.cache_dir, progress)
+    stages: set[str] = set()
+
+    def report_progress(stage: str, done: int, total: int) -> None:
+        stages.add(stage)
+        progress(stage, done, total)
+
+    rows = run_sweep(config, out / "runs", args.cache_dir, report_progress)
     progress.close()
     seconds = time.perf_counter() - start
+    built = bool(stages - {"training runs"})  # the world reports its build stages only when it builds
     methods = [m.name for m in config.methods]
     ref = rows[0]
+    line = verdict(rows, "DPO", "AdaDPO", kind, args)
+    print(f"\n{line}")
     print(f"\nHeld-out prompts, answers judged against the reference policy's (length {ref['ref_length']:.2f}, "
           f"quality {ref['ref_quality']:.3f}); beta={args.beta:g}, lr={args.learning_rate:g}, "
           f"{args.seeds} seeds, mean ± 95% half-width:\n")
     print(table(rows, methods))
+    print("\n" + "\n".join(f"  {label}: {DEFINITIONS[key]}" for key, label in TABLE if key in DEFINITIONS))
     print("\nAdaDPO - DPO, paired by seed (95% interval; 'tie' when it contains 0):")
     print(differences(rows, "DPO", "AdaDPO"))
     appendix = ""
@@ -125,10 +137,14 @@ def run(args: argparse.Namespace) -> int:
         appendix = examples_markdown(rows, methods)
     what = ("the oracle world" if kind == "oracle"
             else f"the real-model world ({rows[0]['model_parameters'] / 1e6:.1f}M-parameter policy)")
-    preamble = (f"`adadpo demo --world {args.world}` (β={args.beta:g}, learning rate {args.learning_rate:g}, "
-                f"{args.seeds} seeds): {seconds / 60:.1f} min on this machine including the world when it was not "
-                "cached. WR: win rate against the reference under the length-biased judge; LC: its "
-                "length-controlled version (AlpacaEval 2); TQ: the true-quality win rate that LC tries to estimate.")
+    trained = len(rows) - reused
+    cost = (f"{seconds / 60:.1f} min on this machine: " + ("building the world (it was not cached), then " if built
+                                                           else "the world was cached; ")
+            + (f"{trained} training runs" if trained else "no training (every run was already in "
+               f"{out / 'runs' / 'results.jsonl'})")
+            + (f", {reused} more reused from an earlier invocation" if reused and trained else ""))
+    preamble = (f"**{line}**\n\n`adadpo demo --world {args.world}` (β={args.beta:g}, learning rate "
+                f"{args.learning_rate:g}, {args.seeds} seeds): {cost}.")
     report = write_report(rows, config.comparisons, out, title=f"adadpo demo: DPO vs AdaDPO in {what}",
                           preamble=preamble, order=methods, appendix=appendix)
     per_method = {m: {label: float(np.mean([r[key] for r in rows if r["method"] == m]))
@@ -139,6 +155,35 @@ def run(args: argparse.Namespace) -> int:
          "runs": rows}), indent=1, allow_nan=False))
     print(f"\n{len(rows)} runs in {seconds:.0f} s. Report: {report}; data: {out / 'results.json'}")
     return 0
+
+
+#: What a reader should expect from the demo, per world (the committed grids are the evidence).
+EXPECT = {
+    "oracle": ("In this small world expect AdaDPO's answers to stay nearer the reference's length with a smaller KL, "
+               "and its true quality to be level with DPO's over the whole grid (docs/results/README.md); one cell "
+               "can go either way."),
+    "smollm2": "The committed grids and their reading: docs/results/smollm2/README.md.",
+}
+
+
+def verdict(rows: list[dict], base: str, cand: str, kind: str, args: argparse.Namespace) -> str:
+    """One line: how ``cand`` compared with ``base`` on TQ, LC, length and KL in this run (seed-paired 95%
+    intervals decide higher / lower / level), and what to expect of the world."""
+    from adadpo.oracle.report import compare
+
+    def moved(metric: str, up: str, down: str, level: str, digits: int = 3, unit: str = "") -> str:
+        iv = compare(rows, base, cand, metric).pooled
+        word = {"win": up, "loss": down, "tie": level}.get(iv.verdict(), ("above" if iv.mean > 0 else "below")
+                                                             + " (one seed: no interval)")
+        means = [float(np.mean([r[metric] for r in rows if r["method"] == m])) for m in (cand, base)]
+        return f"{word} ({means[0]:.{digits}f} vs {means[1]:.{digits}f}{unit})"
+
+    seeds = f"{args.seeds} seed{'s' if args.seeds != 1 else ''}"
+    return (f"Verdict ({seeds}, β={args.beta:g}, lr={args.learning_rate:g}): {cand}'s true quality (TQ) is "
+            f"{moved('tq', f'higher than {base}', f'lower than {base}', f'level with {base}')}, its LC "
+            f"{moved('lc', 'higher', 'lower', 'level')}; its answers are "
+            f"{moved('length', 'longer', 'shorter', 'about as long', 1, ' words')} and its KL from the reference "
+            f"{moved('kl', 'larger', 'smaller', 'about the same', 2, ' nats')}. {EXPECT.get(kind, '')}").strip()
 
 
 def _world(args: argparse.Namespace):
