@@ -65,7 +65,11 @@ def followed(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("newcomer")
     shutil.copytree(ROOT / "examples", root / "examples")
     model = str(save_tiny_model(root / "tiny-model"))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = dict(os.environ)
+    for command in _commands(_block()):  # the README's `export K=V` lines
+        if command[0] == "export":
+            env.update(dict(assignment.split("=", 1) for assignment in command[1:]))
+    assert env["HF_HUB_OFFLINE"] == "1"
     outputs = []
     adadpo = [c for c in _commands(_block()) if c[0] == "adadpo"]
     diagnose = next(c for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S) for c in _commands(block)
