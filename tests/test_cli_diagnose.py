@@ -198,3 +198,11 @@ def test_config_errors_name_the_missing_key(tmp_path, capsys):
     assert exc.value.code == 2
     assert capsys.readouterr().err.strip() == ("adadpo diagnose: error: model_name_or_path is required: give "
                                                f"--model_name_or_path M, or --config FILE whose YAML sets it")
+    path.write_text("model_name_or_path: m\ndataset_name: d\ndtype: float64\n")
+    with pytest.raises(SystemExit):
+        main(["diagnose", "--config", str(path)])
+    assert "error: dtype='float64': expected one of ['float32', 'bfloat16', 'float16', 'auto']" in capsys.readouterr().err
+    path.write_text("- a list\n")
+    with pytest.raises(SystemExit):
+        main(["diagnose", "--config", str(path)])
+    assert "expected a YAML mapping of training keys, got list" in capsys.readouterr().err

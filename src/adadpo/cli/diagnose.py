@@ -126,6 +126,8 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ValueError(f"--per_device_eval_batch_size must be >= 1, got {args.per_device_eval_batch_size}")
     if args.max_length < 2:
         raise ValueError(f"--max_length must be >= 2 (a prompt token and a response token), got {args.max_length}")
+    if args.dtype not in DTYPES:  # argparse checks the command line's; this is for a config's
+        raise ValueError(f"dtype={args.dtype!r}: expected one of {list(DTYPES)}")
     bad = [k for k in args.balance_clip if not k >= 1]
     if bad:
         raise ValueError(f"--balance_clip values must all be >= 1 (a clip ratio), got {bad[0]:g}")
