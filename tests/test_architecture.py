@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -41,10 +43,30 @@ def test_the_core_install_is_torch_only():
     assert res.returncode == 0 and "orpo: beta=0.1" in res.stdout, res.stderr[-2000:]
 
 
-def test_a_missing_extra_is_named():
-    res = _torch_only("from adadpo.cli import main; main(['train', '--config', 'run.yaml'])")
-    assert res.returncode == 2 and res.stderr.strip().endswith(
-        "install the 'trainer' extra: pip install \"adadpo[trainer]\""), res.stderr[-2000:]
+@pytest.mark.parametrize(("argv", "extra"), [
+    (["train", "--config", "run.yaml"], "trainer"), (["diagnose", "--model_name_or_path", "m", "--dataset_name", "d"],
+                                                     "trainer"),
+    (["demo"], "bench"), (["sweep", "--config", "grid.yaml"], "bench")])
+def test_a_missing_extra_is_named_once_and_is_the_commands(argv, extra):
+    res = _torch_only(f"from adadpo.cli import main; main({argv!r})")
+    hint = f"install the {extra!r} extra: pip install \"adadpo[{extra}]\""
+    last = res.stderr.strip().splitlines()[-1]
+    assert res.returncode == 2 and last.startswith(f"adadpo {argv[0]}: error: No module named ") and last.endswith(hint)
+    assert res.stderr.count("install the") == 1, res.stderr[-2000:]  # before: diagnose's hint came twice
+
+
+def test_the_hint_names_the_extra_the_command_needs():
+    from adadpo.cli import missing_extra
+
+    sklearn = ModuleNotFoundError("No module named 'sklearn'", name="sklearn")
+    assert missing_extra(sklearn, "bench").endswith('pip install "adadpo[bench]"')  # the demo (README: bench)
+    assert missing_extra(sklearn).endswith('pip install "adadpo[eval]"')  # the library function alone
+    assert missing_extra(ModuleNotFoundError(name="gguf"), "trainer").endswith('"adadpo[bench]"')
+    assert missing_extra(ModuleNotFoundError(name="peft"), "trainer").endswith('"adadpo[peft]"')
+    assert missing_extra(ModuleNotFoundError(name="numpy_extra_thing")) is None
+
+
+def test_importing_the_trainer_without_its_extra_names_it():
     res = _torch_only("import adadpo.trl")
     assert "adadpo.trl needs the 'trainer' extra" in res.stderr, res.stderr[-2000:]
 

@@ -43,14 +43,15 @@ def test_default_run_prints_the_dpo_table_with_balanced_ratios():
 
 
 def test_every_loss_and_options():
-    res = run("explain", "--loss", "all", "--level", "sequence", "--normalize", "geometric", "--clip", "inf")
+    res = run("explain", "--loss", "all", "--balance_level", "sequence", "--balance_normalize", "geometric",
+              "--balance_clip", "inf")
     assert res.returncode == 0, res.stderr
     for loss in ("dpo", "rdpo", "ipo", "simpo", "cpo", "orpo"):
         assert f"{loss}: beta=0.1; AdaDPO with level=sequence, normalize=geometric, placement=margin, clip kappa=off" in res.stdout
 
 
 def test_user_mistakes_exit_2_with_a_message_and_no_traceback():
-    res = run("--clip", "0.5")
+    res = run("--balance_clip", "0.5")
     assert res.returncode == 2
     assert "adadpo explain: error: Balance.clip=0.5 must be a number >= 1" in res.stderr
     assert "Traceback" not in res.stderr

@@ -62,8 +62,9 @@ def _printed(stdout: str) -> dict:
 def test_dpo_token_level_agrees_with_a_plain_forward(world, tmp_path, capsys):
     out = tmp_path / "out"
     kappas = ["1.01", "1.03", "1.1", "2"]  # the tiny model's log rho is small; these clips bind on some pairs
-    argv = ["diagnose", "--model", str(world / "model"), "--dataset", str(world / "data"), "--num-pairs", "7",
-            "--batch-size", "3", "--kappa", *kappas, "--output-dir", str(out)]
+    argv = ["diagnose", "--model_name_or_path", str(world / "model"), "--dataset_name", str(world / "data"),
+            "--num_pairs", "7", "--per_device_eval_batch_size", "3", "--balance_clip", *kappas,
+            "--output_dir", str(out)]
     assert main(argv) == 0
     stdout = capsys.readouterr().out
 
@@ -92,10 +93,12 @@ def test_dpo_token_level_agrees_with_a_plain_forward(world, tmp_path, capsys):
     assert printed["clips"] == pytest.approx(shares, abs=6e-4)
     assert 0 < shares[1.01] and shares[2.0] == 0  # the check above is not vacuous
     assert printed["rejected_dominant"] == pytest.approx((expected > 0).double().mean().item(), abs=6e-4)
-    assert f"with kappa=1.01 on {100 * shares[1.01]:.1f}%" in stdout
+    assert f"kappa=1.01: {100 * shares[1.01]:.1f}%" in stdout
+    assert stdout.count("% of pairs") == 1  # the statistics are printed once (they were also repeated in words)
 
     # the JSON is consistent with its own per-pair values
-    assert saved["num_pairs"] == 7 and saved["settings"]["loss"] == "dpo" and saved["settings"]["kappas"] == [1.01, 1.03, 1.1, 2.0]
+    assert saved["num_pairs"] == 7 and saved["settings"]["loss"] == "dpo"
+    assert saved["settings"]["balance_clip"] == [1.01, 1.03, 1.1, 2.0]
     assert {float(k): v for k, v in saved["clip_fractions"].items()} == pytest.approx(
         {float(k): (log_rho.abs() > math.log(float(k))).double().mean().item() for k in kappas})
     assert saved["rejected_dominant"] == pytest.approx((log_rho > 0).double().mean().item())
@@ -107,8 +110,9 @@ def test_dpo_token_level_agrees_with_a_plain_forward(world, tmp_path, capsys):
 
 def test_ref_model_sequence_level_on_the_ratios(world, tmp_path, capsys):
     out = tmp_path / "out"
-    argv = ["diagnose", "--model", str(world / "model"), "--ref-model", str(world / "ref"), "--dataset",
-            str(world / "data"), "--num-pairs", "4", "--level", "sequence", "--use-reference", "--output-dir", str(out)]
+    argv = ["diagnose", "--model_name_or_path", str(world / "model"), "--ref_model", str(world / "ref"),
+            "--dataset_name", str(world / "data"), "--num_pairs", "4", "--balance_level", "sequence",
+            "--balance_use_reference", "--output_dir", str(out)]
     assert main(argv) == 0
     stdout = capsys.readouterr().out
     assert f"reference: {world / 'ref'} (log rho measured on the ratios" in stdout
@@ -127,8 +131,8 @@ def test_ref_model_sequence_level_on_the_ratios(world, tmp_path, capsys):
 
 def test_reference_free_loss_on_chat_data(world, tmp_path, capsys):
     out = tmp_path / "out"
-    argv = ["diagnose", "--model", str(world / "model"), "--dataset", str(world / "chat" / "train.jsonl"),
-            "--loss", "simpo", "--num-pairs", "100", "--output-dir", str(out)]
+    argv = ["diagnose", "--model_name_or_path", str(world / "model"), "--dataset_name",
+            str(world / "chat" / "train.jsonl"), "--loss", "simpo", "--num_pairs", "100", "--output_dir", str(out)]
     assert main(argv) == 0
     stdout = capsys.readouterr().out
     assert "reference: not used (simpo is reference-free)" in stdout and "split 'train', 6 pairs" in stdout
@@ -147,17 +151,58 @@ def test_reference_free_loss_on_chat_data(world, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("extra", "dataset", "message"),
     [
-        (["--use-reference"], "data", "--use-reference needs --ref-model"),
-        (["--split", "validation"], "data", "--split='validation' is not a split of the dataset; it has ['train']"),
+        (["--balance_use_reference"], "data", "--balance_use_reference needs --ref_model"),
+        (["--dataset_train_split", "validation"], "data",
+         "dataset_train_split='validation' is not a split of the dataset; it has ['train']"),
         ([], "bad", "has no 'rejected' column"),
-        (["--loss", "simpo", "--ref-model", "REF"], "data", "loss 'simpo' is reference-free"),
-        (["--kappa", "0.5"], "data", "--kappa values must all be >= 1"),
+        (["--loss", "simpo", "--ref_model", "REF"], "data", "loss 'simpo' is reference-free"),
+        (["--balance_clip", "0.5"], "data", "--balance_clip values must all be >= 1"),
     ],
 )
 def test_errors_exit_2_naming_the_problem(world, capsys, extra, dataset, message):
     extra = [str(world / "ref") if a == "REF" else a for a in extra]
     with pytest.raises(SystemExit) as exc:
-        main(["diagnose", "--model", str(world / "model"), "--dataset", str(world / dataset), *extra])
+        main(["diagnose", "--model_name_or_path", str(world / "model"), "--dataset_name", str(world / dataset), *extra])
     assert exc.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]  # after any progress bars of the dataset loader
     assert last.startswith("adadpo diagnose: error: ") and message in last
+
+
+def test_config_gives_a_training_configs_model_data_and_loss(world, tmp_path, capsys):
+    """``--config`` reads what a training YAML shares with diagnose (the command line still overrides it); the
+    old option names still work, each with a note naming the new one."""
+    import yaml
+
+    config = {"model_name_or_path": str(world / "model"), "dataset_name": str(world / "data"), "loss": "simpo",
+              "balance_level": "sequence", "balance_clip": 3.0, "max_length": 64, "learning_rate": 1e-3,
+              "output_dir": "elsewhere"}
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["diagnose", "--config", str(path), "--num-pairs", "5", "--kappa", "2", "3"]) == 0
+    out, err = capsys.readouterr()
+    assert f"model:     {world / 'model'}" in out and "split 'train', 5 pairs" in out
+    assert "loss:      simpo, level sequence" in out and "kappa=2: " in out and "kappa=3: " in out
+    assert "adadpo diagnose: note: --kappa is now --balance_clip" in err and "--num-pairs" not in err  # dashes: no note
+    assert not (tmp_path / "elsewhere").exists()  # training's output_dir is not diagnose's
+
+    assert main(["diagnose", "--config", str(path), "--num_pairs", "2", "--loss", "dpo"]) == 0
+    out = capsys.readouterr().out
+    assert "loss:      dpo, level sequence" in out and "kappa=3: " in out and "kappa=2: " not in out
+
+
+def test_config_errors_name_the_missing_key(tmp_path, capsys):
+    path = tmp_path / "run.yaml"
+    path.write_text("dataset_name: pairs.jsonl\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["diagnose", "--config", str(path)])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip() == ("adadpo diagnose: error: model_name_or_path is required: give "
+                                               f"--model_name_or_path M, or --config FILE whose YAML sets it")
+    path.write_text("model_name_or_path: m\ndataset_name: d\ndtype: float64\n")
+    with pytest.raises(SystemExit):
+        main(["diagnose", "--config", str(path)])
+    assert "error: dtype='float64': expected one of ['float32', 'bfloat16', 'float16', 'auto']" in capsys.readouterr().err
+    path.write_text("- a list\n")
+    with pytest.raises(SystemExit):
+        main(["diagnose", "--config", str(path)])
+    assert "expected a YAML mapping of training keys, got list" in capsys.readouterr().err

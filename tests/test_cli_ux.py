@@ -18,16 +18,19 @@ def test_train_help_starts_with_the_config_file(capsys):
     assert lines[2].startswith("--config FILE: a YAML mapping")
     text = "\n".join(lines)
     assert "SimPO target margin (simpo only; None means 0.5). (default: None)" in " ".join(text.split())
+    # before: --no_auto_resume had --auto_resume's help, "Resume from the last checkpoint ... (default: False)"
+    assert "--no_auto_resume, --no-auto-resume Set auto_resume to false (it is true by default; see --auto_resume)." \
+        in " ".join(text.split())
 
 
 @pytest.mark.parametrize("command", ["diagnose", "demo", "sweep"])
 def test_every_command_takes_both_spellings_of_its_options(command):
     parser = build_parser()
-    base = {"diagnose": ["--model", "m", "--dataset", "d"], "demo": [], "sweep": ["--config", "c.yaml"]}[command]
+    base = {"diagnose": ["--model_name_or_path", "m"], "demo": [], "sweep": ["--config", "c.yaml"]}[command]
     for spelling in ("--output-dir", "--output_dir"):
         assert parser.parse_args([command, *base, spelling, "here"]).output_dir == "here"
     if command != "diagnose":
-        assert parser.parse_args([command, *base, "--cache_dir", "c"]).cache_dir == "c"
+        assert parser.parse_args([command, *base, "--cache-dir", "c"]).cache_dir == "c"
 
 
 def test_explain_options_all_have_help():

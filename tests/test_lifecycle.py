@@ -400,6 +400,15 @@ def test_the_model_card_cites_the_method_and_names_local_paths(world, tmp_path, 
     assert "[None]" not in card and f"fine-tuned version of `{world / 'model'}` (a local model)" in card
     assert "huggingface.co/datasets/" not in card and f"`{world / 'data'}` (local data)" in card
     assert "| mixed precision (as run) | none (float32) |" in card
+    # the card's blanks, filled from the run: a quick start that loads it, no licence placeholder, the procedure
+    assert f'pipeline("text-generation", model="{out}"' in card and 'model="None"' not in card
+    assert "licence: license" not in card
+    procedure = card.split("## Training procedure\n", 1)[1].split("\n## ", 1)[0]
+    balanced = "balanced (AdaDPO): level token, clip kappa 10" if balance else "plain (no balance)"
+    assert f"- loss: {loss}, beta 0.1, {balanced}" in procedure
+    assert "- 1 optimizer step of 4 pairs (4 per device x 1 accumulation x 1 process)" in procedure
+    assert "- learning rate 0.001 (linear schedule), max_length" in procedure
+    assert "- last training log (step 1): loss " in procedure
 
 
 @pytest.mark.parametrize(("options", "name", "arxiv"), [

@@ -164,7 +164,8 @@ def test_demo_in_the_smollm2_world(tiny_model, tmp_path, capsys, one_thread_swee
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--world", "oracle", "--model", "some/model"], "--model='some/model': only the smollm2 world takes a model"),
+    (["--world", "oracle", "--model_name_or_path", "some/model"],
+     "--model_name_or_path='some/model': only the smollm2 world takes a model"),
     (["--world", "nonsense"], "--world='nonsense': expected one of ['oracle', 'smollm2'] or a YAML file"),
     (["--world", "WORLD"], "kind='nonsense'; expected one of ['oracle', 'smollm2']"),
 ])

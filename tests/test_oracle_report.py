@@ -67,6 +67,26 @@ def test_write_report_files(tmp_path):
     assert (lc["cells"], lc["wins"], lc["losses"]) == (4, 2, 1)  # +0.05 and +0.01 separate from noise 0.002
 
 
+def test_one_cell_report_defines_its_columns_and_has_no_best_cell_tables(tmp_path):
+    from adadpo.oracle.report import DEFINITIONS, METRICS
+
+    text = write_report(rows_for({(0.1, 1e-4): 0.05}), [("DPO", "AdaDPO")], tmp_path, title="t").read_text()
+    assert "KL budget" not in text and "Best cell per method" not in text  # with one cell: that cell
+    columns = text.split("Columns. ", 1)[1].split("\n", 1)[0]
+    tables = {cell.strip() for line in text.splitlines() if line.startswith("| method |") or line.startswith(
+        "| cell |") for cell in line.strip("|").split("|")} - {"method", "cell"}
+    assert tables and all(f"{label}: {DEFINITIONS[key]}." in columns for key, label in METRICS.items()
+                          if label in tables), tables  # every column of every table is defined, quality and TQ too
+    assert "quality: mean true quality of the answers themselves" in columns
+
+
+def test_an_interval_whose_ends_print_alike_says_the_seeds_agree():
+    from adadpo.oracle.report import Interval, ci_text
+
+    assert ci_text(Interval(-0.0131, -0.01312, -0.01308, 3)) == "[-0.013, -0.013] (the seeds agree to 3 decimals)"
+    assert ci_text(Interval(0.02, 0.01, 0.03, 3)) == "[+0.010, +0.030]"
+
+
 def test_ablation_report_has_one_figure_per_kind(tmp_path):
     rows = rows_for({(0.1, 1e-4): 0.05, (0.1, 3e-4): 0.0})
     for i, variant in enumerate(("kappa=2", "norm=rejected", "level=sequence")):

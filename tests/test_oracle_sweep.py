@@ -118,12 +118,21 @@ def test_cli_sweep_two_workers_and_report(world, tmp_path):
 
 def test_cli_demo_writes_table_report_results(world, tmp_path):
     (tmp_path / "world.yaml").write_text(yaml.safe_dump(TINY))
-    res = _cli(["demo", "--output-dir", "demo", "--world", "world.yaml", "--seeds", "2", "--learning-rate", "1e-3",
-                "--cache-dir", str(world.path.parent), "--no-progress"], tmp_path)
+    argv = ["demo", "--output_dir", "demo", "--world", "world.yaml", "--seeds", "2", "--learning_rate", "1e-3",
+            "--cache_dir", str(world.path.parent), "--no_progress"]
+    res = _cli(argv, tmp_path)
     assert "AdaDPO" in res.stdout and "LC" in res.stdout and "report.md" in res.stdout
+    assert res.stdout.lstrip().startswith("Verdict (2 seeds, β=0.1, lr=0.001): AdaDPO's true quality (TQ) is ")
+    assert "  quality: mean true quality of the answers themselves" in res.stdout  # every column defined
     data = json.loads((tmp_path / "demo" / "results.json").read_text())
     assert len(data["runs"]) == 4 and data["summary"]["comparisons"][0]["base"] == "DPO"
-    assert (tmp_path / "demo" / "winrates.png").exists() and (tmp_path / "demo" / "report.md").exists()
+    assert (tmp_path / "demo" / "winrates.png").exists()
+    report = (tmp_path / "demo" / "report.md").read_text()
+    assert report.split("\n")[2].startswith("**Verdict (2 seeds") and "min on this machine: the world was cached; 4 " \
+        "training runs." in report  # before: "including the world when it was not cached", whether it was or not
+    assert "Best cell within a KL budget" not in report and "Best cell per method" not in report  # one cell
+    _cli(argv, tmp_path)  # again: the runs are reused, and the report says so
+    assert "no training (every run was already in" in (tmp_path / "demo" / "report.md").read_text()
 
 
 @pytest.mark.parametrize("text, match", [

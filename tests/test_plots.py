@@ -124,7 +124,8 @@ def test_diagnose_histogram_legend_leaves_every_kappa_line_visible():
     log_rho = torch.linspace(-3.0, 3.0, 200, dtype=torch.float64)
     kappas = {2.0: 0.58, 10.0: 0.066, 100.0: 0.0}
     stats = SimpleNamespace(log_rho=log_rho, clip_fractions=kappas, num_pairs=200, rejected_dominant=0.5)
-    args = argparse.Namespace(loss="dpo", level="token", use_reference=False, dataset="data/pairs/", split="train")
+    args = argparse.Namespace(loss="dpo", balance_level="token", balance_use_reference=False,
+                              dataset_name="data/pairs/", dataset_train_split="train")
     fig = imbalance_figure(stats, args)
     try:
         assert_readable(fig, {"0: balanced", "±log 10: clip binds on 6.6%"})

@@ -49,8 +49,19 @@ def _broken_model(world: Path, tmp_path: Path, how: str) -> Path:
     ("dataset_name", "typo-org/typo-data", r"could not load dataset_name='typo-org/typo-data' from the Hugging Face"),
 ])
 def test_a_path_or_hub_id_that_does_not_exist(world, tmp_path, capsys, key, value, message):
-    err = _train_error(tmp_path, capsys, _config(world, tmp_path / "out", **{key: value}))
+    err = _train_error(tmp_path, capsys, _config(world, tmp_path / "runs" / "out", **{key: value}))
     assert err.startswith("adadpo train: error: ") and re.search(message, err), err
+    assert not (tmp_path / "runs").exists()  # a run that failed before writing anything leaves no folder behind
+
+
+def test_a_failed_run_keeps_a_folder_it_did_not_create_or_that_holds_files(world, tmp_path, capsys):
+    (tmp_path / "mine").mkdir()
+    _train_error(tmp_path, capsys, _config(world, tmp_path / "mine", model_name_or_path="./no/such/model"))
+    assert (tmp_path / "mine").is_dir()
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "notes.txt").write_text("a user's file")
+    _train_error(tmp_path, capsys, _config(world, tmp_path / "used" / "out", model_name_or_path="./no/such/model"))
+    assert sorted(p.name for p in (tmp_path / "used").iterdir()) == ["notes.txt"]
 
 
 def test_a_corrupt_weights_file_names_the_model(world, tmp_path, capsys):

@@ -10,6 +10,7 @@ import sys
 
 from adadpo import __version__
 from adadpo.cli import demo, diagnose, explain, sweep, train
+from adadpo.cli.options import accept_dashes, rename_old_options
 
 COMMANDS = {"explain": explain, "demo": demo, "train": train, "diagnose": diagnose, "sweep": sweep}
 
@@ -17,15 +18,25 @@ COMMANDS = {"explain": explain, "demo": demo, "train": train, "diagnose": diagno
 EXTRAS = {
     **dict.fromkeys(("trl", "transformers", "datasets", "accelerate", "yaml", "tqdm", "matplotlib"), "trainer"),
     "sklearn": "eval",
+    "gguf": "bench",
     "peft": "peft",
     "tensorboard": "tensorboard",
 }
+#: The extras each extra brings with it (pyproject.toml): a command's own extra covers these.
+INCLUDES = {"bench": ("bench", "trainer", "eval"), "test": ("test", "trainer", "eval", "bench", "peft")}
 
 
-def missing_extra(err: ModuleNotFoundError) -> str | None:
-    """A one-line hint naming the extra to install, when ``err`` is an optional dependency's absence."""
+def missing_extra(err: ModuleNotFoundError, command_extra: str | None = None) -> str | None:
+    """One line naming the extra to install, when ``err`` is an optional dependency's absence: the command's own
+    extra (``command_extra``, e.g. ``bench`` for ``adadpo demo``) when it brings the missing package, else the
+    package's."""
     top = (err.name or "").split(".")[0]
-    return f"{err} -- install the {EXTRAS[top]!r} extra: pip install \"adadpo[{EXTRAS[top]}]\"" if top in EXTRAS else None
+    if top not in EXTRAS:
+        return None
+    extra = EXTRAS[top]
+    if command_extra and extra in INCLUDES.get(command_extra, (command_extra,)):
+        extra = command_extra
+    return f"No module named {top!r}: install the {extra!r} extra: pip install \"adadpo[{extra}]\""
 
 
 def os_error_line(err: OSError) -> str:
@@ -52,17 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMANDS.values():
         module.add_parser(sub)
     for command in sub.choices.values():
-        accept_underscores(command)
+        accept_dashes(command)
     return parser
-
-
-def accept_underscores(parser: argparse.ArgumentParser) -> None:
-    """Let every ``--some-option`` also be spelt ``--some_option`` (as ``adadpo train``'s keys are), without
-    listing the second spelling in the help."""
-    for option, action in list(parser._option_string_actions.items()):
-        alias = "--" + option[2:].replace("-", "_")
-        if option.startswith("--") and alias != option:
-            parser._option_string_actions.setdefault(alias, action)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv = ["explain", *argv]
     parser = build_parser()
+    renamed = getattr(COMMANDS.get(argv[0]), "RENAMED", None)
+    if renamed:
+        argv[1:] = rename_old_options(argv[1:], renamed, f"adadpo {argv[0]}")
     if getattr(COMMANDS.get(argv[0]), "RAW_ARGS", False):  # the command parses its own arguments
         args = argparse.Namespace(command=argv[0], args=argv[1:])
     else:
@@ -86,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as err:  # the machine's doing (disk full, permissions, a stopped peer process): say what, where
         parser.exit(1, f"adadpo {args.command}: error: {os_error_line(err)}\n")
     except ModuleNotFoundError as err:  # an extra not installed: say which
-        hint = missing_extra(err)
+        hint = missing_extra(err, getattr(COMMANDS[args.command], "EXTRA", None))
         if hint is None:
             raise
         parser.exit(2, f"adadpo {args.command}: error: {hint}\n")

@@ -1,20 +1,26 @@
 """``adadpo diagnose``: how imbalanced is the plain loss on *your* pairs, under *your* model?
 
-    adadpo diagnose --model M --dataset D [--loss dpo] [--level token] [--ref-model R] [--output-dir DIR]
+    adadpo diagnose --model_name_or_path M --dataset_name D [--loss dpo] [--balance_level token] [--ref_model R]
+    adadpo diagnose --config run.yaml [--key value ...]       # the model, data, length and loss of a training config
 
-For the first ``--num-pairs`` pairs of the split it runs the model (no gradients) over prompt + chosen and
+For the first ``--num_pairs`` pairs of the split it runs the model (no gradients) over prompt + chosen and
 prompt + rejected, sums the response tokens' log-probs per side (``A_w``, ``A_l``, lengths ``T_w``, ``T_l``)
-exactly as ``adadpo train`` does, and reports the plain loss's imbalance
+exactly as ``adadpo train`` does, and prints the plain loss's imbalance
 
     log rho = X_w - X_l = log(|push on the rejected side| / |pull on the chosen side|)
 
 (:func:`adadpo.gradient_imbalance`): its distribution over pairs, the share of pairs where the rejected side
-is pushed harder (``rho > 1``) and, for each ``--kappa``, the share of pairs on which AdaDPO's clip would bind
-(``|log rho| > log kappa``). With ``--output-dir`` it also writes ``imbalance.json`` and a histogram
-``imbalance.png``.
+is pushed harder (``rho > 1``) and, for each ``--balance_clip`` kappa, the share of pairs on which AdaDPO's
+clip would bind (``|log rho| > log kappa``). With ``--output_dir`` it also writes ``imbalance.json`` and a
+histogram, ``imbalance.png``.
 
-Without ``--ref-model`` the model is its own reference, as at the start of training: the statistic is then
-the one a training run would see at step 0 (``--use-reference`` would give ``rho = 1`` and is refused).
+``--config`` reads an ``adadpo train`` YAML: its ``model_name_or_path``, ``dataset_name``, ``dataset_config``,
+``dataset_train_split``, ``max_length``, ``dtype``, ``per_device_eval_batch_size``, ``loss``, ``balance_level``,
+``balance_use_reference`` and ``balance_clip`` (the other keys are training's); options on the command line
+override it. Options are spelt as ``adadpo train`` spells them.
+
+Without ``--ref_model`` the model is its own reference, as at the start of training: the statistic is then
+the one a training run would see at step 0 (``--balance_use_reference`` would give ``rho = 1`` and is refused).
 """
 
 from __future__ import annotations
@@ -32,27 +38,80 @@ from adadpo.core.spec import LOSSES, get_family
 
 NAME = "diagnose"
 HELP = "measure the plain loss's gradient imbalance (log rho) on your data under your model"
+EXTRA = "trainer"
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 DEFAULT_KAPPAS = (2.0, 5.0, 10.0, 100.0)
+#: Each option's default, applied after the command line and the ``--config`` file (both override it).
+DEFAULTS = {
+    "model_name_or_path": None, "dataset_name": None, "dataset_config": None, "dataset_train_split": "train",
+    "ref_model": None, "loss": "dpo", "balance_level": "token", "balance_use_reference": False,
+    "balance_clip": list(DEFAULT_KAPPAS), "num_pairs": 512, "per_device_eval_batch_size": 8, "max_length": 1024,
+    "dtype": "float32", "output_dir": None,
+}
+#: What ``--config`` may set: the keys a training config shares with this command.
+CONFIG_KEYS = ("model_name_or_path", "dataset_name", "dataset_config", "dataset_train_split", "max_length", "dtype",
+               "per_device_eval_batch_size", "loss", "balance_level", "balance_use_reference", "balance_clip")
+#: Option names of earlier releases, accepted with a note (adadpo.cli.options).
+RENAMED = {"--model": "--model_name_or_path", "--dataset": "--dataset_name", "--split": "--dataset_train_split",
+           "--kappa": "--balance_clip", "--level": "--balance_level", "--use_reference": "--balance_use_reference",
+           "--batch_size": "--per_device_eval_batch_size"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(NAME, help=HELP, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="causal LM: Hugging Face Hub id or local directory (its tokenizer too)")
-    p.add_argument("--dataset", required=True, help="preference dataset: Hub id, jsonl/json/parquet/csv file or directory")
-    p.add_argument("--dataset-config", default=None, help="dataset configuration name (Hub datasets)")
-    p.add_argument("--split", default="train", help="split to read (default: train)")
-    p.add_argument("--ref-model", default=None,
-                   help="reference model (same tokenizer); default: the model is its own reference, as at step 0")
-    p.add_argument("--loss", default="dpo", choices=list(LOSSES), help="loss whose imbalance is measured (default: dpo)")
-    add_balance_arguments(p, only=("level", "use_reference"))  # the statistic log rho is measured with
-    p.add_argument("--kappa", type=float, nargs="+", default=list(DEFAULT_KAPPAS), metavar="K",
-                   help="clips whose binding share is reported (default: 2 5 10 100)")
-    p.add_argument("--num-pairs", type=int, default=512, help="use the first N pairs of the split (default: 512)")
-    p.add_argument("--batch-size", type=int, default=8, help="pairs per forward pass (default: 8)")
-    p.add_argument("--max-length", type=int, default=1024, help="truncate prompt + response to this many tokens")
-    p.add_argument("--dtype", default="float32", choices=DTYPES, help="dtype the model(s) are loaded in (default: float32)")
-    p.add_argument("--output-dir", default=None, help="write imbalance.json and imbalance.png here")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="an `adadpo train` YAML config: its model, data, length, loss and balance_* keys")
+    p.add_argument("--model_name_or_path", help="causal LM: Hugging Face Hub id or local directory (its tokenizer too)")
+    p.add_argument("--dataset_name", help="preference dataset: Hub id, jsonl/json/parquet/csv file or directory")
+    p.add_argument("--dataset_config", help="dataset configuration name (Hub datasets)")
+    p.add_argument("--dataset_train_split", help="split to read (default: train)")
+    p.add_argument("--ref_model", help="reference model (same tokenizer); default: the model is its own reference, "
+                                       "as at step 0")
+    p.add_argument("--loss", choices=list(LOSSES), help="loss whose imbalance is measured (default: dpo)")
+    add_balance_arguments(p, only=("level", "use_reference"), defaults=False)  # the statistic log rho is measured with
+    p.add_argument("--balance_clip", type=float, nargs="+", metavar="KAPPA",
+                   help="clips whose binding share is reported (default: 2 5 10 100; a config's balance_clip: its own)")
+    p.add_argument("--num_pairs", type=int, help="use the first N pairs of the split (default: 512)")
+    p.add_argument("--per_device_eval_batch_size", type=int, help="pairs per forward pass (default: 8)")
+    p.add_argument("--max_length", type=int, help="truncate prompt + response to this many tokens (default: 1024)")
+    p.add_argument("--dtype", choices=DTYPES, help="dtype the model(s) are loaded in (default: float32)")
+    p.add_argument("--output_dir", help="write imbalance.json and the histogram imbalance.png here")
+
+
+def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with every option the command line left out taken from ``--config`` (:data:`CONFIG_KEYS`), else
+    its default; ``model_name_or_path`` and ``dataset_name`` must come from one of the two."""
+    config: dict[str, Any] = {}
+    if args.config is not None:
+        config = _read_config(args.config)
+    for key, default in DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, config[key] if key in config and config[key] is not None else default)
+    if isinstance(args.balance_clip, (int, float)):  # a training config's single clip
+        args.balance_clip = [float(args.balance_clip)]
+    if config.get("balance_use_reference") and args.ref_model is None and args.balance_use_reference:
+        print(f"adadpo diagnose: note: balance_use_reference: true in {args.config} is not measured: without "
+              "--ref_model the model is its own reference at step 0 (rho = 1); measuring on the policy instead")
+        args.balance_use_reference = False
+    for key, option in (("model_name_or_path", "--model_name_or_path M"), ("dataset_name", "--dataset_name D")):
+        if getattr(args, key) is None:
+            raise ValueError(f"{key} is required: give {option}, or --config FILE whose YAML sets it")
+    return args
+
+
+def _read_config(path: str) -> dict[str, Any]:
+    import yaml
+
+    if not os.path.isfile(path):
+        raise ValueError(f"--config {path}: no such file")
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        raise ValueError(f"--config {path} is not valid YAML: {' '.join(str(err).split())}") from err
+    if not isinstance(config, dict):
+        raise ValueError(f"--config {path}: expected a YAML mapping of training keys, got {type(config).__name__}")
+    return {k: v for k, v in config.items() if k in CONFIG_KEYS}
 
 
 # ----------------------------------------------------------------------------------------------- checks
@@ -62,23 +121,27 @@ def _check_args(args: argparse.Namespace) -> None:
     """Refuse settings that make no sense before anything is loaded."""
     family = get_family(args.loss)
     if args.num_pairs < 1:
-        raise ValueError(f"--num-pairs must be >= 1, got {args.num_pairs}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        raise ValueError(f"--num_pairs must be >= 1, got {args.num_pairs}")
+    if args.per_device_eval_batch_size < 1:
+        raise ValueError(f"--per_device_eval_batch_size must be >= 1, got {args.per_device_eval_batch_size}")
     if args.max_length < 2:
-        raise ValueError(f"--max-length must be >= 2 (a prompt token and a response token), got {args.max_length}")
-    bad = [k for k in args.kappa if not k >= 1]
+        raise ValueError(f"--max_length must be >= 2 (a prompt token and a response token), got {args.max_length}")
+    if args.dtype not in DTYPES:  # argparse checks the command line's; this is for a config's
+        raise ValueError(f"dtype={args.dtype!r}: expected one of {list(DTYPES)}")
+    bad = [k for k in args.balance_clip if not k >= 1]
     if bad:
-        raise ValueError(f"--kappa values must all be >= 1 (a clip ratio), got {bad[0]:g}")
+        raise ValueError(f"--balance_clip values must all be >= 1 (a clip ratio), got {bad[0]:g}")
     if not family.needs_reference:
         if args.ref_model is not None:
-            raise ValueError(f"--ref-model was given, but loss {args.loss!r} is reference-free; drop it or use dpo, rdpo or ipo")
-        if args.use_reference:
-            raise ValueError(f"--use-reference needs a reference-based loss (dpo, rdpo, ipo), but loss is {args.loss!r}")
-    elif args.use_reference and args.ref_model is None:
+            raise ValueError(f"--ref_model was given, but loss {args.loss!r} is reference-free; drop it or use dpo, "
+                             "rdpo or ipo")
+        if args.balance_use_reference:
+            raise ValueError(f"--balance_use_reference needs a reference-based loss (dpo, rdpo, ipo), but loss is "
+                             f"{args.loss!r}")
+    elif args.balance_use_reference and args.ref_model is None:
         raise ValueError(
-            "--use-reference needs --ref-model: without one the model is its own reference, so pi / pi_ref = 1 for "
-            "every pair and log rho would be 0 everywhere; pass --ref-model or drop --use-reference"
+            "--balance_use_reference needs --ref_model: without one the model is its own reference, so pi / pi_ref = 1 "
+            "for every pair and log rho would be 0 everywhere; pass --ref_model or drop --balance_use_reference"
         )
 
 
@@ -92,7 +155,7 @@ def _load_model(name: str, dtype: str, what: str) -> Any:
     try:
         model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype if dtype == "auto" else getattr(torch, dtype))
     except (OSError, ValueError) as err:  # missing path, offline hub, not a causal LM
-        raise ValueError(f"could not load {what} {name!r} ({type(err).__name__}: {err})") from err
+        raise ValueError(f"could not load {what}={name!r} ({type(err).__name__}: {err})") from err
     return model.eval()
 
 
@@ -102,7 +165,8 @@ def _load_tokenizer(name: str) -> Any:
     try:
         return AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as err:
-        raise ValueError(f"could not load the tokenizer of --model {name!r} ({type(err).__name__}: {err})") from err
+        raise ValueError(f"could not load the tokenizer of model_name_or_path={name!r} "
+                         f"({type(err).__name__}: {err})") from err
 
 
 def pair_logps(
@@ -177,31 +241,26 @@ def _reference_note(args: argparse.Namespace) -> str:
         return f"not used ({args.loss} is reference-free)"
     if args.ref_model is None:
         return "none given: the model is its own reference (the start of training, pi / pi_ref = 1)"
-    if args.use_reference:
+    if args.balance_use_reference:
         return f"{args.ref_model} (log rho measured on the ratios pi / pi_ref)"
-    return f"{args.ref_model} (its sums are saved, but without --use-reference log rho does not depend on them)"
+    return f"{args.ref_model} (its sums are saved, but without --balance_use_reference log rho does not depend on them)"
 
 
 def describe(report: Any, args: argparse.Namespace, requested: int) -> str:
-    """The text printed by the command: settings, ``report.to_text()`` and the result in words."""
+    """The text printed by the command: the settings, then ``report.to_text()``."""
     used = report.num_pairs
     pairs = f"{used} pairs" + ("" if used == requested else
-                               f" ({requested - used} of the first {requested} dropped: prompt reaches --max-length)")
-    dataset = args.dataset + (f" [{args.dataset_config}]" if args.dataset_config else "")
+                               f" ({requested - used} of the first {requested} dropped: prompt reaches --max_length)")
+    dataset = args.dataset_name + (f" [{args.dataset_config}]" if args.dataset_config else "")
     head = [
         "adadpo diagnose",
-        f"  model:     {args.model}",
+        f"  model:     {args.model_name_or_path}",
         f"  reference: {_reference_note(args)}",
-        f"  dataset:   {dataset}, split {args.split!r}, {pairs}",
-        f"  loss:      {args.loss}, level {args.level}" + (", on pi / pi_ref" if args.use_reference else ""),
+        f"  dataset:   {dataset}, split {args.dataset_train_split!r}, {pairs}",
+        f"  loss:      {args.loss}, level {args.balance_level}"
+        + (", on pi / pi_ref" if args.balance_use_reference else ""),
     ]
-    clips = ", ".join(f"kappa={k:g} on {100 * v:.1f}%" for k, v in report.clip_fractions.items())
-    words = [
-        (f"In {100 * report.rejected_dominant:.1f}% of the pairs the plain {args.loss} loss pushes the rejected "
-         "response down harder than it pulls the chosen one up (rho > 1)."),
-        f"AdaDPO's clip would bind (|log rho| > log kappa) with {clips} of the pairs.",
-    ]
-    return "\n\n".join(["\n".join(head), report.to_text(), "\n".join(words)])
+    return "\n\n".join(["\n".join(head), report.to_text()])  # the statistics once (they were also put in words)
 
 
 def write_outputs(directory: str, report: Any, args: argparse.Namespace, pairs: Any, requested: int) -> tuple[str, str]:
@@ -209,10 +268,12 @@ def write_outputs(directory: str, report: Any, args: argparse.Namespace, pairs: 
     with lines at 0 and at ``+-log kappa``); return their paths."""
     os.makedirs(directory, exist_ok=True)
     settings = {
-        "model": args.model, "ref_model": args.ref_model, "dataset": args.dataset, "dataset_config": args.dataset_config,
-        "split": args.split, "loss": args.loss, "level": args.level, "use_reference": args.use_reference,
-        "kappas": [float(k) for k in args.kappa], "num_pairs_requested": requested, "batch_size": args.batch_size,
-        "max_length": args.max_length, "dtype": args.dtype, "reference": _reference_note(args),
+        "model_name_or_path": args.model_name_or_path, "ref_model": args.ref_model, "dataset_name": args.dataset_name,
+        "dataset_config": args.dataset_config, "dataset_train_split": args.dataset_train_split, "loss": args.loss,
+        "balance_level": args.balance_level, "balance_use_reference": args.balance_use_reference,
+        "balance_clip": [float(k) for k in args.balance_clip], "num_pairs_requested": requested,
+        "per_device_eval_batch_size": args.per_device_eval_batch_size, "max_length": args.max_length,
+        "dtype": args.dtype, "reference": _reference_note(args),
     }
     per_pair = {"log_rho": report.log_rho.tolist()}
     for name, values in pairs.tensors().items():  # the policy's sums and lengths, and the reference's sums if any
@@ -233,7 +294,8 @@ def _plot(report: Any, args: argparse.Namespace, path: str) -> None:
 
 def imbalance_figure(report: Any, args: argparse.Namespace):
     """The histogram of ``report.log_rho`` with lines at 0 and ``+-log kappa`` per kappa; the legend sits below
-    the axes so it covers no line. ``args``: ``loss``, ``level``, ``use_reference``, ``dataset``, ``split``."""
+    the axes so it covers no line. ``args``: ``loss``, ``balance_level``, ``balance_use_reference``, ``dataset_name``,
+    ``dataset_train_split``."""
     from adadpo.oracle.plotting import figure, legend_outside, pyplot
 
     values = report.log_rho.numpy()
@@ -247,9 +309,9 @@ def imbalance_figure(report: Any, args: argparse.Namespace):
         label = f"±log {kappa:g}: clip binds on {100 * share:.1f}%"
         ax.axvline(math.log(kappa), color=color, linestyle="--", linewidth=1, label=label)
         ax.axvline(-math.log(kappa), color=color, linestyle="--", linewidth=1)
-    ref = ", pi / pi_ref" if args.use_reference else ""
-    ax.set_title(f"Gradient imbalance of plain {args.loss} ({args.level} level{ref}): {report.num_pairs} pairs "
-                 f"of {os.path.basename(args.dataset.rstrip('/'))} [{args.split}]\n"
+    ref = ", pi / pi_ref" if args.balance_use_reference else ""
+    ax.set_title(f"Gradient imbalance of plain {args.loss} ({args.balance_level} level{ref}): {report.num_pairs} pairs "
+                 f"of {os.path.basename(args.dataset_name.rstrip('/'))} [{args.dataset_train_split}]\n"
                  f"rho > 1 (rejected pushed harder) in {100 * report.rejected_dominant:.1f}% of pairs", fontsize=10)
     ax.set_xlabel("log rho = log(|push on rejected| / |pull on chosen|)")
     ax.set_ylabel("pairs")
@@ -264,25 +326,31 @@ def run(args: argparse.Namespace) -> int:
     from adadpo.trl.data import check_preference_dataset
     from adadpo.trl.loading import load_preference_dataset, select_split
 
+    args = resolve(args)
     _check_args(args)
-    data = select_split(load_preference_dataset(args.dataset, args.dataset_config), args.split, "--split")
+    data = select_split(load_preference_dataset(args.dataset_name, args.dataset_config), args.dataset_train_split,
+                        "dataset_train_split")
     requested = min(args.num_pairs, len(data))
     subset = data.select(range(requested))
-    check_preference_dataset(subset, f"{args.split!r} split of the")  # before loading any model
+    check_preference_dataset(subset, f"{args.dataset_train_split!r} split of the")  # before loading any model
 
-    tokenizer = _load_tokenizer(args.model)
-    model = _load_model(args.model, args.dtype, "--model")
-    ref_model = _load_model(args.ref_model, args.dtype, "--ref-model") if args.ref_model else None
+    tokenizer = _load_tokenizer(args.model_name_or_path)
+    model = _load_model(args.model_name_or_path, args.dtype, "model_name_or_path")
+    ref_model = _load_model(args.ref_model, args.dtype, "--ref_model") if args.ref_model else None
     if ref_model is not None and ref_model.get_input_embeddings().num_embeddings < len(tokenizer):
         raise ValueError(
-            f"--ref-model {args.ref_model!r} has {ref_model.get_input_embeddings().num_embeddings} token embeddings but "
-            f"the tokenizer of --model has {len(tokenizer)} tokens; the two models must share a tokenizer"
+            f"--ref_model {args.ref_model!r} has {ref_model.get_input_embeddings().num_embeddings} token embeddings "
+            "but "
+            f"the tokenizer of model_name_or_path has {len(tokenizer)} tokens; the two models must share a tokenizer"
         )
-    pairs = pair_logps(model, tokenizer, subset, ref_model=ref_model, batch_size=args.batch_size,
+    pairs = pair_logps(model, tokenizer, subset, ref_model=ref_model, batch_size=args.per_device_eval_batch_size,
                        max_length=args.max_length)
-    report = imbalance(args.loss, pairs, args.level, args.use_reference, tuple(args.kappa))
+    report = imbalance(args.loss, pairs, args.balance_level, args.balance_use_reference, tuple(args.balance_clip))
     print(describe(report, args, requested))
     if args.output_dir:
         json_path, png_path = write_outputs(args.output_dir, report, args, pairs, requested)
         print(f"\nwrote {json_path} and {png_path}")
+    else:
+        print("\n(--output_dir DIR also writes these numbers per pair, imbalance.json, and their histogram, "
+              "imbalance.png)")
     return 0

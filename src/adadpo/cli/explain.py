@@ -14,12 +14,14 @@ from dataclasses import dataclass
 
 import torch
 
-from adadpo.cli.balance_args import add_balance_arguments, balance_from_args
+from adadpo.cli.balance_args import OLD_NAMES, add_balance_arguments, balance_from_args
 from adadpo.core.balance import Balance
 from adadpo.core.losses import preference_loss
 from adadpo.core.spec import LOSSES
 
 DEFAULT_PARAMS = {"rdpo": {"length_alpha": 0.01}}
+#: Option names of earlier releases (``--clip``, ``--level``, ...), accepted with a note (adadpo.cli.options).
+RENAMED = OLD_NAMES
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--loss", default="dpo", choices=[*LOSSES, "all"], help="loss family (default: dpo)")
     p.add_argument("--beta", type=float, default=0.1, help="the loss's beta (default: 0.1)")
-    add_balance_arguments(p)  # --level, --use-reference, --alpha-chosen, ..., --placement: adadpo.Balance's fields
+    add_balance_arguments(p)  # --balance_level, ..., --balance_clip: adadpo.Balance's fields, named as in train
 
 
 def _grad_magnitudes(loss: str, pairs: tuple[ExamplePair, ...], beta: float, balance: Balance | None, level: str):

@@ -15,16 +15,19 @@ import argparse
 from pathlib import Path
 
 
+EXTRA = "bench"
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sweep", help="grid of beta x learning rate x seeds x methods in a benchmark world, with a report",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="sweep YAML (see examples/sweep_dpo.yaml)")
-    p.add_argument("--output-dir", help="default: sweep-<config name>")
+    p.add_argument("--output_dir", help="default: sweep-<config name>")
     p.add_argument("--workers", type=int, help="processes (default: the config's, else 2)")
-    p.add_argument("--cache-dir", help="where built worlds are kept (default: $ADADPO_CACHE or ~/.cache/adadpo)")
+    p.add_argument("--cache_dir", help="where built worlds are kept (default: $ADADPO_CACHE or ~/.cache/adadpo)")
     p.add_argument("--title", help="report title")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--report-only", action="store_true",
+    p.add_argument("--no_progress", action="store_true", help="no progress bars")
+    p.add_argument("--report_only", action="store_true",
                    help="train nothing: write the report from the runs already in results.jsonl (a partial sweep)")
 
 
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if args.report_only:
         rows = finished_rows(config, out)
         if not rows:
-            raise ValueError(f"--report-only: {out / 'results.jsonl'} has no finished run of this sweep")
+            raise ValueError(f"--report_only: {out / 'results.jsonl'} has no finished run of this sweep")
     else:
         progress = StageProgress(disable=args.no_progress)
         rows = run_sweep(config, out, args.cache_dir, progress)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 NAME = "train"
 RAW_ARGS = True  # YAML config + overrides, parsed by adadpo.cli.config
+EXTRA = "trainer"
 HELP = "train a model with a plain or balanced preference loss (YAML config + overrides)"
 
 HELP_USAGE = "adadpo train --config FILE [--key value ...]"
@@ -103,13 +104,24 @@ def run(args: argparse.Namespace) -> int:
     if argv[:1] in (["-h"], ["--help"]):
         from trl import TrlParser
 
-        TrlParser(_dataclass_types(), prog="adadpo train", usage=HELP_USAGE, description=HELP_INTRO).print_help()
+        parser = TrlParser(_dataclass_types(), prog="adadpo train", usage=HELP_USAGE, description=HELP_INTRO)
+        _negations_say_what_they_do(parser)
+        parser.print_help()
         return 0
     parsed = parse(argv)
     if parsed.launch_args and not os.environ.get(_LAUNCHED):
         return launch(parsed)
     train(*parsed.instances, parsed.given)
     return 0
+
+
+def _negations_say_what_they_do(parser: argparse.ArgumentParser) -> None:
+    """Transformers' parser gives ``--no_X`` (for a boolean ``X`` that defaults to true) ``X``'s own help and
+    "(default: False)", which reads as the opposite of what it does; say that it turns ``X`` off."""
+    for action in parser._actions:
+        negation = next((o for o in action.option_strings if o.startswith("--no_")), None)
+        if negation is not None:
+            action.help = f"Set {negation[5:]} to false (it is true by default; see --{negation[5:]})."
 
 
 def train(script, config, model_args, mixture=None, given: set[str] = frozenset()):
@@ -138,7 +150,8 @@ def train(script, config, model_args, mixture=None, given: set[str] = frozenset(
     if "tensorboard" in reports and importlib.util.find_spec("tensorboard") is None:
         raise ModuleNotFoundError("report_to=['tensorboard'] needs the tensorboard package", name="tensorboard")
     settings = run_settings(*(i for i in (script, config, model_args, mixture) if i is not None))
-    with RunSession(config, settings, auto_resume=script.auto_resume, overwrite=script.overwrite_output_dir) as run:
+    with _removed_if_unused(config.output_dir, config.process_index == 0), \
+            RunSession(config, settings, auto_resume=script.auto_resume, overwrite=script.overwrite_output_dir) as run:
         if run.plan.finished:
             if config.process_index == 0:  # once, not once per process
                 print(run.plan.message)
@@ -234,6 +247,26 @@ def _trainer(script, config, model_args, mixture, given, settings=None):
 
 #: Files of which a local tokenizer directory holds at least one.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "spiece.model")
+
+
+@contextlib.contextmanager
+def _removed_if_unused(output_dir: str, main: bool):
+    """Remove ``output_dir``, and the parents created for it, when the block fails before anything was written
+    into it (a model that cannot be loaded, say): a failed start leaves no empty folder behind. The main process
+    does it, as it creates the folder."""
+    created, path = [], os.path.abspath(output_dir)
+    while main and not os.path.exists(path) and os.path.dirname(path) != path:
+        created.append(path)
+        path = os.path.dirname(path)
+    try:
+        yield
+    except BaseException:
+        for directory in created:  # deepest first; rmdir removes only empty directories
+            try:
+                os.rmdir(directory)
+            except OSError:
+                break
+        raise
 
 
 @contextlib.contextmanager

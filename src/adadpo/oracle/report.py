@@ -31,6 +31,20 @@ METRICS = {
     "kl": "KL", "reward_accuracy": "reward acc", "reward_margin": "margin", "delta_chosen": "d logp chosen",
     "delta_rejected": "d logp rejected",
 }
+#: What each column means, for the reports and the demo's printed table.
+DEFINITIONS = {
+    "lc": "length-controlled win rate against the reference (AlpacaEval 2's GLM on the biased judge's outcomes)",
+    "wr": "win rate against the reference's answers under the length-biased judge (0.5: level with the reference)",
+    "tq": "win rate against the reference under the true-quality judge (no length bias): what LC tries to estimate",
+    "lc_minus_wr": "LC minus WR: how much of the win rate the length control removes (more negative: more length "
+                   "gaming)",
+    "length": "mean answer length in words",
+    "quality": "mean true quality of the answers themselves (0 to 1), not compared with the reference as TQ is",
+    "kl": "KL(policy || reference) on the policy's own answers, in nats",
+    "reward_accuracy": "share of held-out pairs whose chosen answer gains more log-likelihood than the rejected",
+    "delta_chosen": "change of the held-out chosen answers' log-likelihood from the reference (< 0: displaced)",
+    "delta_rejected": "the same for the rejected answers",
+}
 HEADLINE = ("lc", "lc_minus_wr", "wr", "tq")
 CURVES = (("rewards/margins", "reward margin"), ("logps/chosen", "chosen log-likelihood"),
           ("balance/log_rho", "log rho (imbalance)"))
@@ -199,8 +213,38 @@ def _cell_label(cell: Cell) -> str:
     return f"β={cell[0]:g}, lr={cell[1]:g}"
 
 
+def columns_text(keys: Sequence[str]) -> str:
+    """One sentence per column in ``keys``: its label and what it measures."""
+    return " ".join(f"{METRICS[k]}: {DEFINITIONS[k]}." for k in keys if k in DEFINITIONS)
+
+
+def ci_text(iv: Interval, digits: int = 3) -> str:
+    """``[lo, hi]`` of a 95% interval, saying so when the seeds agree to the digits printed (``[x, x]``)."""
+    lo, hi = f"{iv.lo:+.{digits}f}", f"{iv.hi:+.{digits}f}"
+    return f"[{lo}, {hi}]" + (f" (the seeds agree to {digits} decimals)" if lo == hi else "")
+
+
 def _pct(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{100 * x:.0f}%"
+
+
+def _kl_budget_table(rows: list[dict], methods: list[str]) -> list[str]:
+    """The report's section: per method, the best TQ and LC among cells within each KL budget."""
+    lines = ["## Best cell within a KL budget", "",
+              "Methods that move the policy less can look worse at equal hyperparameters and better per nat of "
+              "KL(policy || reference). Best seed-mean TQ and LC among cells whose seed-mean KL stays within "
+              "the budget (the cell and its KL in parentheses; `-` when no cell stays within it).", "",
+              "| method | " + " | ".join(f"{METRICS[k]}, KL <= {b:g}" for k in ("tq", "lc") for b in KL_BUDGETS) + " |",
+              "|---|" + "---|" * (2 * len(KL_BUDGETS))]
+    for m in methods:
+        parts = []
+        for k in ("tq", "lc"):
+            for b in KL_BUDGETS:
+                found = best_within_kl(rows, m, k, b)
+                parts.append(f"{found[1]:.3f} ({_cell_label(found[0])}; {found[2]:.2f})" if found else "-")
+        lines.append(f"| {m} | " + " | ".join(parts) + " |")
+    lines.append("")
+    return lines
 
 
 def markdown(rows: list[dict], comparisons: Sequence[tuple[str, str]], *, title: str, preamble: str = "",
@@ -216,6 +260,8 @@ def markdown(rows: list[dict], comparisons: Sequence[tuple[str, str]], *, title:
               f"({', '.join(map(str, seeds))}). Intervals are 95% t-intervals over seeds; a cell is a win or a "
               "loss only when the seed-paired interval excludes zero.", ""]
     overview = ("lc", "wr", "tq", "lc_minus_wr", "length", "quality", "kl", "delta_chosen")
+    keys = ("lc", "wr", "tq", "length", "quality", "kl", "reward_accuracy", "delta_chosen", "delta_rejected")
+    lines += ["Columns. " + columns_text(dict.fromkeys(overview + keys)), ""]
     lines += ["## All methods (mean over every cell and seed)", "",
               "| method | " + " | ".join(METRICS[k] for k in overview) + " |", "|---|" + "---|" * len(overview)]
     for m in methods:
@@ -230,31 +276,18 @@ def markdown(rows: list[dict], comparisons: Sequence[tuple[str, str]], *, title:
             c = compare(rows, base, cand, metric)
             label = "LC - WR (enlarged)" if metric == "lc_minus_wr" else METRICS[metric]
             lines.append(f"| {label} | {_pct(c.share_higher)} ({round(c.share_higher * len(c.cells))}/{len(c.cells)}) "
-                         f"| {c.wins} / {c.ties} / {c.losses} | {c.pooled.mean:+.3f} [{c.pooled.lo:+.3f}, {c.pooled.hi:+.3f}] |")
+                         f"| {c.wins} / {c.ties} / {c.losses} | {c.pooled.mean:+.3f} {ci_text(c.pooled)} |")
         lines.append("")
-    lines += ["## Best cell per method", "", "| method | best LC | best WR | best TQ |", "|---|---|---|---|"]
-    for m in methods:
-        parts = []
-        for metric in ("lc", "wr", "tq"):
-            found = best_cell(rows, m, metric)
-            parts.append(f"{found[1].fmt()} ({_cell_label(found[0])})" if found else "n/a")
-        lines.append(f"| {m} | " + " | ".join(parts) + " |")
-    lines.append("")
-    lines += ["## Best cell within a KL budget", "",
-              "Methods that move the policy less can look worse at equal hyperparameters and better per nat of "
-              "KL(policy || reference). Best seed-mean TQ and LC among cells whose seed-mean KL stays within "
-              "the budget (the cell and its KL in parentheses; `-` when no cell stays within it).", "",
-              "| method | " + " | ".join(f"{METRICS[k]}, KL <= {b:g}" for k in ("tq", "lc") for b in KL_BUDGETS) + " |",
-              "|---|" + "---|" * (2 * len(KL_BUDGETS))]
-    for m in methods:
-        parts = []
-        for k in ("tq", "lc"):
-            for b in KL_BUDGETS:
-                found = best_within_kl(rows, m, k, b)
-                parts.append(f"{found[1]:.3f} ({_cell_label(found[0])}; {found[2]:.2f})" if found else "-")
-        lines.append(f"| {m} | " + " | ".join(parts) + " |")
-    lines.append("")
-    keys = ("lc", "wr", "tq", "length", "quality", "kl", "reward_accuracy", "delta_chosen", "delta_rejected")
+    if len(cells) > 1:  # with one cell, the best cell (within a KL budget or not) is that cell: nothing to add
+        lines += ["## Best cell per method", "", "| method | best LC | best WR | best TQ |", "|---|---|---|---|"]
+        for m in methods:
+            parts = []
+            for metric in ("lc", "wr", "tq"):
+                found = best_cell(rows, m, metric)
+                parts.append(f"{found[1].fmt()} ({_cell_label(found[0])})" if found else "n/a")
+            lines.append(f"| {m} | " + " | ".join(parts) + " |")
+        lines.append("")
+        lines += _kl_budget_table(rows, methods)
     ref = rows[0]
     lines += ["## Every cell (mean ± half-width over seeds)", "",
               f"Reference policy: length {ref['ref_length']:.2f}, quality {ref['ref_quality']:.3f}. "

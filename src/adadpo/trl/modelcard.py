@@ -116,3 +116,52 @@ def settings_section(args: Any, mixed_precision: str | None = None) -> str:
         f"| setting | value |\n|---|---|\n{table}\n\n"
         f"<details><summary>Every setting ({type(args).__name__})</summary>\n\n```yaml\n{dump}```\n\n</details>\n"
     )
+
+
+def training_procedure(args: Any, state: Any, adapter: Any = None, num_processes: int = 1) -> str:
+    """Markdown for the card's "Training procedure": the loss and balance as run, the steps, batch and learning
+    rate, the LoRA adapter (``adapter``: a peft ``LoraConfig``) if any, and the last logged training values."""
+    spec = args.loss_spec()
+    if spec.balance is not None:
+        b = spec.balance
+        clip = "off" if b.clip == float("inf") else f"{b.clip:g}"
+        balance = (f"balanced (AdaDPO): level {b.level}, clip kappa {clip}, normalize {b.normalize}, placement "
+                   f"{b.placement}" + (", on pi / pi_ref" if b.use_reference else ""))
+    else:
+        balance = "plain (no balance)"
+    batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * num_processes
+    schedule = args.lr_scheduler_type
+    lines = [
+        f"- loss: {spec.loss}, beta {spec.beta:g}, {balance}",
+        f"- {_count(state.global_step, 'optimizer step')} of {batch} pairs ({args.per_device_train_batch_size} per "
+        f"device x {args.gradient_accumulation_steps} accumulation x {_count(num_processes, 'process', 'es')}), "
+        f"{state.epoch or 0:.3g} epochs",
+        f"- learning rate {args.learning_rate:g} ({getattr(schedule, 'value', schedule)} schedule"
+        + (f", warmup {args.warmup_steps} steps" if args.warmup_steps else "") + f"), max_length {args.max_length}",
+    ]
+    if adapter is not None:
+        modules = ", ".join(sorted(adapter.target_modules)) if adapter.target_modules else "peft's default modules"
+        lines.append(f"- LoRA adapter: r {adapter.r}, alpha {adapter.lora_alpha}, on {modules}; the reference is the "
+                     "base model with the adapter disabled")
+    last = next((h for h in reversed(state.log_history) if "loss" in h), None)
+    if last is not None:
+        keys = ("loss", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected", "balance/log_rho")
+        shown = ", ".join(f"{k} {last[k]:.4g}" for k in keys if isinstance(last.get(k), (int, float)))
+        lines.append(f"- last training log (step {last.get('step', state.global_step)}): {shown}")
+    return "\n".join(lines) + "\n\nEvery setting is in the adadpo section below; the per-step logs in metrics.jsonl."
+
+
+def _count(n: int, word: str, plural: str = "s") -> str:
+    return f"{n} {word}{'' if n == 1 else plural}"
+
+
+def complete_card(card: str, output_dir: str, procedure: str) -> str:
+    """TRL's card with its blanks filled: the quick start loads ``output_dir`` (TRL writes ``model="None"`` when the
+    model is not pushed to the Hub), the ``licence: license`` placeholder is removed (the licence is the base
+    model's, which adadpo does not know), and "Training procedure" says how the model was trained."""
+    card = card.replace('model="None"', f"model={output_dir!r}".replace("'", '"'))
+    card = re.sub(r"^licence: license\n", "", card, flags=re.M)
+    head, found, rest = card.partition("## Training procedure\n")
+    if found:
+        rest = re.sub(r"\A\s*", "\n" + procedure + "\n\n", rest, count=1)
+    return head + found + rest

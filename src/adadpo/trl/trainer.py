@@ -38,7 +38,8 @@ from adadpo.trl.config import AdaDPOConfig
 from adadpo.trl.data import check_preference_dataset, report_truncation
 from adadpo.trl.fingerprint import check_same_data
 from adadpo.trl.metrics import NonFiniteLossError, non_finite_message, reduce_step
-from adadpo.trl.modelcard import finish_card, local_names, method_paper, settings_section
+from adadpo.trl.modelcard import (complete_card, finish_card, local_names, method_paper, settings_section,
+                                  training_procedure)
 from adadpo.trl.reference import check_reference_source, no_activation_checkpointing, no_reference_model
 from adadpo.trl.sharding import check_sharding_request, head_sharding, warn_if_not_sharded
 
@@ -202,6 +203,9 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
             path = os.path.join(self.args.output_dir, "README.md")
             with open(path, encoding="utf-8") as f:
                 card = local_names(f.read(), get_config_model_id(self.model.config), dataset_name)
+            adapter = self.model.peft_config.get("default") if _is_peft(self.model) else None
+            card = complete_card(card, self.args.output_dir, training_procedure(
+                self.args, self.state, adapter, self.accelerator.num_processes))
             with open(path, "w", encoding="utf-8") as f:
                 f.write(card + settings_section(self.args, self.accelerator.mixed_precision))
             finish_card(path, self.accelerator.unwrap_model(self.model), dataset_name)
