@@ -114,7 +114,8 @@ def test_cli_demo_writes_table_report_results(world, tmp_path):
                 "--cache-dir", str(world.path.parent), "--no-progress"], tmp_path)
     assert "AdaDPO" in res.stdout and "LC" in res.stdout and "report.md" in res.stdout
     data = json.loads((tmp_path / "demo" / "results.json").read_text())
-    assert len(data["runs"]) == 4 and data["summary"]["comparisons"][0]["base"] == "DPO"
+    assert len(data["runs"]) == 6 and data["summary"]["comparisons"][0]["base"] == "DPO"  # 2 untrained rows
+    assert data["summary"]["runs"] == 4 and "minus the untrained model" in res.stdout
     assert (tmp_path / "demo" / "winrates.png").exists() and (tmp_path / "demo" / "report.md").exists()
 
 

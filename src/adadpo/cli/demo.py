@@ -11,7 +11,9 @@ toward length, on-policy pairs of its own answers. Under 20 minutes on 2 cores f
 
 Both train DPO and AdaDPO from the reference with ``AdaDPOTrainer`` on the same pairs, seeds and budget, and
 judge their answers to held-out prompts against the reference's: WR (biased judge), LC (length-controlled,
-the AlpacaEval 2 way), TQ (the truth). Writes ``report.md``, ``results.json`` and plots to ``--output-dir``.
+the AlpacaEval 2 way), TQ (the truth). The untrained reference is judged the same way with every seed, and
+each method is also reported as its difference from it on the same seed (did training help at all?).
+Writes ``report.md``, ``results.json`` and plots to ``--output-dir``.
 """
 
 from __future__ import annotations
@@ -80,6 +82,19 @@ def differences(rows: list[dict], base: str, cand: str) -> str:
     return "\n".join(lines)
 
 
+def against_untrained(rows: list[dict], methods: list[str]) -> str:
+    """Each method minus the untrained model evaluated with the same seed: mean and 95% interval over seeds."""
+    from adadpo.oracle.paired import DELTAS, pooled
+
+    lines = []
+    for m in methods:
+        for metric, label in DELTAS.items():
+            iv = pooled(rows, m, metric)
+            span = f"[{iv.lo:+.3f}, {iv.hi:+.3f}]  {iv.verdict()}" if iv.n >= 2 else "(an interval needs >= 2 seeds)"
+            lines.append(f"  {m:<8}{label:<16}{iv.mean:+8.3f}  {span}")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     # imported here so that `import adadpo.cli` stays light (no transformers for `adadpo explain`)
     from adadpo.oracle.progress import StageProgress
@@ -96,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     config = SweepConfig(
         methods=[Method("DPO", "dpo"), Method("AdaDPO", "dpo", {})], betas=[args.beta],
         learning_rates=[args.learning_rate], seeds=list(range(args.seeds)), world=world, workers=args.workers,
-        world_kind=kind, budget=world_kind(kind).budget_cls(),
+        world_kind=kind, budget=world_kind(kind).budget_cls(), untrained=True,
     )
     out = Path(args.output_dir)
     start = time.perf_counter()
@@ -112,6 +127,9 @@ def run(args: argparse.Namespace) -> int:
     print(table(rows, methods))
     print("\nAdaDPO - DPO, paired by seed (95% interval; 'tie' when it contains 0):")
     print(differences(rows, "DPO", "AdaDPO"))
+    print("\nEach method minus the untrained model evaluated with the same seed (95% interval; 'win': training "
+          "helped):")
+    print(against_untrained(rows, methods))
     appendix = ""
     if kind == "smollm2":
         from adadpo.lmworld.report import examples_markdown, examples_text
@@ -131,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
                       for key, label in (("lc", "LC"), ("wr", "WR"), ("tq", "TQ"))} for m in methods}
     (out / "results.json").write_text(json.dumps(json_ready(
         {"world": kind, "model_parameters": rows[0].get("model_parameters"), "methods": per_method,
-         "config": sweep_config_dict(config), "seconds": seconds, "summary": summary(rows, config.comparisons),
+         "config": sweep_config_dict(config), "seconds": seconds,
+         "summary": summary([r for r in rows if r["method"] in methods], config.comparisons),
          "runs": rows}), indent=1, allow_nan=False))
     print(f"\n{len(rows)} runs in {seconds:.0f} s. Report: {report}; data: {out / 'results.json'}")
     return 0
