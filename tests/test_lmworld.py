@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,9 +17,10 @@ import torch
 
 pytest.importorskip("gguf")
 
-from lmworld_fixtures import LAYERS, TINY_WORLD, tiny_model_dir
+from lmworld_fixtures import LAYERS, TINY_WORLD, stand_in_truth, tiny_model_dir, tiny_truth
 
 from adadpo.lmworld import data as lmdata
+from adadpo.lmworld import policy as lmpolicy
 from adadpo.lmworld.data import LMWorldConfig, build_world
 from adadpo.lmworld.policy import chat_prompt, never_emitted, response_logps, sample
 from adadpo.lmworld.run import freeze_below
@@ -51,7 +53,9 @@ def tokenizer(tiny_model):
 @pytest.fixture(scope="module")
 def world(tiny_model, tmp_path_factory):
     """A tiny world in its own cache directory, for the tests that only read it."""
-    return build_world(LMWorldConfig(model=str(tiny_model), **TINY_WORLD), tmp_path_factory.mktemp("lmworld-cache"))
+    with stand_in_truth():  # the real truth scores every tiny answer 0: no held-out pair would be truly better
+        return build_world(LMWorldConfig(model=str(tiny_model), **TINY_WORLD),
+                           tmp_path_factory.mktemp("lmworld-cache"))
 
 
 # ------------------------------------------------------------------------------------------------ tasks
@@ -73,10 +77,10 @@ def test_make_tasks_is_deterministic_disjoint_and_covers_every_kind():
 
 
 def test_make_tasks_errors():
-    # 20 things have a color: 30 distinct held-out color questions cannot exist
-    with pytest.raises(ValueError, match="n_eval=30"):
-        make_tasks(1, 30, seed=0, kinds=("color",))
-    # all 20 held out: none is left for training
+    # 40 things have a color: 50 distinct held-out color questions cannot exist
+    with pytest.raises(ValueError, match="n_eval=50"):
+        make_tasks(1, 50, seed=0, kinds=("color",))
+    # all 40 held out: none is left for training
     with pytest.raises(ValueError, match="none is left for training"):
         make_tasks(1, len(COLORS_OF), seed=0, kinds=("color",))
     with pytest.raises(ValueError, match="poem"):
@@ -376,22 +380,27 @@ def test_world_files_dataset_and_pairs(world, tokenizer):
         assert (chosen, rejected) == (pair["chosen"][0]["content"], pair["rejected"][0]["content"])
         task = next(t for t in train_tasks if t.text == row["prompt"][1]["content"])
         assert pair["kind"] == task.kind
-        assert (pair["q_chosen"], pair["q_rejected"]) == (quality(task, chosen), quality(task, rejected))
+        assert (pair["q_chosen"], pair["q_rejected"]) == (tiny_truth(task, chosen), tiny_truth(task, rejected))
         assert (pair["words_chosen"], pair["words_rejected"]) == (len(words(chosen)), len(words(rejected)))
     # held out: the same tasks as make_tasks gives, eval_samples reference answers each, pairs with ref log-probs
     assert world.eval_tasks == eval_tasks
     ref = world.eval_reference
     assert len(ref["tokens"]) == len(ref["texts"]) == len(ref["ended"]) == cfg.n_eval_prompts * e
     assert all(1 <= len(t) <= cfg.max_new_tokens for t in ref["tokens"])
-    assert 0 < len(world.eval_pairs) <= cfg.n_eval_prompts
+    assert 0 < len(world.eval_pairs) <= cfg.n_eval_prompts * cfg.eval_pairs_per_prompt
     model = world.load_reference()
     prompts = [world.prompt_text(tokenizer, world.eval_tasks[p["prompt"]]) for p in world.eval_pairs]
     for side in ("chosen", "rejected"):
         logps = response_logps(model, tokenizer, prompts, [p[side] for p in world.eval_pairs])
         np.testing.assert_allclose(logps.numpy(), [p[f"ref_{side}_logps"] for p in world.eval_pairs], atol=1e-4)
-    for p in world.eval_pairs:
+    for p in world.eval_pairs:  # held-out pairs: truly better against truly worse, both of one prompt's samples
         assert p["chosen"] != p["rejected"] and p["chosen_text"] != p["rejected_text"]
         assert p["chosen_text"] == tokenizer.decode(p["chosen"], skip_special_tokens=True).strip()
+        task = world.eval_tasks[p["prompt"]]
+        assert p["q_chosen"] == tiny_truth(task, p["chosen_text"])
+        assert p["q_rejected"] == tiny_truth(task, p["rejected_text"]) < p["q_chosen"]
+    assert {"better", "tied", "worse"} == set(world.stats["truth_groups"])
+    assert sum(g["pairs"] for g in world.stats["truth_groups"].values()) == len(world.train_pairs)
     # the reference answers are the first eval_samples of each held-out prompt's samples (same seed, same draw)
     held = sample(model, tokenizer, [world.prompt_text(tokenizer, t) for t in world.eval_tasks], n=k,
                   max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, seed=cfg.seed + 4)
@@ -433,10 +442,22 @@ def test_a_prompt_whose_best_and_worst_are_the_same_answer_makes_no_pair(tiny_mo
     world = build_world(LMWorldConfig(model=str(tiny_model), **{**TINY_WORLD, "temperature": 0.2}), tmp_path)
     cfg = world.config
     assert 0 < len(world.train_pairs) < cfg.n_train_prompts  # some prompts were left out
-    assert 0 < len(world.eval_pairs) < cfg.n_eval_prompts
     assert all(p["chosen"][0]["content"] != p["rejected"][0]["content"] for p in world.train_pairs)
     assert all(p["chosen_text"] != p["rejected_text"] for p in world.eval_pairs)
     assert len(world.eval_reference["texts"]) == cfg.n_eval_prompts * cfg.eval_samples  # the reference keeps all
+
+
+@pytest.mark.parametrize(("q", "texts", "n", "expected"), [
+    ([0.0, 1.0, 0.7, 0.5], "abcd", 2, [(1, 0), (2, 3)]),  # best vs worst, then second best vs second worst
+    ([0.0, 1.0, 0.7, 0.5], "abcd", 1, [(1, 0)]),
+    ([0.5, 0.5, 0.5, 1.0], "abcd", 2, [(3, 2)]),  # a tie stops the pairing; among equals the later sample is worst
+    ([0.3, 0.3, 0.3], "abc", 1, []),  # all tied: no truly better answer
+    ([1.0, 0.0], "aa", 1, []),  # the same text cannot be a pair
+])
+def test_truth_pairs_are_strictly_better_and_disjoint(q, texts, n, expected):
+    pairs = lmdata.truth_pairs(q, list(texts), n)
+    assert pairs == expected
+    assert all(q[a] > q[b] for a, b in pairs) and len({i for p in pairs for i in p}) == 2 * len(pairs)
 
 
 def test_world_is_cached_atomically(tiny_model, tmp_path, monkeypatch):
@@ -452,15 +473,60 @@ def test_world_is_cached_atomically(tiny_model, tmp_path, monkeypatch):
     assert build_world(config).path == first.path
 
 
+def test_a_shipped_snapshot_builds_the_same_world_without_sampling(world, tmp_path, monkeypatch):
+    from datasets import load_from_disk
+
+    shipped = tmp_path / "worlds"
+    dest = lmdata.save_snapshot(world, shipped)
+    assert sorted(p.name for p in dest.iterdir()) == sorted(lmdata.SNAPSHOT_FILES)
+    assert json.loads((dest / "world.json").read_text())["model_path"] == world.config.model  # no local path
+    monkeypatch.setattr(lmdata, "SHIPPED", shipped)
+    monkeypatch.setattr(lmdata, "_build", lambda *a, **k: pytest.fail("sampled a shipped world"))
+    again = build_world(world.config, tmp_path / "cache")
+    assert again.path != world.path and again.model_path == world.model_path
+    assert again.train_pairs == world.train_pairs and again.eval_pairs == world.eval_pairs
+    assert again.eval_reference == world.eval_reference and again.eval_tasks == world.eval_tasks
+    assert again.stats == world.stats
+    assert load_from_disk(str(again.train_dataset_path)).to_list() == load_from_disk(
+        str(world.train_dataset_path)).to_list()
+
+
+def test_a_killed_build_resumes_its_sampling_from_the_journal(tiny_model, tmp_path, monkeypatch):
+    """Batches already sampled are read back, not sampled again, and the world is the same."""
+    config = LMWorldConfig(model=str(tiny_model), **TINY_WORLD)
+    first = build_world(config, tmp_path / "a")
+    journal = tmp_path / "b" / f".lmworld-{config.key()}.samples"
+    real_sample, real_append = lmpolicy.sample, lmpolicy._append_journal
+
+    def killed_in_held_out_sampling(*args, **kwargs):
+        if Path(kwargs["journal"]).name == "held_out.jsonl":
+            raise KeyboardInterrupt
+        return real_sample(*args, **kwargs)
+
+    monkeypatch.setattr(lmpolicy, "sample", killed_in_held_out_sampling)
+    with pytest.raises(KeyboardInterrupt):
+        build_world(config, tmp_path / "b")
+    assert (journal / "train.jsonl").exists() and not (tmp_path / "b" / f"lmworld-{config.key()}").exists()
+    monkeypatch.setattr(lmpolicy, "sample", real_sample)
+    appended = []
+    monkeypatch.setattr(lmpolicy, "_append_journal",
+                        lambda path, row: (appended.append(Path(path).name), real_append(path, row)))
+    again = build_world(config, tmp_path / "b")
+    assert appended and set(appended) == {"held_out.jsonl"}  # the training answers came from the journal
+    assert again.train_pairs == first.train_pairs and again.eval_reference == first.eval_reference
+    assert not journal.exists()  # removed once the world is built
+
+
 def test_a_failed_build_leaves_nothing(tiny_model, tmp_path, monkeypatch):
-    def broken(config, out, model_path, progress):
+    def broken(config, out, model_path, progress, journal):
         (out / "train_pairs.jsonl").write_text("half")
         raise RuntimeError("killed")
 
     monkeypatch.setattr(lmdata, "_build", broken)
     with pytest.raises(RuntimeError, match="killed"):
         build_world(LMWorldConfig(model=str(tiny_model), **TINY_WORLD), tmp_path)
-    assert [p.name for p in tmp_path.iterdir() if "lmworld-" in p.name] == []
+    # no world and no half-built directory; only the samples' journal stays, for the next build to resume
+    assert [p.name for p in tmp_path.iterdir() if "lmworld-" in p.name and not p.name.endswith(".samples")] == []
 
 
 def test_build_reports_progress(tiny_model, tmp_path):

@@ -8,13 +8,15 @@ import json
 import math
 import os
 
+import numpy as np
+
 import pytest
 import torch
 import yaml
 
 pytest.importorskip("gguf")
 
-from lmworld_fixtures import LAYERS, TINY_WORLD, tiny_model_dir
+from lmworld_fixtures import LAYERS, TINY_WORLD, stand_in_truth, tiny_model_dir
 
 from adadpo.cli import main
 from adadpo.lmworld import run as lmrun
@@ -37,8 +39,16 @@ def tiny_model(tmp_path_factory):
     return tiny_model_dir(tmp_path_factory)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def truth():
+    """The tiny model's answers all score 0 under the real truth program, so no held-out pair would be truly
+    better: every world here is built and evaluated with the stand-in truth (workers run in-process)."""
+    with stand_in_truth():
+        yield
+
+
 @pytest.fixture(scope="module")
-def world(tiny_model, tmp_path_factory):
+def world(tiny_model, tmp_path_factory, truth):
     return build_world(LMWorldConfig(model=str(tiny_model), **TINY_WORLD), tmp_path_factory.mktemp("lmworld-cache"))
 
 
@@ -125,7 +135,48 @@ def test_sweep_in_the_smollm2_world_resumes(tiny_model, tmp_path, monkeypatch, o
     assert len(read_results(out / "results.jsonl")) == 2
 
 
+def test_sweep_with_untrained_rows_and_an_epochs_axis(tiny_model, tmp_path, one_thread_sweeps):
+    """``untrained: true`` evaluates the untrained reference with every seed; ``epochs`` is a grid axis; the
+    report measures every method against the untrained model on the same seed."""
+    path = _sweep_yaml(tmp_path / "grid.yaml", tiny_model, untrained=True, epochs=[1, 2], seeds=[0, 1])
+    config = load_sweep_config(path)
+    assert [s.key for s in config.runs()][:5] == [
+        "untrained|seed=0", "DPO|beta=0.1|lr=0.001|epochs=1|seed=0", "AdaDPO|beta=0.1|lr=0.001|epochs=1|seed=0",
+        "DPO|beta=0.1|lr=0.001|epochs=2|seed=0", "AdaDPO|beta=0.1|lr=0.001|epochs=2|seed=0"]
+    rows = run_sweep(config, tmp_path / "out", str(tmp_path / "cache"))
+    assert len(rows) == 10
+    untrained = [r for r in rows if r["method"] == "untrained"]
+    assert [r["seed"] for r in untrained] == [0, 1]
+    for r in untrained:  # the reference itself: no training, no distance, rewards 0 (accuracy counts ties half)
+        assert r["steps"] == 0 and r["kl"] == 0.0 and r["reward_accuracy"] == 0.5 and r["beta"] is None
+        assert r["eval_comparisons"] == TINY_WORLD["n_eval_prompts"] * TINY_WORLD["eval_samples"]
+    one, two = (next(r for r in rows if r["key"] == f"DPO|beta=0.1|lr=0.001|epochs={e}|seed=0") for e in (1, 2))
+    assert two["steps"] == 2 * one["steps"] > 0 and one["epochs"] == 1 and two["epochs"] == 2
+    # the same evaluation seed: a trained run and the untrained one judge against the same reference answers
+    assert one["ref_quality"] == untrained[0]["ref_quality"] and one["ref_length"] == untrained[0]["ref_length"]
+
+    from adadpo.oracle import paired
+    from adadpo.oracle.report import write_report
+
+    d = paired.paired(rows, "DPO", "tq")
+    assert set(d) == {(0.1, 1e-3, 1), (0.1, 1e-3, 2)}
+    base = {r["seed"]: r["tq"] for r in untrained}
+    runs = [r for r in rows if r["method"] == "DPO" and r["epochs"] == 2]
+    assert d[(0.1, 1e-3, 2)].mean == pytest.approx(np.mean([r["tq"] - base[r["seed"]] for r in runs]))
+    report = write_report(rows, config.comparisons, tmp_path / "report", title="t").read_text()
+    assert "## Against the untrained model" in report and "**Gate**" in report and "| untrained, seed |" in report
+    assert "β=0.1, lr=0.001, 2 ep" in report
+    summary = json.loads((tmp_path / "report" / "summary.json").read_text())
+    assert set(summary["vs_untrained"]["pooled"]) == {"DPO", "AdaDPO"} and "DPO" in summary["vs_untrained"]["gates"]
+    assert "AdaDPO" not in summary["vs_untrained"]["gates"]  # the gate is about the plain method
+    assert summary["runs"] == 8  # the untrained rows are not runs of a method
+
+
 @pytest.mark.parametrize(("overrides", "match"), [
+    ({"epochs": [0]}, r"epochs=\[0\]"),
+    ({"epochs": 2}, "epochs=2: expected a list of integers"),
+    ({"untrained": "yes"}, "untrained='yes': expected true or false"),
+    ({"methods": [{"name": "untrained", "loss": "dpo"}]}, "'untrained' is the name of the untrained reference"),
     ({"budget": {"batch_size": 4, "train_layer": 1}}, r"budget: unknown field\(s\) \['train_layer'\]"),
     ({"budget": {"train_layers": "top"}}, "train_layers='top' must be an integer"),
     ({"world": {"kind": "smollm2", "n_words": 10}}, r"world: unknown field\(s\) \['n_words'\]"),  # an oracle field
@@ -158,7 +209,10 @@ def test_demo_in_the_smollm2_world(tiny_model, tmp_path, capsys, one_thread_swee
     for m in ("DPO", "AdaDPO"):
         assert set(data["methods"][m]) == {"LC", "WR", "TQ"}
         assert all(0.0 <= v <= 1.0 for v in data["methods"][m].values())
-    assert len(data["runs"]) == 4 and {r["seed"] for r in data["runs"]} == {0, 1}
+    assert len(data["runs"]) == 6 and {r["seed"] for r in data["runs"]} == {0, 1}
+    assert sorted(r["key"] for r in data["runs"] if r["method"] == "untrained") == ["untrained|seed=0",
+                                                                                     "untrained|seed=1"]
+    assert "minus the untrained model" in stdout and "## Against the untrained model" in report
     assert data["config"]["world_kind"] == "smollm2" and data["config"]["world"]["model"] == str(tiny_model)
     assert all(r["budget"] == data["runs"][0]["budget"] for r in data["runs"])
 

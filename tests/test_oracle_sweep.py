@@ -125,11 +125,12 @@ def test_cli_demo_writes_table_report_results(world, tmp_path):
     assert res.stdout.lstrip().startswith("Verdict (2 seeds, β=0.1, lr=0.001): AdaDPO's true quality (TQ) is ")
     assert "  quality: mean true quality of the answers themselves" in res.stdout  # every column defined
     data = json.loads((tmp_path / "demo" / "results.json").read_text())
-    assert len(data["runs"]) == 4 and data["summary"]["comparisons"][0]["base"] == "DPO"
+    assert len(data["runs"]) == 6 and data["summary"]["comparisons"][0]["base"] == "DPO"  # 2 untrained rows
+    assert data["summary"]["runs"] == 4 and "minus the untrained model" in res.stdout
     assert (tmp_path / "demo" / "winrates.png").exists()
     report = (tmp_path / "demo" / "report.md").read_text()
     assert report.split("\n")[2].startswith("**Verdict (2 seeds") and "min on this machine: the world was cached; 4 " \
-        "training runs." in report  # before: "including the world when it was not cached", whether it was or not
+        "training runs" in report  # before: "including the world when it was not cached", whether it was or not
     assert "Best cell within a KL budget" not in report and "Best cell per method" not in report  # one cell
     _cli(argv, tmp_path)  # again: the runs are reused, and the report says so
     assert "no training (every run was already in" in (tmp_path / "demo" / "report.md").read_text()

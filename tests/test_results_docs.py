@@ -126,7 +126,7 @@ def test_prose_figures_quote_the_results():
     lc = _by_metric(_summary("dpo-eta2"))[("DPO", "AdaDPO", "lc")]
     quoted.append(f"DPO has the higher LC in {higher} of {len(eta2['DPO'])} cells, {lc['losses']} of them")
     for sweep, cand in (("dpo", "AdaDPO"), ("simpo", "AdaSimPO")):  # the real-model paragraph
-        by = {c["metric"]: c for c in _summary(f"smollm2/{sweep}")["comparisons"] if c["cand"] == cand}
+        by = {c["metric"]: c for c in _summary(f"smollm2/superseded-world-v2/{sweep}")["comparisons"] if c["cand"] == cand}
         n = by["tq"]["cells"]
         higher = {m: round(by[m]["share_higher"] * n) for m in by}
         if sweep == "dpo":

@@ -12,7 +12,9 @@ toward length, on-policy pairs of its own answers. Under 20 minutes on 2 cores f
 
 Both train DPO and AdaDPO from the reference with ``AdaDPOTrainer`` on the same pairs, seeds and budget, and
 judge their answers to held-out prompts against the reference's: WR (biased judge), LC (length-controlled,
-the AlpacaEval 2 way), TQ (the truth). Writes ``report.md``, ``results.json`` and plots to ``--output_dir``.
+the AlpacaEval 2 way), TQ (the truth). The untrained reference is judged the same way with every seed, and
+each method is also reported as its difference from it on the same seed (did training help at all?).
+Writes ``report.md``, ``results.json`` and plots to ``--output_dir``.
 """
 
 from __future__ import annotations
@@ -85,6 +87,19 @@ def differences(rows: list[dict], base: str, cand: str) -> str:
     return "\n".join(lines)
 
 
+def against_untrained(rows: list[dict], methods: list[str]) -> str:
+    """Each method minus the untrained model evaluated with the same seed: mean and 95% interval over seeds."""
+    from adadpo.oracle.paired import DELTAS, pooled
+
+    lines = []
+    for m in methods:
+        for metric, label in DELTAS.items():
+            iv = pooled(rows, m, metric)
+            span = f"[{iv.lo:+.3f}, {iv.hi:+.3f}]  {iv.verdict()}" if iv.n >= 2 else "(an interval needs >= 2 seeds)"
+            lines.append(f"  {m:<8}{label:<16}{iv.mean:+8.3f}  {span}")
+    return "\n".join(lines)
+
+
 def run(args: argparse.Namespace) -> int:
     # imported here so that `import adadpo.cli` stays light (no transformers for `adadpo explain`)
     from adadpo.oracle.progress import StageProgress
@@ -102,10 +117,10 @@ def run(args: argparse.Namespace) -> int:
     config = SweepConfig(
         methods=[Method("DPO", "dpo"), Method("AdaDPO", "dpo", {})], betas=[args.beta],
         learning_rates=[args.learning_rate], seeds=list(range(args.seeds)), world=world, workers=args.workers,
-        world_kind=kind, budget=world_kind(kind).budget_cls(),
+        world_kind=kind, budget=world_kind(kind).budget_cls(), untrained=True,
     )
     out = Path(args.output_dir)
-    reused = len(finished_rows(config, out / "runs"))  # runs of an earlier invocation, not trained again
+    before = {r["key"] for r in finished_rows(config, out / "runs")}  # runs of an earlier invocation: reused
     start = time.perf_counter()
     progress = StageProgress(disable=args.no_progress)
     stages: set[str] = set()
@@ -129,6 +144,9 @@ def run(args: argparse.Namespace) -> int:
     print("\n" + "\n".join(f"  {label}: {DEFINITIONS[key]}" for key, label in TABLE if key in DEFINITIONS))
     print("\nAdaDPO - DPO, paired by seed (95% interval; 'tie' when it contains 0):")
     print(differences(rows, "DPO", "AdaDPO"))
+    print("\nEach method minus the untrained model evaluated with the same seed (95% interval; 'win': training "
+          "helped):")
+    print(against_untrained(rows, methods))
     appendix = ""
     if kind == "smollm2":
         from adadpo.lmworld.report import examples_markdown, examples_text
@@ -138,11 +156,15 @@ def run(args: argparse.Namespace) -> int:
         appendix = examples_markdown(rows, methods)
     what = ("the oracle world" if kind == "oracle"
             else f"the real-model world ({rows[0]['model_parameters'] / 1e6:.1f}M-parameter policy)")
-    trained = len(rows) - reused
+    new = [r for r in rows if r["key"] not in before]
+    trained, reused = sum(r["method"] in methods for r in new), sum(r["method"] in methods for r in rows) - len(
+        [r for r in new if r["method"] in methods])
+    untrained = len(new) - trained
     cost = (f"{seconds / 60:.1f} min on this machine: " + ("building the world (it was not cached), then " if built
                                                            else "the world was cached; ")
             + (f"{trained} training runs" if trained else "no training (every run was already in "
                f"{out / 'runs' / 'results.jsonl'})")
+            + (f" and {untrained} evaluations of the untrained model" if untrained else "")
             + (f", {reused} more reused from an earlier invocation" if reused and trained else ""))
     preamble = (f"**{line}**\n\n`adadpo demo --world {args.world}` (β={args.beta:g}, learning rate "
                 f"{args.learning_rate:g}, {args.seeds} seeds): {cost}.")
@@ -152,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
                       for key, label in (("lc", "LC"), ("wr", "WR"), ("tq", "TQ"))} for m in methods}
     (out / "results.json").write_text(json.dumps(json_ready(
         {"world": kind, "model_parameters": rows[0].get("model_parameters"), "methods": per_method,
-         "config": sweep_config_dict(config), "seconds": seconds, "summary": summary(rows, config.comparisons),
+         "config": sweep_config_dict(config), "seconds": seconds,
+         "summary": summary([r for r in rows if r["method"] in methods], config.comparisons),
          "runs": rows}), indent=1, allow_nan=False))
     print(f"\n{len(rows)} runs in {seconds:.0f} s. Report: {report}; data: {out / 'results.json'}")
     return 0

@@ -9,7 +9,9 @@
    format, saved as a ``datasets`` dataset on disk (so TRL's cached reference log-probs are reused by every
    run of the world);
 4. samples as many answers per held-out prompt: the first ``eval_samples`` are the reference answers each
-   trained policy is judged against, and the judge's best and worst make the held-out pairs.
+   trained policy is judged against; the held-out pairs are *truly* better and worse answers (by the truth
+   program, not the judge): the best against the worst, then the second best against the second worst, while
+   their true quality differs (:func:`truth_pairs`), so held-out reward accuracy reads against a known order.
 
 Everything lands in ``cache_dir/lmworld-<config.key()>``, built in a temporary directory and renamed into
 place. The judge is the oracle's (:func:`adadpo.oracle.world.judge_prob`) with answers' word counts as
@@ -21,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,10 +51,11 @@ class LMWorldConfig:
     model: str = "smollm2-gguf"
     system: str = "You are a helpful assistant. Keep your answers short."
     kinds: tuple[str, ...] = KINDS
-    n_train_prompts: int = 96
-    n_eval_prompts: int = 48
-    samples_per_prompt: int = 4
-    eval_samples: int = 2
+    n_train_prompts: int = 384
+    n_eval_prompts: int = 96
+    samples_per_prompt: int = 8
+    eval_samples: int = 4
+    eval_pairs_per_prompt: int = 2
     max_new_tokens: int = 48
     temperature: float = 0.7
     tau: float = 6.0
@@ -72,9 +76,17 @@ class LMWorldConfig:
         if self.eta < 0 or self.tau <= 0 or self.length_scale <= 0 or self.temperature <= 0:
             raise ValueError(f"need tau > 0, eta >= 0, length_scale > 0, temperature > 0; got tau={self.tau}, "
                              f"eta={self.eta}, length_scale={self.length_scale}, temperature={self.temperature}")
+        if not 1 <= self.eval_pairs_per_prompt <= self.samples_per_prompt // 2:
+            raise ValueError(f"eval_pairs_per_prompt={self.eval_pairs_per_prompt}: need 1 <= eval_pairs_per_prompt "
+                             f"<= samples_per_prompt // 2 ({self.samples_per_prompt // 2})")
         for name in ("n_train_prompts", "n_eval_prompts", "max_new_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: need >= 1")
+
+    @property
+    def eval_comparisons(self) -> int:
+        """Judged comparisons per evaluation: each held-out prompt's ``eval_samples`` answers."""
+        return self.n_eval_prompts * self.eval_samples
 
     def key(self) -> str:
         """Short hash of the settings: the cache directory's name."""
@@ -92,7 +104,7 @@ class World(SavedReference):
     train_pairs: list[dict]
     eval_tasks: list[Task]
     eval_reference: dict  # tokens, texts, ended: eval_samples answers per held-out prompt, prompt-major
-    eval_pairs: list[dict]  # prompt index, chosen/rejected tokens and texts, reference log-probs
+    eval_pairs: list[dict]  # prompt index, chosen/rejected tokens, texts and true quality, reference log-probs
     stats: dict = field(default_factory=dict)
 
     @property
@@ -133,18 +145,38 @@ def _stats(config: LMWorldConfig, tasks: list[Task], texts: list[str], pairs: li
     ql = np.array([p["q_rejected"] for p in pairs])
     nw = np.array([p["words_chosen"] for p in pairs])
     nl = np.array([p["words_rejected"] for p in pairs])
+    groups = {}
+    for name, mask in (("better", qw > ql), ("tied", qw == ql), ("worse", qw < ql)):
+        groups[name] = {"pairs": int(mask.sum()), "share": float(mask.mean()),
+                        "chosen_longer": float((nw[mask] > nl[mask]).mean()) if mask.any() else 0.0,
+                        "words_diff": float((nw[mask] - nl[mask]).mean()) if mask.any() else 0.0}
     return {
         "samples": len(texts), "quality": float(q.mean()), "words": float(n.mean()), "words_std": float(n.std()),
         "corr_quality_words": float(np.corrcoef(q, n)[0, 1]) if q.std() > 0 and n.std() > 0 else 0.0,
         "pairs": len(pairs), "chosen_better": float((qw > ql).mean()), "chosen_worse": float((qw < ql).mean()),
         "chosen_longer": float((nw > nl).mean()), "q_chosen": float(qw.mean()), "q_rejected": float(ql.mean()),
         "words_chosen": float(nw.mean()), "words_rejected": float(nl.mean()), "by_kind": by_kind,
+        "truth_groups": groups,
     }
 
 
-def _build(config: LMWorldConfig, out: Path, model_path: str, progress: Progress | None) -> None:
+def truth_pairs(q: list[float], texts: list[str], n_pairs: int) -> list[tuple[int, int]]:
+    """Up to ``n_pairs`` disjoint ``(better, worse)`` index pairs of one prompt's samples by true quality: the
+    best against the worst, the second best against the second worst, ..., while the better one is strictly
+    better (ties in quality keep sample order, so the choice is deterministic)."""
+    order = sorted(range(len(q)), key=lambda i: (-q[i], i))
+    out = []
+    for j in range(n_pairs):
+        hi, lo = order[j], order[len(order) - 1 - j]
+        if hi == lo or q[hi] <= q[lo] or texts[hi] == texts[lo]:
+            break
+        out.append((hi, lo))
+    return out
+
+
+def _build(config: LMWorldConfig, out: Path, model_path: str, progress: Progress | None,
+           journal_dir: Path | None = None) -> None:
     import torch
-    from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from adadpo.lmworld.policy import chat_prompt, response_logps, sample
@@ -161,10 +193,12 @@ def _build(config: LMWorldConfig, out: Path, model_path: str, progress: Progress
     with torch.random.fork_rng():
         train = sample(model, tokenizer, [chat_prompt(tokenizer, config.system, t.text) for t in train_tasks], n=k,
                        max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed + 3,
-                       progress=stage("sampling training answers"))
+                       progress=stage("sampling training answers"),
+                       journal=journal_dir / "train.jsonl" if journal_dir else None)
         held = sample(model, tokenizer, [chat_prompt(tokenizer, config.system, t.text) for t in eval_tasks], n=k,
                       max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed + 4,
-                      progress=stage("sampling held-out answers"))
+                      progress=stage("sampling held-out answers"),
+                      journal=journal_dir / "held_out.jsonl" if journal_dir else None)
 
     rows = []
     for i, task in enumerate(train_tasks):
@@ -177,8 +211,7 @@ def _build(config: LMWorldConfig, out: Path, model_path: str, progress: Progress
                      "rejected": [{"role": "assistant", "content": texts[worst]}],
                      "kind": task.kind, "q_chosen": quality(task, texts[best]), "q_rejected": quality(task, texts[worst]),
                      "words_chosen": len(words(texts[best])), "words_rejected": len(words(texts[worst]))})
-    Dataset.from_list([{c: r[c] for c in ("prompt", "chosen", "rejected")} for r in rows]).save_to_disk(
-        out / "train_dataset")
+    _save_dataset(rows, out)
 
     e = config.eval_samples
     ref = {"tokens": [], "texts": [], "ended": []}
@@ -190,10 +223,11 @@ def _build(config: LMWorldConfig, out: Path, model_path: str, progress: Progress
             ref["texts"].append(held.texts[j])
             ref["ended"].append(held.ended[j])
         texts = [held.texts[j] for j in span]
-        best, worst = _best_worst(config, task, texts, gen)
-        if texts[best] != texts[worst]:
+        q = [quality(task, t) for t in texts]
+        for best, worst in truth_pairs(q, texts, config.eval_pairs_per_prompt):
             pairs.append({"prompt": i, "chosen": held.tokens[i * k + best], "rejected": held.tokens[i * k + worst],
-                          "chosen_text": texts[best], "rejected_text": texts[worst]})
+                          "chosen_text": texts[best], "rejected_text": texts[worst],
+                          "q_chosen": q[best], "q_rejected": q[worst]})
     if progress:
         progress("scoring held-out pairs", 0, 1)
     prompts = [chat_prompt(tokenizer, config.system, eval_tasks[p["prompt"]].text) for p in pairs]
@@ -216,10 +250,48 @@ def _build(config: LMWorldConfig, out: Path, model_path: str, progress: Progress
                                                indent=2))
 
 
+def _save_dataset(rows: list[dict], out: Path) -> None:
+    """The training pairs in TRL's conversational format, as a ``datasets`` dataset on disk."""
+    from datasets import Dataset
+
+    Dataset.from_list([{c: r[c] for c in ("prompt", "chosen", "rejected")} for r in rows]).save_to_disk(
+        out / "train_dataset")
+
+
+#: Worlds shipped with adadpo, one directory per key: the files a build writes (the model's samples, the
+#: pairs, the held-out set), so the committed benchmark's world is the same on every machine (a rebuild on
+#: another CPU samples an equivalent but different world: one rounding difference changes a sampled token).
+SHIPPED = Path(__file__).parent / "worlds"
+SNAPSHOT_FILES = ("world.json", "eval.json", "train_pairs.jsonl")
+
+
+def save_snapshot(world: World, directory: str | os.PathLike = SHIPPED) -> Path:
+    """Write ``world``'s files into ``directory/<key>`` (without the machine's model path); returns it."""
+    dest = Path(directory) / world.config.key()
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in SNAPSHOT_FILES[1:]:
+        shutil.copyfile(world.path / name, dest / name)
+    meta = json.loads((world.path / "world.json").read_text())
+    (dest / "world.json").write_text(json.dumps({**meta, "model_path": world.config.model}, indent=2))
+    return dest
+
+
+def _from_snapshot(snapshot: Path, out: Path, model_path: str) -> None:
+    """A build from a shipped snapshot: its files, this machine's model path, the dataset made from the pairs."""
+    for name in SNAPSHOT_FILES[1:]:
+        shutil.copyfile(snapshot / name, out / name)
+    meta = json.loads((snapshot / "world.json").read_text())
+    (out / "world.json").write_text(json.dumps({**meta, "model_path": model_path}, indent=2))
+    with open(snapshot / "train_pairs.jsonl") as f:
+        _save_dataset([json.loads(line) for line in f], out)
+
+
 def build_world(config: LMWorldConfig, cache_dir: str | os.PathLike | None = None,
                 progress: Progress | None = None) -> World:
     """Load the world for ``config`` from ``cache_dir`` (default ``$ADADPO_CACHE`` or ``~/.cache/adadpo``),
-    building it first if absent (SmolLM2 on 2 CPU cores: a few minutes, mostly sampling)."""
+    building it first if absent: from the shipped snapshot of this key (:data:`SHIPPED`) when there is one
+    (seconds), else by sampling (SmolLM2 on 2 CPU cores: about 35 minutes alone; a killed build resumes its
+    sampling from ``cache_dir/.lmworld-<key>.samples``)."""
     from adadpo.lmworld.model import prepare_model
 
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -230,7 +302,15 @@ def build_world(config: LMWorldConfig, cache_dir: str | os.PathLike | None = Non
         model_path = prepare_model(config.model, root)
         if progress:
             progress("preparing the model", 1, 1)
-        build_once(path, "world.json", lambda tmp: _build(config, tmp, model_path, progress))
+        snapshot = SHIPPED / config.key()
+        if (snapshot / "world.json").exists():
+            build_once(path, "world.json", lambda tmp: _from_snapshot(snapshot, tmp, model_path))
+        else:
+            # samples are journalled beside the world, so a killed build resumes its sampling (the longest part)
+            journal = root / f".{path.name}.samples"
+            journal.mkdir(parents=True, exist_ok=True)
+            build_once(path, "world.json", lambda tmp: _build(config, tmp, model_path, progress, journal))
+            shutil.rmtree(journal, ignore_errors=True)
     meta = json.loads((path / "world.json").read_text())
     data = json.loads((path / "eval.json").read_text())
     with open(path / "train_pairs.jsonl") as f:

@@ -8,10 +8,14 @@ answer ``i``; outcomes are the judge's probabilities (ties count half).
 * ``wr``, ``lc`` (AlpacaEval 2's length-controlled win rate of the same outcomes), ``tq`` (the judge with
   ``eta = 0``: true-quality win rate);
 * ``length``, ``quality`` (``ref_length``, ``ref_quality`` for the reference's answers);
+* ``eval_comparisons``: how many judged comparisons the win rates average (``n_eval_prompts x eval_samples``);
 * ``kl``: ``KL(pi_T || pi_ref,T)`` between the two models' sampling processes at the world's temperature,
-  Monte Carlo over the policy's answers, each scored exactly (:func:`adadpo.lmworld.policy.response_logps`);
-* on held-out pairs, with ``r(y) = log pi(y) - log pi_ref(y)`` at temperature 1: ``reward_accuracy``,
-  ``reward_margin``, ``delta_chosen``, ``delta_rejected`` (likelihood displacement when ``delta_chosen < 0``);
+  Monte Carlo over the policy's first answer to each held-out prompt, each scored exactly
+  (:func:`adadpo.lmworld.policy.response_logps`); 0 for the untrained reference itself;
+* on the held-out pairs, whose chosen answer is truly better (:func:`adadpo.lmworld.data.truth_pairs`), with
+  ``r(y) = log pi(y) - log pi_ref(y)`` at temperature 1: ``reward_accuracy`` (the share ranked as the truth
+  ranks them, ties half: 0.5 for the untrained reference), ``reward_margin``, ``delta_chosen``, ``delta_rejected`` (likelihood displacement when
+  ``delta_chosen < 0``), over ``eval_pairs`` pairs;
 * ``examples``: the first answers to a few held-out prompts, beside the reference's, to read.
 """
 
@@ -48,25 +52,33 @@ def evaluate_policy(world: World, policy, reference, tokenizer, seed: int) -> di
     true_pref = judge_prob(cfg, q, q_ref, n, n_ref, eta=0.0)
     lc = length_controlled_winrate(pref, n, n_ref)
 
-    kl = (response_logps(policy, tokenizer, flat_prompts, answers.tokens, answers.ended, cfg.temperature)
-          - response_logps(reference, tokenizer, flat_prompts, answers.tokens, answers.ended, cfg.temperature))
+    first = slice(0, len(flat_prompts), e)  # the first answer per held-out prompt
+    kl = torch.zeros(1)
+    if policy is not reference:
+        kl_args = (tokenizer, flat_prompts[first], answers.tokens[first], answers.ended[first], cfg.temperature)
+        kl = response_logps(policy, *kl_args) - response_logps(reference, *kl_args)
 
     pairs = world.eval_pairs
     pair_prompts = [prompts[p["prompt"]] for p in pairs]
     delta = {}
     for side in ("chosen", "rejected"):
-        logps = response_logps(policy, tokenizer, pair_prompts, [p[side] for p in pairs])
-        delta[side] = logps - torch.tensor([p[f"ref_{side}_logps"] for p in pairs])
+        ref_logps = torch.tensor([p[f"ref_{side}_logps"] for p in pairs])
+        # the untrained reference's own rewards are 0 by definition (not rounding noise of a second pass)
+        logps = ref_logps if policy is reference else response_logps(policy, tokenizer, pair_prompts,
+                                                                        [p[side] for p in pairs])
+        delta[side] = logps - ref_logps
     margin = delta["chosen"] - delta["rejected"]
     examples = [{"prompt": world.eval_tasks[i].text, "reference": ref_texts[i * e], "answer": answers.texts[i * e],
                  "quality": float(q[i * e]), "ref_quality": float(q_ref[i * e])}
                 for i in range(min(EXAMPLES, len(world.eval_tasks)))]
     return {
+        "eval_comparisons": len(answers.texts), "eval_pairs": len(pairs),
         "wr": float(pref.mean()), "lc": float(lc.lc), "tq": float(true_pref.mean()),
         "length": float(n.mean()), "quality": float(q.mean()),
         "ref_length": float(n_ref.mean()), "ref_quality": float(q_ref.mean()),
         "kl": float(kl.mean()), "ended": float(np.mean(answers.ended)),
-        "reward_accuracy": float((margin > 0).float().mean()), "reward_margin": float(margin.mean()),
+        "reward_accuracy": float(((margin > 0).float() + 0.5 * (margin == 0).float()).mean()),
+        "reward_margin": float(margin.mean()),
         "delta_chosen": float(delta["chosen"].mean()), "delta_rejected": float(delta["rejected"].mean()),
         "examples": examples,
     }

@@ -9,9 +9,12 @@ under the model's plain distribution at temperature 1 with EOS appended (how the
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -44,11 +47,23 @@ def _encode(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+def batch_seed(seed: int, batch: int) -> int:
+    """The torch seed of batch ``batch`` of a :func:`sample` call with ``seed``: each batch draws from its own
+    stream, so a batch can be redone alone (a resumed build) and gives the same answers."""
+    return int(np.random.SeedSequence([seed, batch]).generate_state(1)[0])
+
+
 def sample(model, tokenizer, prompts: Sequence[str], *, n: int, max_new_tokens: int, temperature: float, seed: int,
-           batch_size: int = 64, progress: Callable[[int, int], None] | None = None) -> Samples:
-    """``n`` answers per chat prompt (strings from :func:`chat_prompt`), prompt-major, batched."""
-    torch.manual_seed(seed)
+           batch_size: int = 64, progress: Callable[[int, int], None] | None = None,
+           journal: str | os.PathLike | None = None) -> Samples:
+    """``n`` answers per chat prompt (strings from :func:`chat_prompt`), prompt-major, in batches of
+    ``batch_size`` answers, batch ``b`` seeded with :func:`batch_seed` ``(seed, b)``.
+
+    ``journal``: a JSON-lines file that every finished batch is appended to (flushed and synced); batches
+    already in it are read back instead of sampled, so a killed call resumes where it stopped.
+    """
     flat = [p for p in prompts for _ in range(n)]
+    done = _read_journal(journal, seed, batch_size, len(flat))
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
@@ -57,22 +72,58 @@ def sample(model, tokenizer, prompts: Sequence[str], *, n: int, max_new_tokens: 
         progress(0, len(flat))
     try:
         with torch.no_grad():
-            for s in range(0, len(flat), batch_size):
-                enc = tokenizer(list(flat[s : s + batch_size]), return_tensors="pt", padding=True,
-                                add_special_tokens=False)
-                gen = model.generate(**enc, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
-                                     min_new_tokens=1, max_new_tokens=max_new_tokens, pad_token_id=pad,
-                                     eos_token_id=eos, suppress_tokens=never_emitted(tokenizer))
-                for row in gen[:, enc["input_ids"].shape[1] :].tolist():
-                    ids = row[: row.index(eos)] if eos in row else row
-                    out.tokens.append(ids)
-                    out.ended.append(len(ids) < len(row))
-                    out.texts.append(tokenizer.decode(ids, skip_special_tokens=True).strip())
+            for b, s in enumerate(range(0, len(flat), batch_size)):
+                if b in done:
+                    batch = done[b]
+                else:
+                    torch.manual_seed(batch_seed(seed, b))
+                    enc = tokenizer(list(flat[s : s + batch_size]), return_tensors="pt", padding=True,
+                                    add_special_tokens=False)
+                    gen = model.generate(**enc, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
+                                         min_new_tokens=1, max_new_tokens=max_new_tokens, pad_token_id=pad,
+                                         eos_token_id=eos, suppress_tokens=never_emitted(tokenizer))
+                    batch = Samples([], [], [])
+                    for row in gen[:, enc["input_ids"].shape[1] :].tolist():
+                        ids = row[: row.index(eos)] if eos in row else row
+                        batch.tokens.append(ids)
+                        batch.ended.append(len(ids) < len(row))
+                        batch.texts.append(tokenizer.decode(ids, skip_special_tokens=True).strip())
+                    _append_journal(journal, {"seed": seed, "batch_size": batch_size, "total": len(flat),
+                                              "batch": b, **asdict(batch)})
+                out.tokens += batch.tokens
+                out.ended += batch.ended
+                out.texts += batch.texts
                 if progress:
                     progress(min(s + batch_size, len(flat)), len(flat))
     finally:
         tokenizer.padding_side = side
     return out
+
+
+def _read_journal(path: str | os.PathLike | None, seed: int, batch_size: int, total: int) -> dict[int, Samples]:
+    """The batches of a :func:`sample` journal written by a call with the same ``seed``, ``batch_size`` and
+    number of answers (others, and a torn last line, are ignored)."""
+    done: dict[int, Samples] = {}
+    if path is None or not os.path.exists(path):
+        return done
+    with open(path) as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if (row.get("seed"), row.get("batch_size"), row.get("total")) == (seed, batch_size, total):
+                done[row["batch"]] = Samples(row["tokens"], row["texts"], row["ended"])
+    return done
+
+
+def _append_journal(path: str | os.PathLike | None, row: dict) -> None:
+    if path is None:
+        return
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def response_logps(model, tokenizer, prompts: Sequence[str], answers: Sequence[Sequence[int]],

@@ -8,6 +8,8 @@ through every block. Every method gets the same trainable set, data, seed, steps
 
 The reference log-probs are precomputed by TRL (``precompute_ref_log_probs``) on the world's on-disk
 dataset, so TRL's cache makes them a one-time cost per world rather than a second forward in every step.
+The frozen blocks' output is cached per token sequence (:mod:`adadpo.lmworld.trunk`), once per process and
+world, so a step runs the trained blocks and the head only.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from adadpo import LOSSES
 from adadpo.lmworld.data import World
 from adadpo.lmworld.evaluate import evaluate_policy
+from adadpo.lmworld.trunk import TrunkCache, cached_trunk
 from adadpo.oracle.run import Budget, RunSpec, run_fields, start_run, train_policy
 
 
@@ -48,6 +51,11 @@ def freeze_below(model, train_layers: int) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+#: Serve the frozen blocks from a cache while training (False: run them every step, as before the cache).
+TRUNK_CACHE = True
+_TRUNKS: dict[tuple[str, int], TrunkCache] = {}
+
+
 def train_and_evaluate(world: World, spec: RunSpec, budget: LMBudget = LMBudget(), threads: int | None = None
                        ) -> dict[str, Any]:
     """Train one policy and evaluate it; returns the run's settings, metrics, curves, examples and wall time."""
@@ -56,15 +64,23 @@ def train_and_evaluate(world: World, spec: RunSpec, budget: LMBudget = LMBudget(
     start = time.perf_counter()
     tokenizer, policy = start_run(world, threads)
     trainable = freeze_below(policy, budget.train_layers)
-    data = load_from_disk(str(world.train_dataset_path))
-    needs_ref = LOSSES[spec.method.loss].needs_reference
-    # No truncation (answers are at most max_new_tokens): TRL's truncation filter closes over the whole config,
-    # which changes the dataset's fingerprint every run and defeats TRL's cache of the reference log-probs.
-    history = train_policy(policy, None, data, tokenizer, spec, budget, max_length=None,
-                           precompute_ref_log_probs=needs_ref)
+    history: list[dict] = []
+    if spec.trained:
+        data = load_from_disk(str(world.train_dataset_path))
+        needs_ref = LOSSES[spec.method.loss].needs_reference
+        # No truncation (answers are at most max_new_tokens): TRL's truncation filter closes over the whole
+        # config, which changes the dataset's fingerprint every run and defeats TRL's cache of the reference
+        # log-probs.
+        cache = _TRUNKS.setdefault((world.config.key(), budget.train_layers), TrunkCache())
+        blocks = len(policy.get_decoder().layers)
+        trained = budget.train_layers if TRUNK_CACHE and 0 < budget.train_layers else blocks
+        with cached_trunk(policy, trained, cache):
+            history = train_policy(policy, None, data, tokenizer, spec, spec.budget(budget), max_length=None,
+                                   precompute_ref_log_probs=needs_ref)
     train_seconds = time.perf_counter() - start
     policy.eval()
-    metrics = evaluate_policy(world, policy, world.load_reference(), tokenizer, seed=spec.seed)
+    metrics = evaluate_policy(world, policy, world.load_reference() if spec.trained else policy, tokenizer,
+                              seed=spec.seed)
     return {
         **run_fields(spec, world.config.key(), budget, history),
         "model_parameters": sum(p.numel() for p in policy.parameters()), "trainable_parameters": trainable,

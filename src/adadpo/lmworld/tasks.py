@@ -1,8 +1,8 @@
 """Prompts with a checkable truth, and the program that scores an answer against it.
 
 Every prompt comes from a template and small word lists written here, so the truth is known without a
-judge model. Seven kinds, chosen so that a 135M-parameter instruct model's own samples vary in true quality
-and in length:
+judge model (nine categories of things, ten goals, forty colored things). Seven kinds, chosen so that a
+135M-parameter instruct model's own samples vary in true quality and in length:
 
 ============  ===============================================  ==================================================
 kind          example                                          true quality ``q`` in [0, 1]
@@ -11,14 +11,14 @@ capital       What is the capital of Peru?                     1 if the capital 
                                                                capital is; 0.5 if a wrong one is named too; else 0
 arithmetic    What is 7 + 5?                                   1 if the result is the only number besides the
                                                                operands; 0.5 if other numbers appear too; else 0
-list          List three fruits.                               ``min(v, n) / n * n / max(v, n)`` for ``v`` distinct
+list          List three fruits. (four wordings)               ``min(v, n) / n * n / max(v, n)`` for ``v`` distinct
                                                                valid items (recall, and precision against listing
                                                                more than asked)
 color         What color is grass?                             1 if the color is named and no other listed color
                                                                is; 0.5 if another is named too; else 0
 include       Write one sentence about the sea that uses the   share of the required words used, times
               words "wave" and "salt".                         ``1 / sentences``
-limit         Give one tip for sleeping better in at most 12   on topic (a topic word appears), times
+limit         Give one tip for sleeping better in at most 12   on topic (a word starts with a topic stem), times
               words.                                           ``max(0, 1 - (words - k) / k)`` past the limit
 name          Name a vegetable and say one thing about it.     1 if a listed vegetable is named, else 0
               (four wordings)
@@ -65,16 +65,32 @@ CATEGORIES = {
               "cycling boxing running skiing badminton wrestling surfing rowing fencing",
     "musical instruments": "piano guitar violin drum drums flute trumpet saxophone cello harp clarinet "
                            "trombone ukulele banjo accordion harmonica oboe bass organ tuba",
+    "birds": "eagle owl sparrow robin pigeon crow parrot penguin duck swan goose hawk falcon flamingo peacock "
+             "ostrich hummingbird woodpecker seagull chicken turkey raven pelican stork heron",
+    "flowers": "rose tulip daisy lily sunflower orchid daffodil lavender jasmine violet peony carnation "
+               "marigold poppy iris lotus dandelion hibiscus magnolia chrysanthemum",
+    "trees": "oak maple pine birch willow cedar elm ash spruce fir palm cherry apple redwood sequoia cypress "
+             "beech poplar baobab eucalyptus bamboo mahogany teak",
 }
 #: Items of each category (words or phrases; their plurals also count, see :func:`_forms`).
 ITEMS = {c: tuple(words.split()) for c, words in CATEGORIES.items()}
+#: Names that contain an item but are not one ("Golden Raspberry" is an award, "Big Apple" a city): an item
+#: counts only where it is not part of one of these.
+NOT_ITEMS = ("golden raspberry", "big apple", "apple inc", "apple watch", "apple music", "orange county",
+             "black pepper", "hot dog", "hot dogs", "sea lion", "sea lions", "pine nut", "pine nuts", "pineapple",
+             "pineapples")
 
 COLORS_OF = {
     "grass": "green", "the sky on a clear day": "blue", "snow": "white", "coal": "black", "a banana": "yellow",
     "a ripe tomato": "red", "a lemon": "yellow", "milk": "white", "a carrot": "orange", "chocolate": "brown",
     "a strawberry": "red", "the sun in a child's drawing": "yellow", "a lime": "green", "an orange": "orange",
     "a crow": "black", "a polar bear": "white", "an eggplant": "purple", "a fire truck": "red",
-    "a cucumber": "green", "the sea": "blue",
+    "a cucumber": "green", "the sea": "blue", "a flamingo": "pink", "blood": "red", "a pumpkin": "orange",
+    "an emerald": "green", "a sapphire": "blue", "a ruby": "red", "charcoal": "black", "ivory": "white",
+    "a school bus in the United States": "yellow", "a violet": "purple", "a tree trunk": "brown",
+    "a blueberry": "blue", "a pig in a cartoon": "pink", "a canary": "yellow", "a swan": "white",
+    "coffee without milk": "brown", "a raven": "black", "a frog": "green", "a stop sign": "red",
+    "a cloud on a sunny day": "white",
 }
 
 TOPICS = {  # topic -> words a sentence about it might use as required words
@@ -88,23 +104,46 @@ TOPICS = {  # topic -> words a sentence about it might use as required words
     "summer": ("sun", "hot", "beach", "swim", "day", "ice"),
 }
 
-GOALS = {  # goal -> words that show a tip is on topic
-    "sleeping better": ("sleep", "bed", "night", "caffeine", "screen", "dark", "routine", "rest", "nap", "tired"),
-    "saving money": ("money", "save", "budget", "spend", "buy", "cost", "cash", "price", "bank", "expense"),
-    "staying healthy": ("health", "healthy", "exercise", "water", "eat", "food", "sleep", "walk", "vegetable", "fruit"),
-    "learning a language": ("word", "words", "practice", "speak", "language", "read", "listen", "vocabulary", "daily", "native"),
-    "studying for an exam": ("study", "exam", "notes", "review", "practice", "read", "sleep", "break", "test", "question"),
-    "keeping a plant alive": ("water", "sun", "light", "soil", "plant", "pot", "leaves", "leaf", "fertilizer", "sunlight"),
-    "writing clearly": ("sentence", "sentences", "word", "words", "short", "simple", "clear", "read", "write", "edit"),
-    "cooking pasta": ("water", "salt", "boil", "pasta", "minutes", "sauce", "pot", "cook", "drain", "taste"),
+GOALS = {  # goal -> stems of words that show a tip is on topic (a word starting with a stem counts)
+    "sleeping better": ("sleep", "bed", "night", "caffein", "coffee", "tea", "screen", "phone", "dark", "routine",
+                        "rest", "nap", "tired", "relax", "alarm", "pillow", "mattress", "dream", "evening",
+                        "morning", "wake", "quiet", "cool", "room", "schedule", "hour", "meditat", "breath"),
+    "saving money": ("money", "sav", "budget", "spend", "buy", "cost", "cash", "price", "bank", "expens", "pay",
+                     "dollar", "cheap", "coupon", "discount", "debt", "income", "purchas", "shop", "track",
+                     "invest", "bill", "account", "financ", "afford"),
+    "staying healthy": ("health", "exercis", "water", "eat", "food", "sleep", "walk", "vegetable", "fruit",
+                        "diet", "drink", "hydrat", "active", "workout", "fit", "nutri", "meal", "rest", "stress",
+                        "doctor", "move", "run", "sugar", "body", "weight"),
+    "learning a language": ("word", "practic", "speak", "language", "read", "listen", "vocabular", "daily",
+                            "native", "learn", "grammar", "convers", "app", "phrase", "lesson", "class",
+                            "talk", "immers", "flashcard", "tutor", "study", "fluent", "translat", "write"),
+    "studying for an exam": ("study", "studi", "exam", "note", "review", "practic", "read", "sleep", "break",
+                             "test", "question", "learn", "plan", "schedul", "focus", "revis", "material",
+                             "quiz", "memor", "subject", "topic", "class", "book", "time"),
+    "keeping a plant alive": ("water", "sun", "light", "soil", "plant", "pot", "leaves", "leaf", "fertiliz",
+                              "sunlight", "root", "drain", "window", "prun", "grow", "moist", "dry", "feed",
+                              "humid", "shade", "garden"),
+    "writing clearly": ("sentence", "word", "short", "simple", "clear", "read", "write", "writ", "edit",
+                        "paragraph", "concise", "jargon", "plain", "reader", "idea", "point", "grammar",
+                        "proofread", "draft", "revis", "outline", "active voice"),
+    "cooking pasta": ("water", "salt", "boil", "pasta", "minute", "sauce", "pot", "cook", "drain", "taste",
+                      "al dente", "noodle", "spaghetti", "stir", "oil", "heat", "time", "timer"),
+    "making friends": ("friend", "people", "talk", "club", "join", "group", "smil", "listen", "conversation",
+                       "meet", "social", "kind", "hobb", "event", "class", "volunteer", "ask", "interest"),
+    "saving energy at home": ("energy", "light", "lamp", "bulb", "led", "turn", "switch", "power", "heat",
+                              "thermostat", "unplug", "electric", "appliance", "insulat", "window", "water",
+                              "off", "solar", "bill", "temperature"),
 }
 
 NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five"}
+SINGULAR = {"fruits": "fruit", "animals": "animal", "colors": "color", "vegetables": "vegetable", "sports": "sport",
+            "musical instruments": "musical instrument", "birds": "bird", "flowers": "flower", "trees": "tree"}
+LIST_TEMPLATES = ("List {n} {x}.", "Name {n} {x}.", "Give me {n} {x}.", "What are {n} {x}? Just list them.")
 NAME_TEMPLATES = ("name {a} {x} and say one thing about it.", "which {x} would you recommend to a friend, and why?",
                   "pick {a} {x} and describe it.", "tell me about {a} {x} you like.")
 KINDS = ("capital", "arithmetic", "list", "color", "include", "limit", "name")
 #: Version of the truth program and templates; part of a world's cache key, so a change rebuilds worlds.
-VERSION = 2
+VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -133,8 +172,9 @@ def _make(kind: str, rng: random.Random) -> Task:
         word = {"+": "+", "-": "-", "x": "times"}[op]
         return Task(kind, f"What is {a} {word} {b}?", (str(a), op, str(b)))
     if kind == "list":
-        category, n = rng.choice(sorted(ITEMS)), rng.randint(2, 5)
-        return Task(kind, f"List {NUMBER_WORDS[n]} {category}.", (category, str(n)))
+        category, n, template = rng.choice(sorted(ITEMS)), rng.randint(2, 5), rng.randrange(len(LIST_TEMPLATES))
+        text = LIST_TEMPLATES[template].format(n=NUMBER_WORDS[n], x=category)
+        return Task(kind, text, (category, str(n), str(template)))
     if kind == "color":
         thing = rng.choice(sorted(COLORS_OF))
         return Task(kind, f"What color is {thing}?", (thing,))
@@ -143,12 +183,11 @@ def _make(kind: str, rng: random.Random) -> Task:
         w1, w2 = rng.sample(TOPICS[topic], 2)
         return Task(kind, f'Write one sentence about {topic} that uses the words "{w1}" and "{w2}".', (topic, w1, w2))
     if kind == "limit":
-        goal, k = rng.choice(sorted(GOALS)), rng.choice((8, 10, 12, 15))
+        goal, k = rng.choice(sorted(GOALS)), rng.choice((8, 10, 12, 15, 20))
         return Task(kind, f"Give one tip for {goal} in at most {k} words.", (goal, str(k)))
     if kind == "name":
         category, template = rng.choice(sorted(ITEMS)), rng.randrange(len(NAME_TEMPLATES))
-        singular = {"fruits": "fruit", "animals": "animal", "colors": "color", "vegetables": "vegetable",
-                    "sports": "sport", "musical instruments": "musical instrument"}[category]
+        singular = SINGULAR[category]
         article = "an" if singular[0] in "aeiou" else "a"
         text = NAME_TEMPLATES[template].format(a=article, x=singular)
         return Task(kind, text[0].upper() + text[1:], (category, str(template)))
@@ -215,9 +254,20 @@ def _forms(phrase: str) -> list[str]:
 
 
 def _has(text: str, phrase: str) -> bool:
-    """Whole-word, case-insensitive match of ``phrase`` or one of its plurals (:func:`_forms`)."""
+    """Whole-word, case-insensitive match of ``phrase`` or one of its plurals (:func:`_forms`), outside the
+    names of :data:`NOT_ITEMS` that merely contain it."""
     alternatives = "|".join(re.escape(f) for f in _forms(phrase))
-    return re.search(rf"\b(?:{alternatives})\b", text.lower()) is not None
+    text = text.lower()
+    for name in NOT_ITEMS:
+        if name != phrase.lower() and phrase.lower() in name:
+            text = re.sub(rf"\b{re.escape(name)}\b", " ", text)
+    return re.search(rf"\b(?:{alternatives})\b", text) is not None
+
+
+def _on_topic(text: str, stems: tuple[str, ...]) -> bool:
+    """Some word of ``text`` starts with one of ``stems`` (case-insensitive): ``sleep`` finds "sleeping"."""
+    lower = text.lower()
+    return any(re.search(rf"\b{re.escape(stem)}", lower) for stem in stems)
 
 
 def _sentences(text: str) -> int:
@@ -259,7 +309,7 @@ def quality(task: Task, answer: str) -> float:
         return used / _sentences(answer)
     if kind == "limit":
         goal, k = p[0], int(p[1])
-        if not any(_has(answer, w) for w in GOALS[goal]):
+        if not _on_topic(answer, GOALS[goal]):
             return 0.0
         n = len(words(answer))
         return 1.0 if n <= k else max(0.0, 1.0 - (n - k) / k)

@@ -105,15 +105,22 @@ def interval(values: Sequence[float]) -> Interval:
     return Interval(mean, mean - half, mean + half, len(x))
 
 
-Cell = tuple[float, float]  # (beta, learning_rate)
+Cell = tuple  # (beta, learning_rate) or, in rows that record their epochs, (beta, learning_rate, epochs)
+
+
+def cell_of(row: dict[str, Any]) -> Cell:
+    """The grid cell a run belongs to: ``(beta, learning_rate, epochs)``, or ``(beta, learning_rate)`` for rows
+    written before runs recorded their epochs."""
+    epochs = row.get("epochs")
+    return (row["beta"], row["learning_rate"]) if epochs is None else (row["beta"], row["learning_rate"], epochs)
 
 
 def by_cell(rows: list[dict], method: str, metric: str) -> dict[Cell, dict[int, float]]:
-    """``{(beta, lr): {seed: value}}`` for one method."""
+    """``{(beta, lr, epochs): {seed: value}}`` for one method."""
     out: dict[Cell, dict[int, float]] = defaultdict(dict)
     for r in rows:
         if r["method"] == method:
-            out[(r["beta"], r["learning_rate"])][r["seed"]] = value(r, metric)
+            out[cell_of(r)][r["seed"]] = value(r, metric)
     return dict(out)
 
 
@@ -195,12 +202,13 @@ def summary(rows: list[dict], comparisons: Sequence[tuple[str, str]]) -> dict[st
         for metric in ("lc", "wr", "tq"):
             found = best_cell(rows, m, metric)
             if found:
-                (beta, lr), iv = found
-                out["best"][m][metric] = {"beta": beta, "learning_rate": lr, "mean": iv.mean, "lo": iv.lo, "hi": iv.hi}
+                cell, iv = found
+                out["best"][m][metric] = {"beta": cell[0], "learning_rate": cell[1], "mean": iv.mean, "lo": iv.lo,
+                                          "hi": iv.hi, **({"epochs": cell[2]} if len(cell) > 2 else {})}
         per_metric = {k: by_cell(rows, m, k) for k in METRICS}
         out["cells"][m] = {
-            f"beta={beta:g},lr={lr:g}": {k: interval(list(per_metric[k][(beta, lr)].values())).mean for k in METRICS}
-            for (beta, lr) in per_metric["lc"]
+            _cell_key(cell): {k: interval(list(per_metric[k][cell].values())).mean for k in METRICS}
+            for cell in per_metric["lc"]
         }
     out["tracking"] = tracking(rows)
     return out
@@ -209,8 +217,21 @@ def summary(rows: list[dict], comparisons: Sequence[tuple[str, str]]) -> dict[st
 # ------------------------------------------------------------------------------------------------ Markdown
 
 
+def _cell_key(cell: Cell) -> str:
+    return f"beta={cell[0]:g},lr={cell[1]:g}" + (f",epochs={cell[2]}" if len(cell) > 2 else "")
+
+
 def _cell_label(cell: Cell) -> str:
-    return f"β={cell[0]:g}, lr={cell[1]:g}"
+    return f"β={cell[0]:g}, lr={cell[1]:g}" + (f", {cell[2]} ep" if len(cell) > 2 else "")
+
+
+def _cell_order(cell: Cell) -> tuple:
+    return cell[0], cell[1], cell[2] if len(cell) > 2 else 0
+
+
+def _axes(rows: list[dict]) -> str:
+    """The grid's axes: β x learning rate, and epochs where the grid varies them."""
+    return "β x learning rate" + (" x epochs" if len({r.get("epochs") for r in rows}) > 1 else "")
 
 
 def columns_text(keys: Sequence[str]) -> str:
@@ -248,17 +269,21 @@ def _kl_budget_table(rows: list[dict], methods: list[str]) -> list[str]:
 
 
 def markdown(rows: list[dict], comparisons: Sequence[tuple[str, str]], *, title: str, preamble: str = "",
-             plots: Sequence[tuple[str, str]] = (), appendix: str = "") -> str:
-    """The report: headline statistics, best cells, per-cell table, LC vs TQ, plots, then ``appendix``."""
+             plots: Sequence[tuple[str, str]] = (), appendix: str = "", against_untrained: str = "") -> str:
+    """The report: headline statistics (after ``against_untrained``, the section of
+    :func:`adadpo.oracle.paired.markdown`, where there is one), best cells, per-cell table, LC vs TQ, plots,
+    then ``appendix``. ``rows`` are the trained runs."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
     seeds = sorted({r["seed"] for r in rows})
-    cells = sorted({(r["beta"], r["learning_rate"]) for r in rows})
+    cells = sorted({cell_of(r) for r in rows}, key=_cell_order)
     lines = [f"# {title}", ""]
     if preamble:
         lines += [preamble.strip(), ""]
-    lines += [f"{len(rows)} runs: {len(methods)} methods x {len(cells)} cells (β x learning rate) x {len(seeds)} seeds "
+    lines += [f"{len(rows)} runs: {len(methods)} methods x {len(cells)} cells ({_axes(rows)}) x {len(seeds)} seeds "
               f"({', '.join(map(str, seeds))}). Intervals are 95% t-intervals over seeds; a cell is a win or a "
               "loss only when the seed-paired interval excludes zero.", ""]
+    if against_untrained:
+        lines += [against_untrained.strip(), ""]
     overview = ("lc", "wr", "tq", "lc_minus_wr", "length", "quality", "kl", "delta_chosen")
     keys = ("lc", "wr", "tq", "length", "quality", "kl", "reward_accuracy", "delta_chosen", "delta_rejected")
     lines += ["Columns. " + columns_text(dict.fromkeys(overview + keys)), ""]
@@ -323,17 +348,22 @@ def _scatter_by_method(ax, rows: list[dict], x: str, y: str) -> None:
 
 
 def plot_heatmaps(rows: list[dict], base: str, cand: str, path: str | Path) -> None:
-    """LC, WR, TQ over the grid: ``base``, ``cand`` and ``cand - base`` (seed means)."""
-    betas = sorted({r["beta"] for r in rows})
+    """LC, WR, TQ over the grid: ``base``, ``cand`` and ``cand - base`` (seed means). Rows of the heatmap: β,
+    or epochs where the grid varies epochs at one β (cells averaged over the axis not shown)."""
     lrs = sorted({r["learning_rate"] for r in rows})
+    by_epochs = len({r["beta"] for r in rows}) == 1 and len({r.get("epochs") for r in rows}) > 1
+    row_axis, row_label = (2, "epochs") if by_epochs else (0, "β")
+    ys = sorted({cell_of(r)[row_axis] for r in rows})
     metrics = ("lc", "wr", "tq")
     fig, axes = _figure(len(metrics), 3, figsize=(11, 3.1 * len(metrics) + 0.4), squeeze=False)
     for i, metric in enumerate(metrics):
         grids = []
         for m in (base, cand):
-            cells = by_cell(rows, m, metric)
-            grids.append(np.array([[np.mean(list(cells[(b, lr)].values())) if (b, lr) in cells else np.nan
-                                    for lr in lrs] for b in betas]))
+            seed_means: dict[tuple, list[float]] = defaultdict(list)
+            for cell, per_seed in by_cell(rows, m, metric).items():
+                seed_means[(cell[row_axis], cell[1])].append(float(np.mean(list(per_seed.values()))))
+            grids.append(np.array([[np.mean(seed_means[(y, lr)]) if (y, lr) in seed_means else np.nan
+                                    for lr in lrs] for y in ys]))
         grids.append(grids[1] - grids[0])
         vmin, vmax = np.nanmin(grids[:2]), np.nanmax(grids[:2])
         lim = np.nanmax(np.abs(grids[2])) or 1e-3
@@ -345,12 +375,12 @@ def plot_heatmaps(rows: list[dict], base: str, cand: str, path: str | Path) -> N
                 ax.text(li, bi, f"{v:+.3f}" if j == 2 else f"{v:.3f}", ha="center", va="center", fontsize=8,
                         color="black" if j == 2 else "white")
             ax.set_xticks(range(len(lrs)), [f"{x:.0e}".replace("e-0", "e-") for x in lrs])  # 3e-5, 1e-4
-            ax.set_yticks(range(len(betas)), [f"{x:g}" for x in betas])
+            ax.set_yticks(range(len(ys)), [f"{x:g}" for x in ys])
             ax.set_xlabel("learning rate")
-            ax.set_ylabel("β")
+            ax.set_ylabel(row_label)
             ax.set_title(f"{METRICS[metric]}: {name}")
             fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.suptitle(f"{cand} vs {base}: mean over seeds in each cell (β x learning rate); right: the difference")
+    fig.suptitle(f"{cand} vs {base}: mean over seeds in each cell ({row_label} x learning rate); right: the difference")
     _save(fig, path)
 
 
@@ -366,7 +396,7 @@ def cell_curves(rows: list[dict], method: str, key: str) -> tuple[np.ndarray, np
     for r in rows:
         curves = r.get("curves") or {}
         if r["method"] == method and curves.get(key):
-            runs[(r["beta"], r["learning_rate"])].append(curves[key])
+            runs[cell_of(r)].append(curves[key])
             step_lists.append(curves["step"])
     if not runs:
         return np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0))
@@ -384,7 +414,7 @@ def plot_curves(rows: list[dict], methods: Sequence[str], path: str | Path, band
     interquartile range over cells, so one diverging cell neither moves the line nor widens the band to the
     whole plot. In a single cell: the line is the mean over seeds, the band min to max over seeds.
     """
-    cells = {(r["beta"], r["learning_rate"]) for r in rows if r["method"] in methods}
+    cells = {cell_of(r) for r in rows if r["method"] in methods}
     if len(cells) > 1:
         what = f"line: median over the {len(cells)} cells (β x lr) of the mean over seeds"
         what += "; band: 25th to 75th percentile over cells" if band else ""
@@ -473,13 +503,17 @@ def write_report(rows: list[dict], comparisons: Sequence[tuple[str, str]], outpu
     """
     import json
 
+    from adadpo.oracle import paired
+    from adadpo.oracle.run import UNTRAINED
+
     rank = {m: i for i, m in enumerate(order)}
-    rows = sorted(rows, key=lambda r: rank.get(r["method"], len(rank)))  # stable: keeps run order within a method
+    every = sorted(rows, key=lambda r: rank.get(r["method"], len(rank)))  # stable: keeps run order within a method
+    rows = [r for r in every if r["method"] != UNTRAINED]
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    cells = {(r["beta"], r["learning_rate"]) for r in rows}
+    cells = {cell_of(r) for r in rows}
     plots: list[tuple[str, str]] = []
     many = len(comparisons) > 2  # an ablation: one figure of each kind, not one per comparison
     if len(cells) == 1:
@@ -499,9 +533,13 @@ def write_report(rows: list[dict], comparisons: Sequence[tuple[str, str]], outpu
         plots.append(("LC and WR against the true-quality win rate", "lc_vs_tq.png"))
         plot_frontier(rows, out / "frontier.png")
         plots.append(("TQ and LC against the KL from the reference", "frontier.png"))
-    (out / "summary.json").write_text(json.dumps(json_ready(summary(rows, comparisons)), indent=2, allow_nan=False))
+    data = summary(rows, comparisons)
+    if len(every) > len(rows):
+        data["vs_untrained"] = paired.summary(every, methods)
+    (out / "summary.json").write_text(json.dumps(json_ready(data), indent=2, allow_nan=False))
     path = out / "report.md"
-    path.write_text(markdown(rows, comparisons, title=title, preamble=preamble, plots=plots, appendix=appendix))
+    path.write_text(markdown(rows, comparisons, title=title, preamble=preamble, plots=plots, appendix=appendix,
+                             against_untrained=paired.markdown(every, methods, list(comparisons))))
     return path
 
 

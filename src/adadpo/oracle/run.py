@@ -10,7 +10,7 @@ import logging
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -54,16 +54,40 @@ class Budget:
     logging_steps: int = 4
 
 
+#: The method name of the untrained reference, evaluated with every evaluation seed as a method of its own.
+UNTRAINED = "untrained"
+
+
 @dataclass(frozen=True)
 class RunSpec:
-    method: Method
+    """One run: a method in a grid cell (``beta``, ``learning_rate`` and, when the grid has that axis,
+    ``epochs``) with a seed; ``method=None`` is the untrained reference evaluated with ``seed``'s evaluation
+    seed (no training; ``beta`` and ``learning_rate`` unused)."""
+
+    method: Method | None
     beta: float
     learning_rate: float
     seed: int
+    epochs: int | None = None
+
+    @classmethod
+    def untrained(cls, seed: int) -> RunSpec:
+        return cls(None, float("nan"), float("nan"), seed)
+
+    @property
+    def trained(self) -> bool:
+        return self.method is not None
 
     @property
     def key(self) -> str:
-        return f"{self.method.name}|beta={self.beta:g}|lr={self.learning_rate:g}|seed={self.seed}"
+        if self.method is None:
+            return f"{UNTRAINED}|seed={self.seed}"
+        epochs = "" if self.epochs is None else f"|epochs={self.epochs}"
+        return f"{self.method.name}|beta={self.beta:g}|lr={self.learning_rate:g}{epochs}|seed={self.seed}"
+
+    def budget(self, budget: Budget) -> Budget:
+        """``budget`` with this run's epochs, where the grid sets them."""
+        return budget if self.epochs is None else replace(budget, epochs=self.epochs)
 
 
 def curves(log_history: list[dict]) -> dict[str, list[float]]:
@@ -97,12 +121,16 @@ def train_policy(policy: Any, ref_model: Any, data: Any, tokenizer: Any, spec: R
 
 
 def run_fields(spec: RunSpec, world_key: str, budget: Budget, history: list[dict]) -> dict[str, Any]:
-    """The fields every run's row starts with: what was run, in which world, under which budget, and its curves."""
+    """The fields every run's row starts with: what was run, in which world, under which budget (the sweep's;
+    ``epochs`` is the run's own), and its curves. The untrained reference's row has ``method: "untrained"``,
+    no loss, ``beta`` and ``learning_rate`` None and 0 steps."""
     steps = max((r.get("step", 0) for r in history), default=0)
+    m = spec.method
     return {
-        "key": spec.key, "method": spec.method.name, "loss": spec.method.loss,
-        "balance": spec.method.balance, "params": spec.method.params,
-        "beta": spec.beta, "learning_rate": spec.learning_rate, "seed": spec.seed,
+        "key": spec.key, "method": m.name if m else UNTRAINED, "loss": m.loss if m else None,
+        "balance": m.balance if m else None, "params": m.params if m else {},
+        "beta": spec.beta if m else None, "learning_rate": spec.learning_rate if m else None, "seed": spec.seed,
+        "epochs": spec.budget(budget).epochs if m else 0,
         "world": world_key, "budget": asdict(budget), "steps": steps, "curves": curves(history),
     }
 
@@ -123,9 +151,12 @@ def train_and_evaluate(world: World, spec: RunSpec, budget: Budget = Budget(), t
     start = time.perf_counter()
     tokenizer, policy = start_run(world, threads)
     reference = world.load_reference()
-    data = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in world.train_pairs])
-    needs_ref = LOSSES[spec.method.loss].needs_reference
-    history = train_policy(policy, reference if needs_ref else None, data, tokenizer, spec, budget, max_length=64)
+    history: list[dict] = []
+    if spec.trained:
+        data = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in world.train_pairs])
+        needs_ref = LOSSES[spec.method.loss].needs_reference
+        history = train_policy(policy, reference if needs_ref else None, data, tokenizer, spec, spec.budget(budget),
+                               max_length=64)
     policy.eval()
     metrics = evaluate_policy(world, policy, reference, tokenizer, seed=spec.seed)
     return {**run_fields(spec, world.config.key(), budget, history), **metrics,

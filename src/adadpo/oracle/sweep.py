@@ -11,6 +11,8 @@ A :class:`SweepConfig` comes from YAML (see ``examples/sweep_dpo.yaml``)::
       - {name: DPO, loss: dpo}
       - {name: AdaDPO, loss: dpo, balance: {}}      # {} = the default Balance(); fields override
     comparisons: [[DPO, AdaDPO]]   # optional; default: each balanced method vs the plain one of its loss
+    epochs: [2, 3]                 # optional grid axis: each run's epochs (default: the budget's, no axis)
+    untrained: true                # optional: also evaluate the untrained reference with every seed
     workers: 2                     # processes, one thread each
 
 Each finished run is appended to ``results.jsonl`` at once; a rerun skips the runs already there (same
@@ -30,7 +32,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from adadpo.oracle.run import Budget, Method, RunSpec
+from adadpo.oracle.run import UNTRAINED, Budget, Method, RunSpec
 from adadpo.oracle.world import WorldConfig
 
 
@@ -80,6 +82,8 @@ class SweepConfig:
     comparisons: list[tuple[str, str]] = field(default_factory=list)
     workers: int = 2
     world_kind: str = "oracle"
+    epochs: list[int] | None = None
+    untrained: bool = False
 
     def __post_init__(self) -> None:
         kind = world_kind(self.world_kind)
@@ -100,11 +104,22 @@ class SweepConfig:
                     raise ValueError(f"comparisons: unknown method {name!r}; methods are {names}")
         if self.workers < 1:
             raise ValueError(f"workers={self.workers}: need >= 1")
+        if self.epochs is not None and (not self.epochs or any(e < 1 for e in self.epochs)):
+            raise ValueError(f"epochs={self.epochs}: need a non-empty list of integers >= 1")
+        if UNTRAINED in names:
+            raise ValueError(f"methods: {UNTRAINED!r} is the name of the untrained reference's rows")
 
     def runs(self) -> list[RunSpec]:
-        """Every run, seed-major, so an interrupted sweep has full grids for the first seeds."""
-        return [RunSpec(m, b, lr, s) for s in self.seeds for b in self.betas for lr in self.learning_rates
-                for m in self.methods]
+        """Every run, seed-major, so an interrupted sweep has full grids for the first seeds; with
+        ``untrained``, each seed starts with the untrained reference's evaluation."""
+        epochs = self.epochs or [None]
+        out = []
+        for s in self.seeds:
+            if self.untrained:
+                out.append(RunSpec.untrained(s))
+            out += [RunSpec(m, b, lr, s, e) for b in self.betas for lr in self.learning_rates for e in epochs
+                    for m in self.methods]
+        return out
 
 
 def default_comparisons(methods: Iterable[Method]) -> list[tuple[str, str]]:
@@ -170,7 +185,8 @@ def load_world_config(path: str | os.PathLike, kind: str | None = None) -> tuple
 def load_sweep_config(path: str | os.PathLike) -> SweepConfig:
     """Read a sweep YAML file; errors name the offending key."""
     raw = _yaml_mapping(path, "a mapping at the top level")
-    allowed = {"world", "budget", "betas", "learning_rates", "seeds", "methods", "comparisons", "workers"}
+    allowed = {"world", "budget", "betas", "learning_rates", "seeds", "methods", "comparisons", "workers", "epochs",
+               "untrained"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
@@ -196,8 +212,21 @@ def load_sweep_config(path: str | os.PathLike) -> SweepConfig:
         world=_dataclass_from(kind.config_cls, world, f"{path}: world"),
         budget=_dataclass_from(kind.budget_cls, raw.get("budget"), f"{path}: budget"),
         comparisons=[tuple(c) for c in raw.get("comparisons") or []], workers=int(raw.get("workers", 2)),
-        world_kind=name,
+        world_kind=name, epochs=_int_list(raw["epochs"], f"{path}: epochs") if "epochs" in raw else None,
+        untrained=_flag(raw.get("untrained", False), f"{path}: untrained"),
     )
+
+
+def _int_list(values: Any, where: str) -> list[int]:
+    if not isinstance(values, list) or any(isinstance(v, bool) or not isinstance(v, int) for v in values):
+        raise ValueError(f"{where}={values!r}: expected a list of integers")
+    return list(values)
+
+
+def _flag(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{where}={value!r}: expected true or false")
+    return value
 
 
 def sweep_config_dict(config: SweepConfig) -> dict[str, Any]:
@@ -208,6 +237,8 @@ def sweep_config_dict(config: SweepConfig) -> dict[str, Any]:
         "learning_rates": config.learning_rates, "seeds": config.seeds,
         "methods": [{"name": m.name, "loss": m.loss, "balance": m.balance, "params": m.params} for m in config.methods],
         "comparisons": [list(c) for c in config.comparisons], "workers": config.workers,
+        **({"epochs": config.epochs} if config.epochs is not None else {}),
+        **({"untrained": True} if config.untrained else {}),
     }
 
 
