@@ -54,8 +54,9 @@ def test_cached_trunk_gives_the_same_logits_and_gradients(model_dir, trained):
             real = mask.bool()
             torch.testing.assert_close(c_logits[real], logits[real], rtol=1e-5, atol=1e-5)
             assert grads.keys() == c_grads.keys() and grads
-            for name in grads:
-                torch.testing.assert_close(c_grads[name], grads[name], rtol=1e-4, atol=1e-6)
+            for name in grads:  # float rounding of another batch shape, relative to the gradient's scale
+                scale = float(grads[name].abs().max())
+                torch.testing.assert_close(c_grads[name], grads[name], rtol=1e-4, atol=1e-4 * scale)
         assert (cache.misses, cache.hits) == (3, 3) and len(cache.outputs) == 3
         # a sequence met again in another batch (other padding, other row) is a hit with the same value
         again, again_mask = ids[[2, 0]], mask[[2, 0]]
