@@ -584,7 +584,7 @@ def test_evaluate_policy_against_itself_and_an_early_stopping_policy(world, toke
     # a policy that likes EOS (the biased head) answers shorter, ends more often and is far from the reference
     early = evaluate_policy(world, biased, reference, tokenizer, seed=0)
     assert early["ended"] > same["ended"] and early["length"] <= same["length"]
-    assert early["kl"] > 0.5
+    assert early["kl"] > 0.2  # estimated on the first answer to each of the 7 held-out prompts
 
 
 # ------------------------------------------------------------------------------------------------ what is trained

@@ -14,8 +14,8 @@ answer ``i``; outcomes are the judge's probabilities (ties count half).
   (:func:`adadpo.lmworld.policy.response_logps`); 0 for the untrained reference itself;
 * on the held-out pairs, whose chosen answer is truly better (:func:`adadpo.lmworld.data.truth_pairs`), with
   ``r(y) = log pi(y) - log pi_ref(y)`` at temperature 1: ``reward_accuracy`` (the share ranked as the truth
-  ranks them, ties half: 0.5 for the untrained reference), ``reward_margin``, ``delta_chosen``, ``delta_rejected`` (likelihood displacement when
-  ``delta_chosen < 0``), over ``eval_pairs`` pairs;
+  ranks them, ties half: 0.5 for the untrained reference), ``reward_margin``, ``delta_chosen``,
+  ``delta_rejected`` (likelihood displacement when ``delta_chosen < 0``), over ``eval_pairs`` pairs;
 * ``examples``: the first answers to a few held-out prompts, beside the reference's, to read.
 """
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from adadpo.oracle.report import Cell, Interval, _cell_label, _cell_order, by_cell, cell_of, interval, value
+from adadpo.oracle.report import Cell, Interval, cell_label, cell_order, by_cell, cell_of, compare, interval, value
 from adadpo.oracle.run import UNTRAINED
 
 #: Metrics reported as paired differences from the untrained model, with their labels.
@@ -62,7 +62,7 @@ def gate(rows: list[dict], method: str) -> dict[str, Any] | None:
     cell = max(cells, key=lambda c: cells[c].mean)
     iv = cells[cell]
     acc = float(np.mean(list(by_cell(rows, method, "reward_accuracy")[cell].values())))
-    return {"method": method, "cell": cell, "label": _cell_label(cell), "d_tq": iv.mean, "lo": iv.lo, "hi": iv.hi,
+    return {"method": method, "cell": cell, "label": cell_label(cell), "d_tq": iv.mean, "lo": iv.lo, "hi": iv.hi,
             "seeds": iv.n, "reward_accuracy": acc,
             "passed": bool(iv.n >= 2 and iv.lo > 0 and acc > GATE_ACCURACY)}
 
@@ -80,7 +80,8 @@ def summary(rows: list[dict], methods: list[str]) -> dict[str, Any]:
     paired differences, and the gate of each plain method."""
     base = untrained_rows(rows)
     out: dict[str, Any] = {
-        "untrained": {str(s): {k: r[k] for k in (*DELTAS, "eval_comparisons") if k in r} for s, r in sorted(base.items())},
+        "untrained": {str(s): {k: r[k] for k in (*DELTAS, "eval_comparisons") if k in r}
+                      for s, r in sorted(base.items())},
         "pooled": {}, "cells": defaultdict(dict), "gates": {},
     }
     for m in methods:
@@ -88,7 +89,7 @@ def summary(rows: list[dict], methods: list[str]) -> dict[str, Any]:
                             for k in DELTAS for iv in [pooled(rows, m, k)]}
         for k in DELTAS:
             for cell, iv in paired(rows, m, k).items():
-                out["cells"][m].setdefault(_cell_label(cell), {})[k] = {"mean": iv.mean, "lo": iv.lo, "hi": iv.hi}
+                out["cells"][m].setdefault(cell_label(cell), {})[k] = {"mean": iv.mean, "lo": iv.lo, "hi": iv.hi}
         g = gate(rows, m)
         if g and not any(r["method"] == m and r.get("balance") is not None for r in rows):
             out["gates"][m] = {k: v for k, v in g.items() if k != "cell"}
@@ -122,14 +123,14 @@ def markdown(rows: list[dict], methods: list[str], comparisons: list[tuple[str, 
     lines += ["", "Per cell:", "",
               "| cell | method | " + " | ".join(DELTAS.values()) + " | " + " | ".join(ABSOLUTE.values()) + " |",
               "|---|---|" + "---|" * (len(DELTAS) + len(ABSOLUTE))]
-    cells = sorted({cell_of(r) for r in rows if r["method"] != UNTRAINED}, key=_cell_order)
+    cells = sorted({cell_of(r) for r in rows if r["method"] != UNTRAINED}, key=cell_order)
     for cell in cells:
         for m in methods:
             deltas = [paired(rows, m, k).get(cell) for k in DELTAS]
             if not any(deltas):
                 continue
             absolute = [by_cell(rows, m, k).get(cell) for k in ABSOLUTE]
-            lines.append(f"| {_cell_label(cell)} | {m} | " + " | ".join(_fmt(d) if d else "" for d in deltas)
+            lines.append(f"| {cell_label(cell)} | {m} | " + " | ".join(_fmt(d) if d else "" for d in deltas)
                          + " | " + " | ".join(interval(list(a.values())).fmt() if a else "" for a in absolute) + " |")
     plain = [m for m in methods if not any(r["method"] == m and r.get("balance") is not None for r in rows)]
     gates = [g for g in (gate(rows, m) for m in plain) if g]
@@ -144,8 +145,6 @@ def markdown(rows: list[dict], methods: list[str], comparisons: list[tuple[str, 
         lines += ["", "Balanced vs plain on the same cell and seed (ΔTQ of each, and their difference):", "",
                   "| comparison | ΔTQ plain | ΔTQ balanced | balanced - plain, TQ | balanced - plain, LC |",
                   "|---|---|---|---|---|"]
-        from adadpo.oracle.report import compare
-
         for b, c in comparisons:
             lines.append(f"| {c} vs {b} | {_fmt(pooled(rows, b, 'tq'))} | {_fmt(pooled(rows, c, 'tq'))} | "
                          f"{_fmt(compare(rows, b, c, 'tq').pooled)} | {_fmt(compare(rows, b, c, 'lc').pooled)} |")

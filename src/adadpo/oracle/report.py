@@ -221,11 +221,11 @@ def _cell_key(cell: Cell) -> str:
     return f"beta={cell[0]:g},lr={cell[1]:g}" + (f",epochs={cell[2]}" if len(cell) > 2 else "")
 
 
-def _cell_label(cell: Cell) -> str:
+def cell_label(cell: Cell) -> str:
     return f"β={cell[0]:g}, lr={cell[1]:g}" + (f", {cell[2]} ep" if len(cell) > 2 else "")
 
 
-def _cell_order(cell: Cell) -> tuple:
+def cell_order(cell: Cell) -> tuple:
     return cell[0], cell[1], cell[2] if len(cell) > 2 else 0
 
 
@@ -262,7 +262,7 @@ def _kl_budget_table(rows: list[dict], methods: list[str]) -> list[str]:
         for k in ("tq", "lc"):
             for b in KL_BUDGETS:
                 found = best_within_kl(rows, m, k, b)
-                parts.append(f"{found[1]:.3f} ({_cell_label(found[0])}; {found[2]:.2f})" if found else "-")
+                parts.append(f"{found[1]:.3f} ({cell_label(found[0])}; {found[2]:.2f})" if found else "-")
         lines.append(f"| {m} | " + " | ".join(parts) + " |")
     lines.append("")
     return lines
@@ -275,7 +275,7 @@ def markdown(rows: list[dict], comparisons: Sequence[tuple[str, str]], *, title:
     then ``appendix``. ``rows`` are the trained runs."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
     seeds = sorted({r["seed"] for r in rows})
-    cells = sorted({cell_of(r) for r in rows}, key=_cell_order)
+    cells = sorted({cell_of(r) for r in rows}, key=cell_order)
     lines = [f"# {title}", ""]
     if preamble:
         lines += [preamble.strip(), ""]
@@ -309,7 +309,7 @@ def markdown(rows: list[dict], comparisons: Sequence[tuple[str, str]], *, title:
             parts = []
             for metric in ("lc", "wr", "tq"):
                 found = best_cell(rows, m, metric)
-                parts.append(f"{found[1].fmt()} ({_cell_label(found[0])})" if found else "n/a")
+                parts.append(f"{found[1].fmt()} ({cell_label(found[0])})" if found else "n/a")
             lines.append(f"| {m} | " + " | ".join(parts) + " |")
         lines.append("")
         lines += _kl_budget_table(rows, methods)
@@ -324,7 +324,7 @@ def markdown(rows: list[dict], comparisons: Sequence[tuple[str, str]], *, title:
             for k in keys:
                 per_seed = by_cell(rows, m, k).get(cell)
                 vals.append(interval(list(per_seed.values())).fmt() if per_seed else "")
-            lines.append(f"| {_cell_label(cell)} | {m} | " + " | ".join(vals) + " |")
+            lines.append(f"| {cell_label(cell)} | {m} | " + " | ".join(vals) + " |")
     lines.append("")
     t = tracking(rows)
     if t:

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The real-model results under docs/results/smollm2 (SmolLM2-135M-Instruct, world lmworld-0b4cf880d41a, shipped in
+# the package). First the gate (does plain DPO improve on the untrained model at all?), then the grids; each sweep
+# skips the runs already in its results.jsonl, so this resumes after an interruption and, when everything is there,
+# only rewrites the reports. Extra arguments go to every `adadpo sweep`.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+export HF_HUB_OFFLINE=1
+adadpo sweep --config examples/smollm2/gate_dpo.yaml --output_dir docs/results/smollm2/gate \
+  --title "The gate: DPO against the untrained SmolLM2-135M-Instruct" "$@"
+adadpo sweep --config examples/smollm2/sweep_dpo.yaml --output_dir docs/results/smollm2/dpo \
+  --title "DPO vs AdaDPO on SmolLM2-135M-Instruct" "$@"
+adadpo sweep --config examples/smollm2/sweep_simpo.yaml --output_dir docs/results/smollm2/simpo \
+  --title "SimPO vs AdaSimPO on SmolLM2-135M-Instruct" "$@"
+for family in ipo rdpo cpo orpo; do
+  adadpo sweep --config "examples/smollm2/$family.yaml" --output_dir "docs/results/smollm2/$family" "$@"
+done
