@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from test_cli_train import _config
-from tiny import make_pairs, save_tiny_model, write_jsonl
+from tiny import make_pairs, save_tiny_model, train_cli, write_jsonl
 from transformers import TrainerCallback
 
 from adadpo.cli import main
@@ -72,13 +72,7 @@ def test_a_damaged_checkpoint_file_resumes_or_is_one_line(interrupted, tmp_path,
     else:
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 2])
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump({**config, "output_dir": str(out)}))
-    capsys.readouterr()
-    try:
-        code = main(["train", "--config", str(tmp_path / "run.yaml")])
-    except SystemExit as exit_:
-        code = exit_.code
-    err = capsys.readouterr().err
+    code, err = train_cli({**config, "output_dir": str(out)}, tmp_path, capsys)
     expected_error = name in REQUIRED if how == "deleted" else name.endswith(PARSED)
     if code == 0:  # a correct resume: the run ends at its last step, from checkpoint-2
         assert not expected_error, f"{name} {how}: resumed"

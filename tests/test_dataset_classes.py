@@ -8,10 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
-from tiny import make_pairs, save_tiny_model
-
-from adadpo.cli import main
+from tiny import make_pairs, save_tiny_model, train_cli
 
 COLUMNS = ("prompt", "chosen", "rejected")
 ROW = 3  # the damaged row (of 8)
@@ -57,13 +54,7 @@ def test_a_damaged_column_trains_or_is_one_line(model, tmp_path, capsys, fmt, co
     config = {"model_name_or_path": str(model), "dataset_name": str(data), "output_dir": str(tmp_path / "out"),
               "max_steps": 1, "per_device_train_batch_size": 8, "save_strategy": "no", "report_to": "none",
               "disable_tqdm": True, "gradient_checkpointing": False}
-    (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
-    capsys.readouterr()
-    try:
-        code = main(["train", "--config", str(tmp_path / "run.yaml")])
-    except SystemExit as exit_:
-        code = exit_.code
-    err = capsys.readouterr().err
+    code, err = train_cli(config, tmp_path, capsys)
     if (fmt, column, label) in TRAINS:
         assert code == 0, err[-2000:]
         return

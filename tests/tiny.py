@@ -96,3 +96,19 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def train_cli(config: dict, directory: Path, capsys) -> tuple[int, str]:
+    """``adadpo train --config`` on ``config`` (written to ``directory/run.yaml``), in process: the exit code and
+    what it wrote to stderr (earlier captured output is dropped first)."""
+    import yaml
+
+    from adadpo.cli import main
+
+    (directory / "run.yaml").write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    try:
+        code = main(["train", "--config", str(directory / "run.yaml")])
+    except SystemExit as exit_:
+        code = exit_.code
+    return code, capsys.readouterr().err

