@@ -85,6 +85,33 @@ def test_sweep_resumes_and_skips_finished_runs(world, tmp_path):
         run_sweep(config, tmp_path, world.path.parent)  # before: a second sweep trained the same runs again
 
 
+def test_sweep_reuses_finished_runs_of_other_sweeps(world, tmp_path, monkeypatch):
+    """``reuse``: the untrained model's rows (and any run with the same world, budget and key) come from another
+    sweep's directory instead of being evaluated again; runs of another budget are not taken."""
+    monkeypatch.chdir(tmp_path)
+    first = SweepConfig(methods=[Method("DPO", "dpo")], betas=[0.1], learning_rates=[1e-3], seeds=[0],
+                        world=world.config, budget=BUDGET, workers=1, untrained=True)
+    run_sweep(first, "a", world.path.parent)
+    a_rows = {r["key"]: r for r in read_results(tmp_path / "a" / "results.jsonl")}
+    other_budget = Budget(batch_size=4, logging_steps=1)
+    run_sweep(SweepConfig(methods=[Method("IPO", "ipo")], betas=[0.1], learning_rates=[1e-3], seeds=[0],
+                          world=world.config, budget=other_budget, workers=1, untrained=True), "c", world.path.parent)
+    second = SweepConfig(methods=[Method("IPO", "ipo")], betas=[0.1], learning_rates=[1e-3], seeds=[0],
+                         world=world.config, budget=BUDGET, workers=1, untrained=True, reuse=["c", "a"])
+    rows = {r["key"]: r for r in run_sweep(second, "b", world.path.parent)}
+    assert set(rows) == {"untrained|seed=0", "IPO|beta=0.1|lr=0.001|seed=0"}
+    assert rows["untrained|seed=0"]["reused_from"] == "a"  # not "c": another budget
+    assert {k: v for k, v in rows["untrained|seed=0"].items() if k != "reused_from"} == a_rows["untrained|seed=0"]
+    assert "reused_from" not in rows["IPO|beta=0.1|lr=0.001|seed=0"]
+    assert json.loads((tmp_path / "b" / "sweep.json").read_text())["reuse"] == ["c", "a"]
+    assert len(read_results(tmp_path / "b" / "results.jsonl")) == 2
+    run_sweep(second, "b", world.path.parent)  # again: nothing copied twice
+    assert len(read_results(tmp_path / "b" / "results.jsonl")) == 2
+    missing = SweepConfig(**{**second.__dict__, "reuse": ["nowhere"]})
+    with pytest.raises(ValueError, match="reuse: 'nowhere' has no results.jsonl"):
+        run_sweep(missing, "d", world.path.parent)
+
+
 def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     res = subprocess.run([sys.executable, "-m", "adadpo", *args], cwd=cwd, env=env, capture_output=True, text=True,
@@ -147,6 +174,8 @@ def test_cli_demo_writes_table_report_results(world, tmp_path):
     ("betas: [0.1]\nlearning_rates: [1e-4]\nseeds: [0]\nmethods: [{name: A, loss: dpo}]\ngrid: 1\n", "grid"),
     ("betas: [0.1\nseeds: [0]\n", "not valid YAML"),
     ("- betas\n- seeds\n", "expected a mapping at the top level, got list"),
+    ("betas: [0.1]\nlearning_rates: [1e-4]\nseeds: [0]\nmethods: [{name: A, loss: dpo}]\nreuse: out\n",
+     "reuse='out': expected a list of directories"),
 ])
 def test_sweep_config_errors_name_the_problem(tmp_path, text, match):
     path = tmp_path / "bad.yaml"

@@ -13,10 +13,14 @@ A :class:`SweepConfig` comes from YAML (see ``examples/sweep_dpo.yaml``)::
     comparisons: [[DPO, AdaDPO]]   # optional; default: each balanced method vs the plain one of its loss
     epochs: [2, 3]                 # optional grid axis: each run's epochs (default: the budget's, no axis)
     untrained: true                # optional: also evaluate the untrained reference with every seed
+    reuse: [docs/results/smollm2/dpo]  # optional: take finished runs from these sweeps' output directories
     workers: 2                     # processes, one thread each
 
 Each finished run is appended to ``results.jsonl`` at once; a rerun skips the runs already there (same
-world, budget and key), so a killed sweep resumes where it stopped.
+world, budget and key), so a killed sweep resumes where it stopped. With ``reuse``, a run already finished in
+another sweep's output directory with the same world, budget and key (the untrained model's evaluation, which
+every grid in one world shares, or a gate's runs inside a grid) is copied from there, marked ``reused_from``,
+instead of being run again.
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ class SweepConfig:
     world_kind: str = "oracle"
     epochs: list[int] | None = None
     untrained: bool = False
+    reuse: list[str] = field(default_factory=list)  # other sweeps' output directories to take finished runs from
 
     def __post_init__(self) -> None:
         kind = world_kind(self.world_kind)
@@ -186,7 +191,7 @@ def load_sweep_config(path: str | os.PathLike) -> SweepConfig:
     """Read a sweep YAML file; errors name the offending key."""
     raw = _yaml_mapping(path, "a mapping at the top level")
     allowed = {"world", "budget", "betas", "learning_rates", "seeds", "methods", "comparisons", "workers", "epochs",
-               "untrained"}
+               "untrained", "reuse"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
@@ -214,12 +219,19 @@ def load_sweep_config(path: str | os.PathLike) -> SweepConfig:
         comparisons=[tuple(c) for c in raw.get("comparisons") or []], workers=int(raw.get("workers", 2)),
         world_kind=name, epochs=_int_list(raw["epochs"], f"{path}: epochs") if "epochs" in raw else None,
         untrained=_flag(raw.get("untrained", False), f"{path}: untrained"),
+        reuse=_str_list(raw.get("reuse", []), f"{path}: reuse"),
     )
 
 
 def _int_list(values: Any, where: str) -> list[int]:
     if not isinstance(values, list) or any(isinstance(v, bool) or not isinstance(v, int) for v in values):
         raise ValueError(f"{where}={values!r}: expected a list of integers")
+    return list(values)
+
+
+def _str_list(values: Any, where: str) -> list[str]:
+    if not isinstance(values, list) or any(not isinstance(v, str) for v in values):
+        raise ValueError(f"{where}={values!r}: expected a list of directories")
     return list(values)
 
 
@@ -239,6 +251,7 @@ def sweep_config_dict(config: SweepConfig) -> dict[str, Any]:
         "comparisons": [list(c) for c in config.comparisons], "workers": config.workers,
         **({"epochs": config.epochs} if config.epochs is not None else {}),
         **({"untrained": True} if config.untrained else {}),
+        **({"reuse": config.reuse} if config.reuse else {}),
     }
 
 
@@ -318,6 +331,7 @@ def _run_sweep(config: SweepConfig, out: Path, cache_dir: str | None,
     _drop_torn_tail(results_path)
     world_kind(config.world_kind).build(config.world, cache_dir, progress)  # once, here, before the workers load it
     done = {r["key"] for r in finished_rows(config, out)}
+    _copy_reused(config, out, done)
     todo = [s for s in config.runs() if s.key not in done]
     total = len(config.runs())
     if progress:
@@ -340,6 +354,22 @@ def finished_rows(config: SweepConfig, output_dir: str | os.PathLike) -> list[di
         if r.get("world") == wkey and r.get("budget") == budget and r.get("key") in wanted:
             rows.setdefault(r["key"], r)
     return list(rows.values())
+
+
+def _copy_reused(config: SweepConfig, out: Path, done: set[str]) -> None:
+    """Append to ``out/results.jsonl`` the runs of ``config`` not in ``done`` that another sweep listed in
+    ``config.reuse`` has finished (same world, budget and key), each marked ``reused_from``; adds their keys to
+    ``done``. A directory that does not exist is an error naming it."""
+    for source in config.reuse:
+        if not (Path(source) / "results.jsonl").is_file():
+            raise ValueError(f"reuse: {source!r} has no results.jsonl (expected a sweep's output directory)")
+        if Path(source).resolve() == out.resolve():
+            continue
+        rows = [r for r in finished_rows(config, source) if r["key"] not in done]
+        with open(out / "results.jsonl", "a") as f:
+            for row in rows:
+                f.write(json.dumps({**row, "reused_from": row.get("reused_from", source)}) + "\n")
+                done.add(row["key"])
 
 
 def _run_all(config: SweepConfig, todo: list[RunSpec], results_path: Path, cache_dir: str | None,
