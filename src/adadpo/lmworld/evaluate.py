@@ -16,10 +16,13 @@ answer ``i``; outcomes are the judge's probabilities (ties count half).
   ``r(y) = log pi(y) - log pi_ref(y)`` at temperature 1: ``reward_accuracy`` (the share ranked as the truth
   ranks them, ties half: 0.5 for the untrained reference), ``reward_margin``, ``delta_chosen``,
   ``delta_rejected`` (likelihood displacement when ``delta_chosen < 0``), over ``eval_pairs`` pairs;
-* ``examples``: the first answers to a few held-out prompts, beside the reference's, to read.
+* ``examples``: the first answers to a few held-out prompts, beside the reference's, to read;
+* ``eval_seconds``: wall time of each part (``sample``, ``kl``, ``pairs``), the evaluation's profile.
 """
 
 from __future__ import annotations
+
+import time
 
 import numpy as np
 import torch
@@ -40,6 +43,7 @@ def evaluate_policy(world: World, policy, reference, tokenizer, seed: int) -> di
     prompts = [world.prompt_text(tokenizer, t) for t in world.eval_tasks]
     flat_prompts = [p for p in prompts for _ in range(e)]
     tasks = [t for t in world.eval_tasks for _ in range(e)]
+    clock = [time.perf_counter()]
     with torch.random.fork_rng():
         answers = sample(policy, tokenizer, prompts, n=e, max_new_tokens=cfg.max_new_tokens,
                          temperature=cfg.temperature, seed=10_000 + seed)
@@ -52,12 +56,14 @@ def evaluate_policy(world: World, policy, reference, tokenizer, seed: int) -> di
     true_pref = judge_prob(cfg, q, q_ref, n, n_ref, eta=0.0)
     lc = length_controlled_winrate(pref, n, n_ref)
 
+    clock.append(time.perf_counter())
     first = slice(0, len(flat_prompts), e)  # the first answer per held-out prompt
     kl = torch.zeros(1)
     if policy is not reference:
         kl_args = (tokenizer, flat_prompts[first], answers.tokens[first], answers.ended[first], cfg.temperature)
         kl = response_logps(policy, *kl_args) - response_logps(reference, *kl_args)
 
+    clock.append(time.perf_counter())
     pairs = world.eval_pairs
     pair_prompts = [prompts[p["prompt"]] for p in pairs]
     delta = {}
@@ -68,6 +74,7 @@ def evaluate_policy(world: World, policy, reference, tokenizer, seed: int) -> di
                                                                         [p[side] for p in pairs])
         delta[side] = logps - ref_logps
     margin = delta["chosen"] - delta["rejected"]
+    clock.append(time.perf_counter())
     examples = [{"prompt": world.eval_tasks[i].text, "reference": ref_texts[i * e], "answer": answers.texts[i * e],
                  "quality": float(q[i * e]), "ref_quality": float(q_ref[i * e])}
                 for i in range(min(EXAMPLES, len(world.eval_tasks)))]
@@ -81,4 +88,5 @@ def evaluate_policy(world: World, policy, reference, tokenizer, seed: int) -> di
         "reward_margin": float(margin.mean()),
         "delta_chosen": float(delta["chosen"].mean()), "delta_rejected": float(delta["rejected"].mean()),
         "examples": examples,
+        "eval_seconds": dict(zip(("sample", "kl", "pairs"), np.diff(clock).round(2).tolist())),
     }
