@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 from datasets import Dataset
 from step_budget import Constructions, DeviceReads
-from tiny import TRAINER_ARGS, make_pairs, make_tokenizer, save_tiny_model
+from tiny import TRAINER_ARGS, make_pairs, make_tokenizer
 
 import torch
 
@@ -27,11 +27,6 @@ CASES = {
     "trl hinge balanced": dict(loss_type="hinge", balance=True),
 }
 MAX_TYPES, MAX_READS = 4, 2
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
 def measure(model_dir, out, **kw) -> tuple[Constructions, DeviceReads, int]:

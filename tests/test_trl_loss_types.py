@@ -16,18 +16,17 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from datasets import Dataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_trl_parity import _close, _dpo_case, _magnitude, _trl_dpo
-from tiny import TRAINER_ARGS, make_pairs, make_tokenizer, save_tiny_model
+from tiny import TRAINER_ARGS
 from trl import DPOConfig, DPOTrainer
+from trl_cases import _close, _dpo_case, _magnitude, _trl_dpo
 
 import adadpo
 from adadpo import Balance, LossSpec, PairLogps, TokenLogps
 from adadpo.core import terms
-from adadpo.core.registry import TRL_LOSS_TYPES as LOSS_TYPES
 from adadpo.core.losses import preference_loss
+from adadpo.core.registry import TRL_LOSS_TYPES as LOSS_TYPES
 from adadpo.trl import AdaDPOConfig, AdaDPOTrainer
 from adadpo.trl.backends import TrlFusedBackend
 from conftest import pair_batches
@@ -55,6 +54,9 @@ OPTIONS = {
     # an unchanged TRL config with label_smoothing: stock sigmoid ignores it, and so does adadpo unless `loss` is set
     "sigmoid_label_smoothing": dict(label_smoothing=0.1),
 }
+
+#: The shared fixtures' settings (tests/conftest.py).
+PAIRS = (24, 0)
 
 
 def _spec(options: dict, balance: Balance | None = None, beta: float = 0.1) -> LossSpec:
@@ -131,21 +133,6 @@ def test_sigmoid_and_ipo_are_adadpos_own_terms():
 
 
 # --------------------------------------------------------------------------------- trainer vs stock
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return make_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def dataset():
-    return Dataset.from_list(make_pairs(24))
 
 
 def _train(cls, config, model_dir, tokenizer, dataset, out, **kw):

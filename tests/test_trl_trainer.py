@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 
 import pytest
 import torch
 from datasets import Dataset
-from tiny import TRAINER_ARGS, make_model, make_pairs, make_tokenizer, save_tiny_model
+from tiny import TRAINER_ARGS, make_model, make_pairs
 from transformers import AutoModelForCausalLM, TrainerCallback
 from trl import DPOConfig, DPOTrainer
 
@@ -17,21 +16,6 @@ import adadpo
 from adadpo.trl import AdaDPOConfig, AdaDPOTrainer, NonFiniteLossError, batch_pair_logps, model_inputs
 
 COMMON = TRAINER_ARGS
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return make_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def dataset() -> Dataset:
-    return Dataset.from_list(make_pairs(48))
 
 
 def _record_losses(trainer) -> list[float]:
