@@ -92,6 +92,7 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
             raise ValueError(f"ref_model was given, but loss={args.loss_family!r} is reference-free; drop it or use "
                              f"{reference_based()}")
         self._backends: dict[int, LogpsBackend] = {}  # id(unwrapped model) -> its backend; see logps_backend_for
+        self._backend_of: dict[int, tuple[Any, LogpsBackend]] = {}  # id(model as passed) -> (model, its backend)
         with contextlib.nullcontext() if self.loss_spec.needs_reference else no_reference_model(self):
             super().__init__(model, ref_model, args, *pos, **kw)
         warn_if_not_sharded(self.args, self.accelerator)
@@ -119,13 +120,18 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
 
     def logps_backend_for(self, model: Any) -> LogpsBackend:
         """The log-prob backend of ``model`` (policy or reference, possibly DDP- or PEFT-wrapped), chosen once
-        per model by :func:`~adadpo.trl.backends.choose_backend` from ``args.logps_backend``."""
+        per model by :func:`~adadpo.trl.backends.choose_backend` from ``args.logps_backend``; looked up by the
+        object itself first (unwrapping walks every module: a millisecond per call on a tiny model)."""
+        known = self._backend_of.get(id(model))
+        if known is not None and known[0] is model:
+            return known[1]
         inner = self.accelerator.unwrap_model(model)
         key = id(inner.get_base_model() if _is_peft(inner) else inner)
         if key not in self._backends:
             self._backends[key] = choose_backend(inner, self.args.logps_backend, self.args.logps_chunk_size,
                                                  head_sharding(self.accelerator), ld_alpha=self.args.ld_alpha,
                                                  wpo=self.args.use_weighting)
+        self._backend_of[id(model)] = (model, self._backends[key])  # holds the model: its id is not reused
         return self._backends[key]
 
     def _reference_adapter(self) -> Any:
@@ -142,7 +148,8 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
         if model is None:
             model = self.ref_model if self.ref_model is not None else self.model
         context = contextlib.ExitStack()
-        context.enter_context(no_activation_checkpointing(self.model, self.args.activation_checkpointing_kwargs))
+        if self.args.activation_checkpointing or self.args.gradient_checkpointing:  # (the check walks every module)
+            context.enter_context(no_activation_checkpointing(self.model, self.args.activation_checkpointing_kwargs))
         context.enter_context(self._reference_adapter())
         return reference_sums(self.logps_backend_for(model), model, model_kwargs, labels, index=index, context=context)
 
