@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_cli_train import _config, _write, world  # noqa: F401 (world: the module's fixture)
+from tiny import cli_config as _config
+from tiny import write_yaml as _write
 from transformers import AutoModelForCausalLM, TrainerCallback
 
 from adadpo.cli import main

@@ -131,13 +131,15 @@ def _check_args(args: argparse.Namespace) -> None:
     bad = [k for k in args.balance_clip if not k >= 1]
     if bad:
         raise ValueError(f"--balance_clip values must all be >= 1 (a clip ratio), got {bad[0]:g}")
+    from adadpo.core.registry import reference_based
+
     if not family.needs_reference:
         if args.ref_model is not None:
-            raise ValueError(f"--ref_model was given, but loss {args.loss!r} is reference-free; drop it or use dpo, "
-                             "rdpo or ipo")
+            raise ValueError(f"--ref_model was given, but loss {args.loss!r} is reference-free; drop it or use "
+                             f"{reference_based()}")
         if args.balance_use_reference:
-            raise ValueError(f"--balance_use_reference needs a reference-based loss (dpo, rdpo, ipo), but loss is "
-                             f"{args.loss!r}")
+            raise ValueError(f"--balance_use_reference needs a reference-based loss ({reference_based()}), but "
+                             f"loss is {args.loss!r}")
     elif args.balance_use_reference and args.ref_model is None:
         raise ValueError(
             "--balance_use_reference needs --ref_model: without one the model is its own reference, so pi / pi_ref = 1 "
