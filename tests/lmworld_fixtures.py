@@ -4,7 +4,7 @@ world settings.
 The stand-in is the tiny Llama GGUF of :mod:`gguf_tiny` (byte-level BPE, ChatML control tokens, SmolLM2's chat
 template, tied embeddings), written with 4 blocks instead of 2 so that ``LMBudget()``'s default
 ``train_layers=4`` (what ``adadpo demo`` uses) fits, and converted once per session by
-``adadpo.lmworld.model.convert_gguf`` into an ordinary ``transformers`` checkpoint directory.
+``adadpo.bench.worlds.smollm2.model.convert_gguf`` into an ordinary ``transformers`` checkpoint directory.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ _BUILT: dict[str, Path] = {}
 def tiny_model_dir(tmp_path_factory) -> Path:
     """The converted tiny model's directory, built on first use in this process."""
     if "dir" not in _BUILT:
-        from adadpo.lmworld.model import convert_gguf
+        from adadpo.bench.worlds.smollm2.model import convert_gguf
 
         root = tmp_path_factory.mktemp("lmworld-tiny-model")
         with mock.patch.dict(gguf_tiny.CONFIG, num_hidden_layers=LAYERS):
@@ -47,6 +47,6 @@ def tiny_truth(task, answer: str) -> float:
 @contextmanager
 def stand_in_truth():
     """Build and evaluate tiny worlds with :func:`tiny_truth` as their truth."""
-    with mock.patch("adadpo.lmworld.data.quality", tiny_truth), \
-            mock.patch("adadpo.lmworld.evaluate.quality", tiny_truth):
+    with mock.patch("adadpo.bench.worlds.smollm2.data.quality", tiny_truth), \
+            mock.patch("adadpo.bench.worlds.smollm2.evaluate.quality", tiny_truth):
         yield

@@ -1,4 +1,4 @@
-"""The real-model world (adadpo.lmworld): the tasks' truth, the judge on it, sampling and exact scoring under a
+"""The real-model world (adadpo.bench.worlds.smollm2): the tasks' truth, the judge on it, sampling and exact scoring under a
 causal LM, building and caching the world, and which blocks are trained.
 
 Runs on a tiny stand-in for SmolLM2 (tests/lmworld_fixtures.py), never the real model.
@@ -19,12 +19,12 @@ pytest.importorskip("gguf")
 
 from lmworld_fixtures import LAYERS, TINY_WORLD, stand_in_truth, tiny_model_dir, tiny_truth
 
-from adadpo.lmworld import data as lmdata
-from adadpo.lmworld import policy as lmpolicy
-from adadpo.lmworld.data import LMWorldConfig, build_world
-from adadpo.lmworld.policy import batch_seed, chat_prompt, never_emitted, response_logps, sample
-from adadpo.lmworld.run import freeze_below
-from adadpo.lmworld.tasks import (
+from adadpo.bench.worlds.smollm2 import data as lmdata
+from adadpo.bench.worlds.smollm2 import policy as lmpolicy
+from adadpo.bench.worlds.smollm2.data import LMWorldConfig, build_world
+from adadpo.bench.worlds.smollm2.policy import batch_seed, chat_prompt, never_emitted, response_logps, sample
+from adadpo.bench.worlds.smollm2.run import freeze_below
+from adadpo.bench.worlds.smollm2.tasks import (
     CAPITALS,
     COLORS_OF,
     KINDS,
@@ -33,7 +33,7 @@ from adadpo.lmworld.tasks import (
     quality,
     words,
 )
-from adadpo.oracle.world import judge_prob
+from adadpo.bench.worlds.oracle.world import judge_prob
 
 torch.set_num_threads(1)
 
@@ -372,7 +372,7 @@ def test_world_files_dataset_and_pairs(world, tokenizer):
     train_tasks, eval_tasks = lmdata.make_tasks(cfg.n_train_prompts, cfg.n_eval_prompts, cfg.seed, cfg.kinds)
     texts = {t.text for t in train_tasks}
     for row, pair in zip(data, world.train_pairs):
-        assert row["prompt"] == pair["prompt"] == lmdata.messages(cfg.system, row["prompt"][-1]["content"])
+        assert row["prompt"] == pair["prompt"] == lmpolicy.messages(cfg.system, row["prompt"][-1]["content"])
         assert row["prompt"][-1]["content"] in texts
         assert row["chosen"][0]["role"] == row["rejected"][0]["role"] == "assistant"
         chosen, rejected = row["chosen"][0]["content"], row["rejected"][0]["content"]
@@ -561,7 +561,7 @@ def test_config_key_and_kinds():
 
 
 def test_evaluate_policy_against_itself_and_an_early_stopping_policy(world, tokenizer, biased):
-    from adadpo.lmworld.evaluate import evaluate_policy
+    from adadpo.bench.worlds.smollm2.evaluate import evaluate_policy
 
     reference = world.load_reference()
     cfg, e = world.config, world.config.eval_samples

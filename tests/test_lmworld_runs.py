@@ -19,12 +19,12 @@ pytest.importorskip("gguf")
 from lmworld_fixtures import LAYERS, TINY_WORLD, stand_in_truth, tiny_model_dir
 
 from adadpo.cli import main
-from adadpo.lmworld import run as lmrun
-from adadpo.lmworld.data import LMWorldConfig, build_world
-from adadpo.lmworld.run import LMBudget, train_and_evaluate
-from adadpo.lmworld.tasks import make_tasks
-from adadpo.oracle.run import CURVE_KEYS, Method, RunSpec
-from adadpo.oracle.sweep import load_sweep_config, read_results, run_sweep
+from adadpo.bench.worlds.smollm2 import run as lmrun
+from adadpo.bench.worlds.smollm2.data import LMWorldConfig, build_world
+from adadpo.bench.worlds.smollm2.run import LMBudget, train_and_evaluate
+from adadpo.bench.worlds.smollm2.tasks import make_tasks
+from adadpo.bench.run import CURVE_KEYS, Method, RunSpec
+from adadpo.bench.sweep import load_sweep_config, read_results, run_sweep
 
 torch.set_num_threads(1)
 
@@ -155,8 +155,8 @@ def test_sweep_with_untrained_rows_and_an_epochs_axis(tiny_model, tmp_path, one_
     # the same evaluation seed: a trained run and the untrained one judge against the same reference answers
     assert one["ref_quality"] == untrained[0]["ref_quality"] and one["ref_length"] == untrained[0]["ref_length"]
 
-    from adadpo.oracle import paired
-    from adadpo.oracle.report import write_report
+    from adadpo.bench import paired
+    from adadpo.bench.report import write_report
 
     d = paired.paired(rows, "DPO", "tq")
     assert set(d) == {(0.1, 1e-3, 1), (0.1, 1e-3, 2)}

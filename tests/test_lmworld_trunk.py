@@ -1,4 +1,4 @@
-"""The frozen-trunk cache of the real-model world's runs (adadpo.lmworld.trunk), on the tiny stand-in model:
+"""The frozen-trunk cache of the real-model world's runs (adadpo.bench.worlds.smollm2.trunk), on the tiny stand-in model:
 the same logits and gradients as running every block, each sequence computed once, the model restored after."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 import torch
 from lmworld_fixtures import LAYERS, tiny_model_dir
 
-from adadpo.lmworld.run import freeze_below
-from adadpo.lmworld.trunk import TrunkCache, cached_trunk
+from adadpo.bench.worlds.smollm2.run import freeze_below
+from adadpo.bench.worlds.smollm2.trunk import TrunkCache, cached_trunk
 
 torch.set_num_threads(1)
 

@@ -14,10 +14,11 @@ import pytest
 import torch
 import yaml
 
-from adadpo.oracle.data import EVAL_SAMPLES, build_world
-from adadpo.oracle.run import Budget, Method, RunSpec, train_and_evaluate
-from adadpo.oracle.sweep import SweepConfig, finished_rows, load_sweep_config, read_results, run_sweep
-from adadpo.oracle.world import WorldConfig, quality
+from adadpo.bench.worlds.oracle.data import EVAL_SAMPLES, build_world
+from adadpo.bench.run import Budget, Method, RunSpec
+from adadpo.bench.worlds.oracle.run import train_and_evaluate
+from adadpo.bench.sweep import SweepConfig, finished_rows, load_sweep_config, read_results, run_sweep
+from adadpo.bench.worlds.oracle.world import WorldConfig, quality
 from adadpo.trl import DirLock
 
 TINY = dict(n_words=10, min_targets=2, max_targets=3, hidden=16, layers=1, heads=2, n_sft=96, sft_epochs=1,
@@ -166,7 +167,7 @@ def test_cli_missing_yaml_is_a_one_line_error(tmp_path, args):
 
 def test_sampling_process_log_probs_are_exact(world):
     """Scored with `ended`, the log-probs of every answer `sample` can produce (max 2 tokens) sum to 1."""
-    from adadpo.oracle.policy import response_logps, sample
+    from adadpo.bench.worlds.oracle.policy import response_logps, sample
 
     tokenizer, model = world.load_tokenizer(), world.load_reference()
     words = list(world.config.words)

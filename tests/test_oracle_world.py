@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adadpo.oracle.world import (
+from adadpo.bench.worlds.oracle.world import (
     WORDS,
     Prompt,
     WorldConfig,

@@ -46,10 +46,10 @@ def test_the_set_up_lines_name_real_extras_and_helpers():
     assert extras and set(extras) <= set(known), extras
     assert ["export", "HF_HUB_OFFLINE=1"] in commands
     model = next(c for c in commands if c[0].startswith("MODEL="))
-    assert model == ["MODEL=$(python -m adadpo.lmworld.model)"]
-    from adadpo.lmworld import model as lm
+    assert model == ["MODEL=$(python -m adadpo.bench.worlds.smollm2.model)"]
+    from adadpo.bench.worlds.smollm2 import model as lm
 
-    assert callable(lm.main)  # what `python -m adadpo.lmworld.model` runs
+    assert callable(lm.main)  # what `python -m adadpo.bench.worlds.smollm2.model` runs
 
 
 def test_the_format_shown_is_the_shipped_files_first_line():

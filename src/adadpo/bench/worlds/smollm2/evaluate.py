@@ -1,7 +1,7 @@
 """Held-out evaluation of a trained policy against the reference model in the real-model world.
 
-The same measurements as the oracle's (:mod:`adadpo.oracle.evaluate`), with the truth of
-:func:`adadpo.lmworld.tasks.quality` and lengths in words. Per held-out prompt the policy answers
+The same measurements as the oracle's (:mod:`adadpo.bench.worlds.oracle.evaluate`), with the truth of
+:func:`adadpo.bench.worlds.smollm2.tasks.quality` and lengths in words. Per held-out prompt the policy answers
 ``eval_samples`` times with the world's sampling process; answer ``i`` is judged against the reference's
 answer ``i``; outcomes are the judge's probabilities (ties count half).
 
@@ -11,8 +11,8 @@ answer ``i``; outcomes are the judge's probabilities (ties count half).
 * ``eval_comparisons``: how many judged comparisons the win rates average (``n_eval_prompts x eval_samples``);
 * ``kl``: ``KL(pi_T || pi_ref,T)`` between the two models' sampling processes at the world's temperature,
   Monte Carlo over the policy's first answer to each held-out prompt, each scored exactly
-  (:func:`adadpo.lmworld.policy.response_logps`); 0 for the untrained reference itself;
-* on the held-out pairs, whose chosen answer is truly better (:func:`adadpo.lmworld.data.truth_pairs`), with
+  (:func:`adadpo.bench.worlds.smollm2.policy.response_logps`); 0 for the untrained reference itself;
+* on the held-out pairs, whose chosen answer is truly better (:func:`adadpo.bench.worlds.smollm2.data.truth_pairs`), with
   ``r(y) = log pi(y) - log pi_ref(y)`` at temperature 1: ``reward_accuracy`` (the share ranked as the truth
   ranks them, ties half: 0.5 for the untrained reference), ``reward_margin``, ``delta_chosen``,
   ``delta_rejected`` (likelihood displacement when ``delta_chosen < 0``), over ``eval_pairs`` pairs;
@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from adadpo.eval import length_controlled_winrate
-from adadpo.lmworld.data import World
-from adadpo.lmworld.policy import response_logps, sample
-from adadpo.lmworld.tasks import quality, words
-from adadpo.oracle.world import judge_prob
+from adadpo.bench.worlds.smollm2.data import World
+from adadpo.bench.worlds.smollm2.policy import response_logps, sample
+from adadpo.bench.worlds.smollm2.tasks import quality, words
+from adadpo.bench.worlds.oracle.world import judge_prob
 
 #: Held-out prompts whose answers are kept in each run's row, to print side by side.
 EXAMPLES = 6

@@ -13,7 +13,7 @@ evaluation needs is known exactly here:
 * noisy demonstrations: each target is missed with probability ``miss_prob``, a geometric number of filler
   words (mean ``filler_mean``) is mixed in, the order is shuffled.
 
-Pure Python and numpy; the policy side lives in :mod:`adadpo.oracle.policy`.
+Pure Python and numpy; the policy side lives in :mod:`adadpo.bench.worlds.oracle.policy`.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from torch import Tensor
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from adadpo import sequence_logps
-from adadpo.oracle.world import PROMPT_END, Prompt, WorldConfig, demonstration
+from adadpo.bench.worlds.oracle.world import PROMPT_END, Prompt, WorldConfig, demonstration
 
 SPECIALS = ["<pad>", "</s>", "<unk>"]
 

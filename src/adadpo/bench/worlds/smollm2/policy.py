@@ -31,10 +31,13 @@ class Samples:
     ended: list[bool]
 
 
+def messages(system: str, user: str) -> list[dict[str, str]]:
+    """A chat prompt as messages: the system prompt (when there is one) and the user's."""
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+
+
 def chat_prompt(tokenizer, system: str, user: str) -> str:
     """The prompt string the policy answers: the chat template with a generation prompt."""
-    from adadpo.lmworld.data import messages
-
     return tokenizer.apply_chat_template(messages(system, user), tokenize=False, add_generation_prompt=True)
 
 

@@ -1,6 +1,6 @@
 """The frozen trunk's output, computed once per sequence instead of once per training step.
 
-A run of the real-model world trains only the top blocks (:func:`adadpo.lmworld.run.freeze_below`); the
+A run of the real-model world trains only the top blocks (:func:`adadpo.bench.worlds.smollm2.run.freeze_below`); the
 embeddings and the blocks below never change, so their output for a given token sequence is the same in
 every step, every epoch and every run that starts from the same reference. :func:`cached_trunk` replaces
 the frozen blocks, for the duration of a ``with`` block, by one module that returns that output from a

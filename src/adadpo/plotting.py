@@ -1,6 +1,6 @@
 """Matplotlib figures for files: the Agg backend, a constrained layout, legends kept off the data.
 
-Shared by the sweep report (:mod:`adadpo.oracle.report`) and the histogram of ``adadpo diagnose``.
+Shared by the sweep report (:mod:`adadpo.bench.report`) and the histogram of ``adadpo diagnose``.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ answer ``i`` to the same prompt. Soft outcomes (the judge's probability) are use
 * ``tq``: true-quality win rate, the judge with ``eta = 0``: what ``lc`` tries to estimate;
 * ``length``, ``quality``: the policy's mean answer length and true quality (``ref_*``: the reference's);
 * ``kl``: ``KL(pi || pi_ref)`` by Monte Carlo, ``mean(log pi(y) - log pi_ref(y))`` over the policy's answers,
-  both scored as the sampling process that produced them (see :func:`adadpo.oracle.policy.response_logps`);
+  both scored as the sampling process that produced them (see :func:`adadpo.bench.worlds.oracle.policy.response_logps`);
 * on held-out preference pairs, with ``r(y) = log pi(y) - log pi_ref(y)``: ``reward_accuracy``
   (share with ``r(y_w) > r(y_l)``), ``reward_margin`` (mean ``r(y_w) - r(y_l)``), and ``delta_chosen`` /
   ``delta_rejected``: mean ``r`` of the chosen and of the rejected answers, the change of their
@@ -20,9 +20,9 @@ from __future__ import annotations
 import numpy as np
 
 from adadpo.eval import length_controlled_winrate
-from adadpo.oracle.data import EVAL_SAMPLES, World
-from adadpo.oracle.policy import response_logps, sample
-from adadpo.oracle.world import judge_prob, quality
+from adadpo.bench.worlds.oracle.data import EVAL_SAMPLES, World
+from adadpo.bench.worlds.oracle.policy import response_logps, sample
+from adadpo.bench.worlds.oracle.world import judge_prob, quality
 
 
 def _words(text: str) -> list[str]:
