@@ -33,7 +33,7 @@ from adadpo.bench.worlds.smollm2.tasks import (
     quality,
     words,
 )
-from adadpo.bench.worlds.oracle.world import judge_prob
+from adadpo.bench.judge import judge_prob
 
 torch.set_num_threads(1)
 

@@ -14,7 +14,7 @@
    their true quality differs (:func:`truth_pairs`), so held-out reward accuracy reads against a known order.
 
 Everything lands in ``cache_dir/lmworld-<config.key()>``, built in a temporary directory and renamed into
-place. The judge is the oracle's (:func:`adadpo.bench.worlds.oracle.world.judge_prob`) with answers' word counts as
+place. The judge is the benchmark's (:func:`adadpo.bench.judge.judge_prob`) with answers' word counts as
 lengths and the program of :func:`adadpo.bench.worlds.smollm2.tasks.quality` as true quality.
 """
 
@@ -33,7 +33,7 @@ import numpy as np
 from adadpo.bench.worlds.smollm2.tasks import KINDS, Task, make_tasks, quality, words
 from adadpo.bench.worlds.smollm2.tasks import VERSION as TASKS_VERSION
 from adadpo.bench.cache import SavedReference, build_once, default_cache_dir
-from adadpo.bench.worlds.oracle.world import best_and_worst
+from adadpo.bench.judge import best_and_worst
 
 Progress = Callable[[str, int, int], None]
 

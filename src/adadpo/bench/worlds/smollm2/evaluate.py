@@ -24,11 +24,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from adadpo.eval import length_controlled_winrate
+from adadpo.bench.evaluate import judged, rewards
 from adadpo.bench.worlds.smollm2.data import World
 from adadpo.bench.worlds.smollm2.policy import response_logps, sample
 from adadpo.bench.worlds.smollm2.tasks import quality, words
-from adadpo.bench.worlds.oracle.world import judge_prob
 
 #: Held-out prompts whose answers are kept in each run's row, to print side by side.
 EXAMPLES = 6
@@ -48,9 +47,6 @@ def evaluate_policy(world: World, policy, reference, tokenizer, seed: int) -> di
     q_ref = np.array([quality(t, a) for t, a in zip(tasks, ref_texts)])
     n = np.array([len(words(a)) for a in answers.texts], dtype=float)
     n_ref = np.array([len(words(a)) for a in ref_texts], dtype=float)
-    pref = judge_prob(cfg, q, q_ref, n, n_ref)
-    true_pref = judge_prob(cfg, q, q_ref, n, n_ref, eta=0.0)
-    lc = length_controlled_winrate(pref, n, n_ref)
 
     first = slice(0, len(flat_prompts), e)  # the first answer per held-out prompt
     kl = torch.zeros(1)
@@ -67,18 +63,11 @@ def evaluate_policy(world: World, policy, reference, tokenizer, seed: int) -> di
         logps = ref_logps if policy is reference else response_logps(policy, tokenizer, pair_prompts,
                                                                         [p[side] for p in pairs])
         delta[side] = logps - ref_logps
-    margin = delta["chosen"] - delta["rejected"]
     examples = [{"prompt": world.eval_tasks[i].text, "reference": ref_texts[i * e], "answer": answers.texts[i * e],
                  "quality": float(q[i * e]), "ref_quality": float(q_ref[i * e])}
                 for i in range(min(EXAMPLES, len(world.eval_tasks)))]
     return {
         "eval_comparisons": len(answers.texts), "eval_pairs": len(pairs),
-        "wr": float(pref.mean()), "lc": float(lc.lc), "tq": float(true_pref.mean()),
-        "length": float(n.mean()), "quality": float(q.mean()),
-        "ref_length": float(n_ref.mean()), "ref_quality": float(q_ref.mean()),
-        "kl": float(kl.mean()), "ended": float(np.mean(answers.ended)),
-        "reward_accuracy": float(((margin > 0).float() + 0.5 * (margin == 0).float()).mean()),
-        "reward_margin": float(margin.mean()),
-        "delta_chosen": float(delta["chosen"].mean()), "delta_rejected": float(delta["rejected"].mean()),
-        "examples": examples,
+        **judged(cfg, q, q_ref, n, n_ref), "kl": float(kl.mean()), "ended": float(np.mean(answers.ended)),
+        **rewards(delta["chosen"], delta["rejected"], tie=0.5), "examples": examples,
     }
