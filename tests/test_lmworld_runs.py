@@ -127,6 +127,12 @@ def test_sweep_in_the_smollm2_world_resumes(tiny_model, tmp_path, monkeypatch, o
     assert len(read_results(out / "results.jsonl")) == 2
     saved = json.loads((out / "sweep.json").read_text())
     assert saved["world_kind"] == "smollm2" and saved["budget"]["train_layers"] == 1
+    read_back = load_sweep_config(out / "sweep.json")  # what --report_only reads: the settings as they were
+    assert (read_back.world_kind, read_back.world, read_back.budget, read_back.methods) == (
+        "smollm2", config.world, config.budget, config.methods)
+    (tmp_path / "mixed.json").write_text(json.dumps({**saved, "world": {"kind": "oracle"}}))
+    with pytest.raises(ValueError, match="world_kind='smollm2' but world: kind='oracle'"):
+        load_sweep_config(tmp_path / "mixed.json")
     assert (cache / f"lmworld-{config.world.key()}" / "world.json").exists()
     # a rerun finds both runs done: nothing is trained again
     monkeypatch.setattr(lmrun, "train_and_evaluate", lambda *a, **k: pytest.fail("reran a finished run"))

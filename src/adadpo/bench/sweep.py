@@ -15,6 +15,9 @@ A :class:`SweepConfig` comes from YAML (see ``examples/sweep_dpo.yaml``)::
     untrained: true                # optional: also evaluate the untrained reference with every seed
     workers: 2                     # processes, one thread each
 
+The ``sweep.json`` a sweep writes beside its results is such a file too (its world's kind as ``world_kind``), so
+``adadpo sweep --config DIR/sweep.json --output_dir DIR --report_only`` rewrites a sweep's report from its results.
+
 Each finished run is appended to ``results.jsonl`` at once; a rerun skips the runs already there (same
 world, budget and key), so a killed sweep resumes where it stopped.
 """
@@ -155,7 +158,7 @@ def load_sweep_config(path: str | os.PathLike) -> SweepConfig:
     """Read a sweep YAML file; errors name the offending key."""
     raw = _yaml_mapping(path, "a mapping at the top level")
     allowed = {"world", "budget", "betas", "learning_rates", "seeds", "methods", "comparisons", "workers", "epochs",
-               "untrained"}
+               "untrained", "world_kind"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
@@ -171,7 +174,10 @@ def load_sweep_config(path: str | os.PathLike) -> SweepConfig:
             raise ValueError(f"{path}: methods[{i}] has unknown key(s) {extra}; allowed: name, loss, balance, params")
         methods.append(Method(str(m["name"]), str(m["loss"]), m.get("balance"), dict(m.get("params") or {})))
     world = dict(raw.get("world") or {})
-    name = str(world.pop("kind", "oracle"))
+    # a sweep's own sweep.json names its world's kind at the top level (sweep_config_dict), a YAML file in world:
+    name = str(world.pop("kind", raw.get("world_kind", "oracle")))
+    if raw.get("world_kind", name) != name:
+        raise ValueError(f"{path}: world_kind={raw['world_kind']!r} but world: kind={name!r}")
     if name not in WORLDS:
         raise ValueError(f"{path}: world: kind={name!r}; expected one of {list(WORLDS)}")
     kind = get_world(name)
