@@ -1,5 +1,5 @@
-"""Shared pieces of the real-model world's tests (tests/test_lmworld*.py): a tiny stand-in for SmolLM2 and tiny
-world settings.
+"""Shared pieces of the real-model world's tests (tests/test_lmworld*.py): a tiny stand-in for SmolLM2 (the
+``tiny_model`` fixture, imported by the test modules) and tiny world settings (:func:`tiny_config`).
 
 The stand-in is the tiny Llama GGUF of :mod:`gguf_tiny` (byte-level BPE, ChatML control tokens, SmolLM2's chat
 template, tied embeddings), written with 4 blocks instead of 2 so that ``LMBudget()``'s default
@@ -14,6 +14,7 @@ from pathlib import Path
 from unittest import mock
 
 import gguf_tiny
+import pytest
 
 #: Blocks of the stand-in model.
 LAYERS = 4
@@ -35,6 +36,19 @@ def tiny_model_dir(tmp_path_factory) -> Path:
         convert_gguf(root / "tiny.gguf", root / "model")
         _BUILT["dir"] = root / "model"
     return _BUILT["dir"]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """The stand-in model's directory (one per test session)."""
+    return tiny_model_dir(tmp_path_factory)
+
+
+def tiny_config(model: Path | str, **overrides):
+    """The settings of a tiny world of ``model`` (``TINY_WORLD``, with ``overrides``)."""
+    from adadpo.bench.worlds.smollm2.data import LMWorldConfig
+
+    return LMWorldConfig(model=str(model), **{**TINY_WORLD, **overrides})
 
 
 def tiny_truth(task, answer: str) -> float:

@@ -9,22 +9,24 @@ import math
 import os
 
 import numpy as np
-
 import pytest
 import torch
 import yaml
 
 pytest.importorskip("gguf")
 
-from lmworld_fixtures import LAYERS, TINY_WORLD, stand_in_truth, tiny_model_dir
+import lmworld_fixtures
+from lmworld_fixtures import LAYERS, TINY_WORLD, stand_in_truth, tiny_config
 
-from adadpo.cli import main
+from adadpo.bench.run import CURVE_KEYS, Method, RunSpec
+from adadpo.bench.sweep import load_sweep_config, read_results, run_sweep
 from adadpo.bench.worlds.smollm2 import run as lmrun
 from adadpo.bench.worlds.smollm2.data import LMWorldConfig, build_world
 from adadpo.bench.worlds.smollm2.run import LMBudget, train_and_evaluate
 from adadpo.bench.worlds.smollm2.tasks import make_tasks
-from adadpo.bench.run import CURVE_KEYS, Method, RunSpec
-from adadpo.bench.sweep import load_sweep_config, read_results, run_sweep
+from adadpo.cli import main
+
+tiny_model = lmworld_fixtures.tiny_model  # the session's stand-in model (a fixture)
 
 torch.set_num_threads(1)
 
@@ -32,11 +34,6 @@ BUDGET = LMBudget(batch_size=4, train_layers=1, logging_steps=1)
 #: What the oracle report and the demo read from a row.
 ROW_KEYS = ("lc", "wr", "tq", "length", "quality", "ref_length", "ref_quality", "kl", "reward_accuracy",
             "reward_margin", "delta_chosen", "delta_rejected", "curves", "examples", "model_parameters", "steps")
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    return tiny_model_dir(tmp_path_factory)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -49,7 +46,7 @@ def truth():
 
 @pytest.fixture(scope="module")
 def world(tiny_model, tmp_path_factory, truth):
-    return build_world(LMWorldConfig(model=str(tiny_model), **TINY_WORLD), tmp_path_factory.mktemp("lmworld-cache"))
+    return build_world(tiny_config(tiny_model), tmp_path_factory.mktemp("lmworld-cache"))
 
 
 @pytest.fixture
@@ -118,7 +115,7 @@ def _sweep_yaml(path, model, **overrides) -> str:
 def test_sweep_in_the_smollm2_world_resumes(tiny_model, tmp_path, monkeypatch, one_thread_sweeps):
     config = load_sweep_config(_sweep_yaml(tmp_path / "grid.yaml", tiny_model))
     assert config.world_kind == "smollm2" and type(config.world) is LMWorldConfig
-    assert config.world == LMWorldConfig(model=str(tiny_model), **TINY_WORLD)
+    assert config.world == tiny_config(tiny_model)
     assert config.budget == BUDGET and config.comparisons == [("DPO", "AdaDPO")]
     out, cache = tmp_path / "out", tmp_path / "cache"
     rows = run_sweep(config, out, str(cache))

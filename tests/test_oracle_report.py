@@ -146,8 +146,8 @@ def test_demo_differences_say_higher_or_lower_for_length_and_kl():
 
 
 def test_one_seed_prints_no_nan_interval_and_writes_strict_json():
-    from adadpo.cli.demo import differences
     from adadpo.bench.report import json_ready, summary
+    from adadpo.cli.demo import differences
 
     rows = rows_for({(0.1, 1e-4): 0.05}, seeds=(0,))
     text = differences(rows, "DPO", "AdaDPO")  # before: [+nan, +nan]

@@ -14,10 +14,10 @@ import pytest
 import torch
 import yaml
 
-from adadpo.bench.worlds.oracle.data import EVAL_SAMPLES, build_world
 from adadpo.bench.run import Budget, Method, RunSpec
-from adadpo.bench.worlds.oracle.run import train_and_evaluate
 from adadpo.bench.sweep import SweepConfig, finished_rows, load_sweep_config, read_results, run_sweep
+from adadpo.bench.worlds.oracle.data import EVAL_SAMPLES, build_world
+from adadpo.bench.worlds.oracle.run import train_and_evaluate
 from adadpo.bench.worlds.oracle.world import WorldConfig, quality
 from adadpo.trl import DirLock
 

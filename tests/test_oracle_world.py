@@ -19,7 +19,6 @@ from adadpo.bench.worlds.oracle.world import (
     quality,
 )
 
-
 words = st.sampled_from(WORDS[:12])
 
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from adadpo.cli.diagnose import imbalance_figure
 from adadpo.bench import figures as plots
+from adadpo.cli.diagnose import imbalance_figure
 from adadpo.plotting import pyplot
 
 

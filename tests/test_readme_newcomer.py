@@ -11,10 +11,10 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from tiny import save_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from adadpo.bench.stats import Cell, Interval, by_cell, cell_label, cell_of, cell_order, compare, interval, value
 from adadpo.bench.run import UNTRAINED
+from adadpo.bench.stats import Cell, Interval, by_cell, cell_label, cell_of, cell_order, compare, interval, value
 
 #: Metrics reported as paired differences from the untrained model, with their labels.
 DELTAS = {"tq": "ΔTQ", "lc": "ΔLC", "wr": "ΔWR", "quality": "Δ true quality", "length": "Δ words"}

@@ -22,10 +22,8 @@ import numpy as np
 from adadpo.bench import paired
 from adadpo.bench.figures import plot_bars, plot_curves, plot_frontier, plot_heatmaps, plot_tracking
 from adadpo.bench.run import UNTRAINED
-from adadpo.bench.stats import (
-    KL_BUDGETS, METRICS, Cell, Interval, best_cell, best_within_kl, by_cell, cell_label, cell_of, cell_order, compare,
-    interval, tracking, value,
-)
+from adadpo.bench.stats import KL_BUDGETS, METRICS, Cell, Interval, best_cell, best_within_kl, by_cell, cell_label
+from adadpo.bench.stats import cell_of, cell_order, compare, interval, tracking, value
 
 #: What each column means, for the reports and the demo's printed table.
 DEFINITIONS = {

@@ -24,7 +24,6 @@ import json
 import random
 from dataclasses import asdict, dataclass
 
-
 #: Content words of the world; a prompt's targets and any filler are drawn from the first ``n_words``.
 WORDS = (
     "apple river stone cloud tiger candle violin forest silver garden rocket pepper marble ocean lemon "

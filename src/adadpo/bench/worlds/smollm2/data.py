@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from adadpo.bench.worlds.smollm2.tasks import KINDS, Task, make_tasks, quality, words
-from adadpo.bench.worlds.smollm2.tasks import VERSION as TASKS_VERSION
 from adadpo.bench.cache import SavedReference, build_once, default_cache_dir
 from adadpo.bench.judge import best_and_worst
+from adadpo.bench.worlds.smollm2.tasks import KINDS, Task, make_tasks, quality, words
+from adadpo.bench.worlds.smollm2.tasks import VERSION as TASKS_VERSION
 
 Progress = Callable[[str, int, int], None]
 

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from adadpo import LOSSES
+from adadpo.bench.run import Budget, RunSpec, run_fields, start_run, train_policy
 from adadpo.bench.worlds.smollm2.data import World
 from adadpo.bench.worlds.smollm2.evaluate import evaluate_policy
 from adadpo.bench.worlds.smollm2.trunk import TrunkCache, cached_trunk
-from adadpo.bench.run import Budget, RunSpec, run_fields, start_run, train_policy
 
 
 @dataclass(frozen=True)
