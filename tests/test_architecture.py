@@ -210,3 +210,15 @@ def test_benchmark_is_a_client_of_the_public_api():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("adadpo"):
                 assert node.module in public or node.module.startswith("adadpo.bench"), f"{path.name}: {node.module}"
+
+
+def test_ci_runs_the_slow_tests_and_the_readme_names_the_quick_loop():
+    """``slow`` is a registered marker (``--strict-markers`` rejects a misspelt one), nothing deselects it by
+    default (CI, ``.ci/run``, runs ``python -m pytest``), and the README's test section names the quick loop."""
+    import tomllib
+
+    pytest_ini = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert any(m.startswith("slow:") for m in pytest_ini["markers"]) and "--strict-markers" in pytest_ini["addopts"]
+    assert "-m" not in pytest_ini["addopts"].split()
+    assert (ROOT / ".ci" / "run").read_text().strip().endswith("python -m pytest")
+    assert 'python -m pytest -m "not slow"' in (ROOT / "README.md").read_text()

@@ -94,6 +94,7 @@ def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return res
 
 
+@pytest.mark.slow
 def test_cli_sweep_two_workers_and_report(world, tmp_path):
     grid = {"world": TINY, "budget": {"batch_size": 8, "logging_steps": 1}, "betas": [0.1, 0.3],
             "learning_rates": [1e-3], "seeds": [0, 1], "workers": 2,
@@ -117,6 +118,7 @@ def test_cli_sweep_two_workers_and_report(world, tmp_path):
     assert empty.returncode != 0 and "has no finished run" in empty.stderr
 
 
+@pytest.mark.slow
 def test_cli_demo_writes_table_report_results(world, tmp_path):
     (tmp_path / "world.yaml").write_text(yaml.safe_dump(TINY))
     argv = ["demo", "--output_dir", "demo", "--world", "world.yaml", "--seeds", "2", "--learning_rate", "1e-3",
