@@ -1,6 +1,6 @@
 """Held-out evaluation of a trained policy against the reference model in the real-model world.
 
-The same measurements as the oracle's (:mod:`adadpo.bench.worlds.oracle.evaluate`), with the truth of
+The same measurements as the oracle's (:mod:`adadpo.bench.evaluate`, :mod:`adadpo.bench.worlds.oracle.evaluate`), with the truth of
 :func:`adadpo.bench.worlds.smollm2.tasks.quality` and lengths in words. Per held-out prompt the policy answers
 ``eval_samples`` times with the world's sampling process; answer ``i`` is judged against the reference's
 answer ``i``; outcomes are the judge's probabilities (ties count half).

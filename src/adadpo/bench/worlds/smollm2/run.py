@@ -27,7 +27,7 @@ from adadpo.bench.worlds.smollm2.trunk import TrunkCache, cached_trunk
 
 @dataclass(frozen=True)
 class LMBudget(Budget):
-    """The oracle's :class:`Budget` plus how many top blocks are trained (see the module doc)."""
+    """The benchmark's :class:`~adadpo.bench.run.Budget` plus how many top blocks are trained (see the module doc)."""
 
     batch_size: int = 8
     epochs: int = 1
