@@ -222,3 +222,18 @@ def test_ci_runs_the_slow_tests_and_the_readme_names_the_quick_loop():
     assert "-m" not in pytest_ini["addopts"].split()
     assert (ROOT / ".ci" / "run").read_text().strip().endswith("python -m pytest")
     assert 'python -m pytest -m "not slow"' in (ROOT / "README.md").read_text()
+
+
+def test_the_shipped_world_snapshot_is_package_data():
+    """Every file of the real-model world's shipped snapshots is matched by pyproject's package data, so the wheel
+    carries the world the committed results were trained in."""
+    import fnmatch
+    import tomllib
+
+    from adadpo.bench.worlds.smollm2.data import SHIPPED
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["adadpo"]
+    package = ROOT / "src" / "adadpo"
+    files = [p.relative_to(package).as_posix() for p in SHIPPED.rglob("*") if p.is_file()]
+    assert len(files) >= 3 and "bench/worlds/smollm2/snapshots/0b4cf880d41a/world.json" in files
+    assert all(any(fnmatch.fnmatch(f, pattern) for pattern in patterns) for f in files), (files, patterns)

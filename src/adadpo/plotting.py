@@ -1,7 +1,7 @@
 """Matplotlib figures for files: the Agg backend, a constrained layout, legends kept off the data.
 
-Shared by the sweep report's figures (:mod:`adadpo.bench.figures`) and the histogram of ``adadpo diagnose``; needs matplotlib
-(the ``trainer`` extra), and is imported by nothing else.
+Shared by the sweep report's figures (:mod:`adadpo.bench.figures`) and the histogram of ``adadpo diagnose``;
+needs matplotlib (the ``trainer`` extra).
 """
 
 from __future__ import annotations

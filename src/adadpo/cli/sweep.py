@@ -6,7 +6,7 @@ The world is the oracle's unless the YAML says ``world: {kind: smollm2, ...}`` (
 Runs in parallel (``workers`` processes, one thread each), appends each finished run to
 ``OUTPUT_DIR/results.jsonl`` and skips runs already there, so a killed sweep resumes. Then writes
 ``report.md`` (the paper's headline statistics with intervals over seeds), ``summary.json`` and plots.
-The YAML format is in ``examples/sweep_dpo.yaml`` and :mod:`adadpo.bench.sweep`.
+The YAML format is in ``examples/sweep_dpo.yaml`` and ``adadpo.bench.sweep``.
 """
 
 from __future__ import annotations
