@@ -209,6 +209,7 @@ class KillAtStep(TrainerCallback):
 """
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_continues_with_the_same_losses(world, tmp_path):
     (tmp_path / "killer.py").write_text(KILLER)
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",

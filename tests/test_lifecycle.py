@@ -350,6 +350,7 @@ class FreezeRankOne(TrainerCallback):
 """
 
 
+@pytest.mark.slow
 def test_a_frozen_process_does_not_hang_the_others(world, tmp_path):
     import re
 

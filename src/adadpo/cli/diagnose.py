@@ -289,7 +289,7 @@ def write_outputs(directory: str, report: Any, args: argparse.Namespace, pairs: 
 
 
 def _plot(report: Any, args: argparse.Namespace, path: str) -> None:
-    from adadpo.oracle.plotting import save
+    from adadpo.plotting import save
 
     save(imbalance_figure(report, args), path, dpi=120)
 
@@ -298,7 +298,7 @@ def imbalance_figure(report: Any, args: argparse.Namespace):
     """The histogram of ``report.log_rho`` with lines at 0 and ``+-log kappa`` per kappa; the legend sits below
     the axes so it covers no line. ``args``: ``loss``, ``balance_level``, ``balance_use_reference``, ``dataset_name``,
     ``dataset_train_split``."""
-    from adadpo.oracle.plotting import figure, legend_outside, pyplot
+    from adadpo.plotting import figure, legend_outside, pyplot
 
     values = report.log_rho.numpy()
     fig, ax = figure(figsize=(8, 5))
