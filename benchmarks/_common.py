@@ -136,7 +136,7 @@ def make_pairs(n: int, seed: int = 0, words: tuple[int, int] = (4, 12)) -> list[
 CONFIGS = {"tiny": {"hidden": 64, "layers": 2, "vocab": None}, "head": {"hidden": 256, "layers": 2, "vocab": 32000}}
 
 #: Real checkpoints the trainer benchmarks run on when asked (``--configs smollm2``; never by default): the
-#: model ``adadpo.lmworld.model.prepare_model(spec)`` returns from the local cache, and the settings of a run
+#: model ``adadpo.bench.worlds.smollm2.model.prepare_model(spec)`` returns from the local cache, and the settings of a run
 #: of minutes, not hours, on the 2-core reference machine (a step of the 135M model with its live reference
 #: is about 9 s on one thread at 4 pairs). One thread, as for the synthetic configs: with the other core
 #: busy, two threads made the same step 4-5x slower (about 40 s) and the ratios swing by +-40%.
@@ -227,7 +227,7 @@ def load_config(config: str, directory: Path, settings: Any = None, pairs: int =
 
         model_dir = getattr(settings, "model_dir", None)
         if model_dir is None:
-            from adadpo.lmworld.model import prepare_model
+            from adadpo.bench.worlds.smollm2.model import prepare_model
 
             model_dir = prepare_model(MODELS[config]["spec"])
         tokenizer = AutoTokenizer.from_pretrained(model_dir)

@@ -135,7 +135,7 @@ def model_dir_of(args: argparse.Namespace, tmp: Path) -> tuple[str, str]:
 
         save_model(tmp / "model", hidden=256, layers=4, vocab=32000)
         return str(tmp / "model"), "synthetic Llama (hidden 256, 4 layers, V = 32000, untied), fp32"
-    from adadpo.lmworld.model import prepare_model
+    from adadpo.bench.worlds.smollm2.model import prepare_model
 
     return prepare_model("smollm2-gguf"), ("SmolLM2-135M-Instruct (hidden 576, 30 layers, V = 49152, tied "
                                            "embeddings), fp32")

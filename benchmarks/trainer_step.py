@@ -8,7 +8,7 @@ Configurations: ``tiny`` (Llama, hidden 64, 2 layers, vocabulary of the 48-token
 step is mostly Python and small kernels) and ``head`` (hidden 256, 2 layers, V = 32000: the LM head
 dominates), both with word-level pairs of a few words; batch 8 pairs, one thread. When asked, ``smollm2``:
 SmolLM2-135M-Instruct (134.5M parameters, 30 layers, hidden 576, V = 49152, tied embeddings) as
-``adadpo.lmworld.model.prepare_model("smollm2-gguf")`` returns it from the local cache (``--model-dir`` to
+``adadpo.bench.worlds.smollm2.model.prepare_model("smollm2-gguf")`` returns it from the local cache (``--model-dir`` to
 load another directory), its own tokenizer and ChatML template over conversational pairs (a user turn of
 8-16 words after the template's default system line, answers of 20-55 words), batch 4 pairs, one thread,
 3 repeats x 2 steps after one warm-up step. All: live reference model (loss ``dpo``, beta 0.1), fp32.

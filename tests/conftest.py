@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -106,3 +107,63 @@ def pair_batches(draw, max_batch: int = 6, max_len: int = 16, max_scale: float =
 def _single_thread():
     torch.set_num_threads(1)
     yield
+
+
+# ------------------------------------------------------------------------- tiny models, data and CLI worlds
+# Factories shared by the trainer and CLI tests (the builders are in tiny.py). A module tunes them with constants:
+# MODEL_SEED (the tiny model's seed, default 0), PAIRS (``(n, seed)`` of the ``dataset`` fixture, default (48, 0)).
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory):
+    """Factory ``(seed=0) -> Path``: a saved tiny Llama and its tokenizer (``tiny.save_tiny_model``), built once
+    per seed and session (read-only: tests that change a model load their own copy)."""
+    from tiny import save_tiny_model
+
+    built: dict[int, Path] = {}
+
+    def get(seed: int = 0) -> Path:
+        if seed not in built:
+            built[seed] = save_tiny_model(tmp_path_factory.mktemp(f"tiny-{seed}") / "model", seed=seed)
+        return built[seed]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_model_dirs, request: pytest.FixtureRequest) -> Path:
+    """The tiny model of the module's ``MODEL_SEED``."""
+    return tiny_model_dirs(getattr(request.module, "MODEL_SEED", 0))
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    """The tiny word-level tokenizer (``tiny.make_tokenizer``)."""
+    from tiny import make_tokenizer
+
+    return make_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def dataset(request: pytest.FixtureRequest):
+    """``datasets.Dataset`` of ``tiny.make_pairs(n, seed)``, ``(n, seed)`` the module's ``PAIRS``."""
+    from datasets import Dataset
+    from tiny import make_pairs
+
+    n, seed = getattr(request.module, "PAIRS", (48, 0))
+    return Dataset.from_list(make_pairs(n, seed=seed))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory for ``adadpo train`` runs: ``model/`` (a tiny model), ``data/`` and ``chat/`` (train and test
+    jsonl, plain and conversational pairs); see ``tiny.cli_config``."""
+    from tiny import make_pairs, save_tiny_model, write_jsonl
+
+    root = tmp_path_factory.mktemp("cli")
+    save_tiny_model(root / "model")
+    write_jsonl(root / "data" / "train.jsonl", make_pairs(24, seed=0))
+    write_jsonl(root / "data" / "test.jsonl", make_pairs(8, seed=1))
+    write_jsonl(root / "chat" / "train.jsonl", make_pairs(16, seed=2, conversational=True))
+    write_jsonl(root / "chat" / "test.jsonl", make_pairs(4, seed=3, conversational=True))
+    return root

@@ -1,10 +1,10 @@
-"""Shared pieces of the real-model world's tests (tests/test_lmworld*.py): a tiny stand-in for SmolLM2 and tiny
-world settings.
+"""Shared pieces of the real-model world's tests (tests/test_lmworld*.py): a tiny stand-in for SmolLM2 (the
+``tiny_model`` fixture, imported by the test modules) and tiny world settings (:func:`tiny_config`).
 
 The stand-in is the tiny Llama GGUF of :mod:`gguf_tiny` (byte-level BPE, ChatML control tokens, SmolLM2's chat
 template, tied embeddings), written with 4 blocks instead of 2 so that ``LMBudget()``'s default
 ``train_layers=4`` (what ``adadpo demo`` uses) fits, and converted once per session by
-``adadpo.lmworld.model.convert_gguf`` into an ordinary ``transformers`` checkpoint directory.
+``adadpo.bench.worlds.smollm2.model.convert_gguf`` into an ordinary ``transformers`` checkpoint directory.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 from unittest import mock
 
 import gguf_tiny
+import pytest
 
 #: Blocks of the stand-in model.
 LAYERS = 4
@@ -27,7 +28,7 @@ _BUILT: dict[str, Path] = {}
 def tiny_model_dir(tmp_path_factory) -> Path:
     """The converted tiny model's directory, built on first use in this process."""
     if "dir" not in _BUILT:
-        from adadpo.lmworld.model import convert_gguf
+        from adadpo.bench.worlds.smollm2.model import convert_gguf
 
         root = tmp_path_factory.mktemp("lmworld-tiny-model")
         with mock.patch.dict(gguf_tiny.CONFIG, num_hidden_layers=LAYERS):
@@ -35,6 +36,19 @@ def tiny_model_dir(tmp_path_factory) -> Path:
         convert_gguf(root / "tiny.gguf", root / "model")
         _BUILT["dir"] = root / "model"
     return _BUILT["dir"]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """The stand-in model's directory (one per test session)."""
+    return tiny_model_dir(tmp_path_factory)
+
+
+def tiny_config(model: Path | str, **overrides):
+    """The settings of a tiny world of ``model`` (``TINY_WORLD``, with ``overrides``)."""
+    from adadpo.bench.worlds.smollm2.data import LMWorldConfig
+
+    return LMWorldConfig(model=str(model), **{**TINY_WORLD, **overrides})
 
 
 def tiny_truth(task, answer: str) -> float:
@@ -47,6 +61,6 @@ def tiny_truth(task, answer: str) -> float:
 @contextmanager
 def stand_in_truth():
     """Build and evaluate tiny worlds with :func:`tiny_truth` as their truth."""
-    with mock.patch("adadpo.lmworld.data.quality", tiny_truth), \
-            mock.patch("adadpo.lmworld.evaluate.quality", tiny_truth):
+    with mock.patch("adadpo.bench.worlds.smollm2.data.quality", tiny_truth), \
+            mock.patch("adadpo.bench.worlds.smollm2.evaluate.quality", tiny_truth):
         yield

@@ -59,6 +59,7 @@ def chat_model(tmp_path_factory):
     return directory
 
 
+@pytest.mark.slow
 def test_trainer_step_real_model_config_runs_on_a_stand_in(chat_model, tmp_path):
     """``--configs smollm2`` with --model-dir: chat data through the template, its own settings, and the
     per-method peak memory measured in worker processes (on by default for this config)."""

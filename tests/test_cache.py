@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from adadpo.oracle.cache import build_once, default_cache_dir
+from adadpo.bench.cache import build_once, default_cache_dir
 
 
 def _writer(calls: list):

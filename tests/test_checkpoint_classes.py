@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_cli_train import _config
+from tiny import cli_config as _config
 from tiny import make_pairs, save_tiny_model, train_cli, write_jsonl
 from transformers import TrainerCallback
 

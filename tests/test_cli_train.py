@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
-from tiny import make_pairs, save_tiny_model, write_jsonl
+from tiny import cli_config as _config
+from tiny import make_pairs, write_jsonl
+from tiny import write_yaml as _write
 from transformers import AutoModelForCausalLM
 
 import adadpo
@@ -20,39 +21,6 @@ from adadpo.cli import main
 from adadpo.trl.callbacks import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("cli")
-    save_tiny_model(root / "model")
-    write_jsonl(root / "data" / "train.jsonl", make_pairs(24, seed=0))
-    write_jsonl(root / "data" / "test.jsonl", make_pairs(8, seed=1))
-    write_jsonl(root / "chat" / "train.jsonl", make_pairs(16, seed=2, conversational=True))
-    write_jsonl(root / "chat" / "test.jsonl", make_pairs(4, seed=3, conversational=True))
-    return root
-
-
-def _config(world: Path, out: Path, **overrides) -> dict:
-    return {
-        "model_name_or_path": str(world / "model"),
-        "dataset_name": str(world / "data"),
-        "output_dir": str(out),
-        "max_steps": 3,
-        "per_device_train_batch_size": 4,
-        "learning_rate": 1e-3,
-        "logging_steps": 1,
-        "save_steps": 2,
-        "gradient_checkpointing": False,
-        "disable_tqdm": True,
-        "report_to": [],  # TRL's list form (a str "none" works too)
-        **overrides,
-    }
-
-
-def _write(path: Path, config: dict) -> Path:
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def _train(tmp_path: Path, config: dict, *extra: str) -> int:
@@ -241,6 +209,7 @@ class KillAtStep(TrainerCallback):
 """
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill_continues_with_the_same_losses(world, tmp_path):
     (tmp_path / "killer.py").write_text(KILLER)
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",

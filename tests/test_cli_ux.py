@@ -6,7 +6,8 @@ from __future__ import annotations
 import warnings
 
 import pytest
-from test_cli_train import _config, _write, world  # noqa: F401 (world: the module's fixture)
+from tiny import cli_config as _config
+from tiny import write_yaml as _write
 
 from adadpo.cli import build_parser, main
 
@@ -17,7 +18,10 @@ def test_train_help_starts_with_the_config_file(capsys):
     assert lines[0] == "usage: adadpo train --config FILE [--key value ...]"  # before: 150 lines of usage, no --config
     assert lines[2].startswith("--config FILE: a YAML mapping")
     text = "\n".join(lines)
-    assert "SimPO target margin (simpo only; None means 0.5). (default: None)" in " ".join(text.split())
+    # the loss parameters' help comes from their declarations in adadpo.core.registry
+    assert "SimPO target margin (default 0.5, TRL's simpo_gamma). Only for simpo; unset: the default. (default: None)" \
+        in " ".join(text.split())
+    assert "--loss (dpo|rdpo|ipo|simpo|cpo|orpo), --loss_type (TRL's: ipo|sigmoid|hinge" in " ".join(text.split())
     # before: --no_auto_resume had --auto_resume's help, "Resume from the last checkpoint ... (default: False)"
     assert "--no_auto_resume, --no-auto-resume Set auto_resume to false (it is true by default; see --auto_resume)." \
         in " ".join(text.split())

@@ -8,7 +8,8 @@ import logging
 
 import pytest
 from datasets import Dataset
-from test_cli_train import _config, _write, world  # noqa: F401 (world: the module's fixture)
+from tiny import cli_config as _config
+from tiny import write_yaml as _write
 from tiny import make_pairs, write_jsonl
 
 from adadpo.cli import main

@@ -17,6 +17,7 @@ from transformers import AutoModelForCausalLM
 from adadpo.trl.callbacks import read_metrics
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_match_one_process(tmp_path: Path):
     save_tiny_model(tmp_path / "model")
     write_jsonl(tmp_path / "pairs.jsonl", make_pairs(32))

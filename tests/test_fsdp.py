@@ -59,6 +59,7 @@ def _assert_same_run(one: dict, two: dict) -> None:
         assert not torch.equal(one["weights"]["lm_head.weight"], INITIAL["lm_head.weight"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(TRAINER_CASES))
 def test_fsdp2_trainer_two_processes_match_one(runs, case):
     one, two = runs[0][case], runs[1][case]
@@ -74,11 +75,13 @@ def test_fsdp2_trainer_two_processes_match_one(runs, case):
             torch.testing.assert_close(p, two["weights"][name], rtol=0, atol=0, msg=name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(EXAMPLE_CASES))
 def test_fsdp2_example_loop_two_processes_match_one(runs, case):
     _assert_same_run(runs[0][case], runs[1][case])
 
 
+@pytest.mark.slow
 def test_fsdp2_chunked_head_on_a_head_sharded_on_its_own(runs):
     check = runs[1]["head_unit"]
     assert check["head_resharded"]  # outside its forward the head weight is a DTensor shard
@@ -87,6 +90,7 @@ def test_fsdp2_chunked_head_on_a_head_sharded_on_its_own(runs):
         torch.testing.assert_close(sharded, full, rtol=1e-5, atol=1e-7, msg=name)
 
 
+@pytest.mark.slow
 def test_fsdp_asked_but_not_sharded_by_accelerate_warns_once(runs):
     """Two CPU processes: accelerate drops the FSDP plugin and runs DDP; ``adadpo train`` says so, once."""
     run = runs[1]["cli_fsdp_unsharded"]

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_cli_train import _config, _write, world  # noqa: F401 (world: the module's fixture)
+from tiny import cli_config as _config
+from tiny import write_yaml as _write
 from transformers import AutoModelForCausalLM, TrainerCallback
 
 from adadpo.cli import main
@@ -349,6 +350,7 @@ class FreezeRankOne(TrainerCallback):
 """
 
 
+@pytest.mark.slow
 def test_a_frozen_process_does_not_hang_the_others(world, tmp_path):
     import re
 

@@ -1,4 +1,4 @@
-"""The real-model world (adadpo.lmworld): the tasks' truth, the judge on it, sampling and exact scoring under a
+"""The real-model world (adadpo.bench.worlds.smollm2): the tasks' truth, the judge on it, sampling and exact scoring under a
 causal LM, building and caching the world, and which blocks are trained.
 
 Runs on a tiny stand-in for SmolLM2 (tests/lmworld_fixtures.py), never the real model.
@@ -17,14 +17,16 @@ import torch
 
 pytest.importorskip("gguf")
 
-from lmworld_fixtures import LAYERS, TINY_WORLD, stand_in_truth, tiny_model_dir, tiny_truth
+import lmworld_fixtures
+from lmworld_fixtures import LAYERS, stand_in_truth, tiny_config, tiny_truth
 
-from adadpo.lmworld import data as lmdata
-from adadpo.lmworld import policy as lmpolicy
-from adadpo.lmworld.data import LMWorldConfig, build_world
-from adadpo.lmworld.policy import batch_seed, chat_prompt, never_emitted, response_logps, sample
-from adadpo.lmworld.run import freeze_below
-from adadpo.lmworld.tasks import (
+from adadpo.bench.judge import judge_prob
+from adadpo.bench.worlds.smollm2 import data as lmdata
+from adadpo.bench.worlds.smollm2 import policy as lmpolicy
+from adadpo.bench.worlds.smollm2.data import LMWorldConfig, build_world
+from adadpo.bench.worlds.smollm2.policy import batch_seed, chat_prompt, never_emitted, response_logps, sample
+from adadpo.bench.worlds.smollm2.run import freeze_below
+from adadpo.bench.worlds.smollm2.tasks import (
     CAPITALS,
     COLORS_OF,
     KINDS,
@@ -33,14 +35,10 @@ from adadpo.lmworld.tasks import (
     quality,
     words,
 )
-from adadpo.oracle.world import judge_prob
+
+tiny_model = lmworld_fixtures.tiny_model  # the session's stand-in model (a fixture)
 
 torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    return tiny_model_dir(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +52,7 @@ def tokenizer(tiny_model):
 def world(tiny_model, tmp_path_factory):
     """A tiny world in its own cache directory, for the tests that only read it."""
     with stand_in_truth():  # the real truth scores every tiny answer 0: no held-out pair would be truly better
-        return build_world(LMWorldConfig(model=str(tiny_model), **TINY_WORLD),
+        return build_world(tiny_config(tiny_model),
                            tmp_path_factory.mktemp("lmworld-cache"))
 
 
@@ -372,7 +370,7 @@ def test_world_files_dataset_and_pairs(world, tokenizer):
     train_tasks, eval_tasks = lmdata.make_tasks(cfg.n_train_prompts, cfg.n_eval_prompts, cfg.seed, cfg.kinds)
     texts = {t.text for t in train_tasks}
     for row, pair in zip(data, world.train_pairs):
-        assert row["prompt"] == pair["prompt"] == lmdata.messages(cfg.system, row["prompt"][-1]["content"])
+        assert row["prompt"] == pair["prompt"] == lmpolicy.messages(cfg.system, row["prompt"][-1]["content"])
         assert row["prompt"][-1]["content"] in texts
         assert row["chosen"][0]["role"] == row["rejected"][0]["role"] == "assistant"
         chosen, rejected = row["chosen"][0]["content"], row["rejected"][0]["content"]
@@ -413,7 +411,7 @@ def test_world_files_dataset_and_pairs(world, tokenizer):
 def test_world_pairs_are_the_judges_best_and_worst(tiny_model, tmp_path):
     """With a judge that only sees length (the tiny model's answers are all wrong, and eta / length_scale is
     huge), each pair is the longest and the shortest of its prompt's samples."""
-    config = LMWorldConfig(model=str(tiny_model), eta=100.0, length_scale=1.0, **TINY_WORLD)
+    config = tiny_config(tiny_model, eta=100.0, length_scale=1.0)
     world = build_world(config, tmp_path)
     assert world.stats["quality"] == 0.0  # what makes the judge's choice a matter of length here
     tokenizer, k = world.load_tokenizer(), config.samples_per_prompt
@@ -439,7 +437,7 @@ def test_world_pairs_are_the_judges_best_and_worst(tiny_model, tmp_path):
 def test_a_prompt_whose_best_and_worst_are_the_same_answer_makes_no_pair(tiny_model, tmp_path):
     """At a low temperature the tiny model often repeats itself; such prompts are left out, never paired with
     themselves."""
-    world = build_world(LMWorldConfig(model=str(tiny_model), **{**TINY_WORLD, "temperature": 0.2}), tmp_path)
+    world = build_world(tiny_config(tiny_model, temperature=0.2), tmp_path)
     cfg = world.config
     assert 0 < len(world.train_pairs) < cfg.n_train_prompts  # some prompts were left out
     assert all(p["chosen"][0]["content"] != p["rejected"][0]["content"] for p in world.train_pairs)
@@ -461,7 +459,7 @@ def test_truth_pairs_are_strictly_better_and_disjoint(q, texts, n, expected):
 
 
 def test_world_is_cached_atomically(tiny_model, tmp_path, monkeypatch):
-    config = LMWorldConfig(model=str(tiny_model), **TINY_WORLD)
+    config = tiny_config(tiny_model)
     first = build_world(config, tmp_path)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".lmworld-")] == []  # no temp dir left
     monkeypatch.setattr(lmdata, "_build", lambda *a, **k: pytest.fail("rebuilt a cached world"))
@@ -493,7 +491,7 @@ def test_a_shipped_snapshot_builds_the_same_world_without_sampling(world, tmp_pa
 
 def test_a_killed_build_resumes_its_sampling_from_the_journal(tiny_model, tmp_path, monkeypatch):
     """Batches already sampled are read back, not sampled again, and the world is the same."""
-    config = LMWorldConfig(model=str(tiny_model), **TINY_WORLD)
+    config = tiny_config(tiny_model)
     first = build_world(config, tmp_path / "a")
     journal = tmp_path / "b" / f".lmworld-{config.key()}.samples"
     real_sample, real_append = lmpolicy.sample, lmpolicy._append_journal
@@ -524,14 +522,14 @@ def test_a_failed_build_leaves_nothing(tiny_model, tmp_path, monkeypatch):
 
     monkeypatch.setattr(lmdata, "_build", broken)
     with pytest.raises(RuntimeError, match="killed"):
-        build_world(LMWorldConfig(model=str(tiny_model), **TINY_WORLD), tmp_path)
+        build_world(tiny_config(tiny_model), tmp_path)
     # no world and no half-built directory; only the samples' journal stays, for the next build to resume
     assert [p.name for p in tmp_path.iterdir() if "lmworld-" in p.name and not p.name.endswith(".samples")] == []
 
 
 def test_build_reports_progress(tiny_model, tmp_path):
     seen = []
-    build_world(LMWorldConfig(model=str(tiny_model), **TINY_WORLD), tmp_path, lambda s, i, n: seen.append((s, i, n)))
+    build_world(tiny_config(tiny_model), tmp_path, lambda s, i, n: seen.append((s, i, n)))
     stages = list(dict.fromkeys(s for s, _, _ in seen))
     assert stages == ["preparing the model", "sampling training answers", "sampling held-out answers",
                       "scoring held-out pairs"]
@@ -561,7 +559,7 @@ def test_config_key_and_kinds():
 
 
 def test_evaluate_policy_against_itself_and_an_early_stopping_policy(world, tokenizer, biased):
-    from adadpo.lmworld.evaluate import evaluate_policy
+    from adadpo.bench.worlds.smollm2.evaluate import evaluate_policy
 
     reference = world.load_reference()
     cfg, e = world.config, world.config.eval_samples

@@ -1,4 +1,4 @@
-"""adadpo.lmworld.model: GGUF -> float32 transformers checkpoint, cached by prepare_model.
+"""adadpo.bench.worlds.smollm2.model: GGUF -> float32 transformers checkpoint, cached by prepare_model.
 
 Runs on a tiny Llama GGUF written in-process (tests/gguf_tiny.py), never the real 93 MB SmolLM2 file.
 """
@@ -23,8 +23,8 @@ from gguf_tiny import write_tiny_llama_gguf
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.trainer_utils import validate_quantization_for_training
 
-from adadpo.lmworld import model as lm
-from adadpo.lmworld.model import (
+from adadpo.bench.worlds.smollm2 import model as lm
+from adadpo.bench.worlds.smollm2.model import (
     GGUF_FILE,
     GGUF_SPEC,
     WHEEL,
@@ -326,7 +326,7 @@ def test_gguf_from_wheel_without_the_member(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["wheels"]
 
 
-# --- python -m adadpo.lmworld.model ---------------------------------------------------------------------------
+# --- python -m adadpo.bench.worlds.smollm2.model ---------------------------------------------------------------------------
 
 
 def test_module_command_prints_a_directory_that_loads(tiny, tmp_path, capsys):

@@ -9,22 +9,24 @@ import math
 import os
 
 import numpy as np
-
 import pytest
 import torch
 import yaml
 
 pytest.importorskip("gguf")
 
-from lmworld_fixtures import LAYERS, TINY_WORLD, stand_in_truth, tiny_model_dir
+import lmworld_fixtures
+from lmworld_fixtures import LAYERS, TINY_WORLD, stand_in_truth, tiny_config
 
+from adadpo.bench.run import CURVE_KEYS, Method, RunSpec
+from adadpo.bench.sweep import load_sweep_config, read_results, run_sweep
+from adadpo.bench.worlds.smollm2 import run as lmrun
+from adadpo.bench.worlds.smollm2.data import LMWorldConfig, build_world
+from adadpo.bench.worlds.smollm2.run import LMBudget, train_and_evaluate
+from adadpo.bench.worlds.smollm2.tasks import make_tasks
 from adadpo.cli import main
-from adadpo.lmworld import run as lmrun
-from adadpo.lmworld.data import LMWorldConfig, build_world
-from adadpo.lmworld.run import LMBudget, train_and_evaluate
-from adadpo.lmworld.tasks import make_tasks
-from adadpo.oracle.run import CURVE_KEYS, Method, RunSpec
-from adadpo.oracle.sweep import load_sweep_config, read_results, run_sweep
+
+tiny_model = lmworld_fixtures.tiny_model  # the session's stand-in model (a fixture)
 
 torch.set_num_threads(1)
 
@@ -32,11 +34,6 @@ BUDGET = LMBudget(batch_size=4, train_layers=1, logging_steps=1)
 #: What the oracle report and the demo read from a row.
 ROW_KEYS = ("lc", "wr", "tq", "length", "quality", "ref_length", "ref_quality", "kl", "reward_accuracy",
             "reward_margin", "delta_chosen", "delta_rejected", "curves", "examples", "model_parameters", "steps")
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
-    return tiny_model_dir(tmp_path_factory)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -49,7 +46,7 @@ def truth():
 
 @pytest.fixture(scope="module")
 def world(tiny_model, tmp_path_factory, truth):
-    return build_world(LMWorldConfig(model=str(tiny_model), **TINY_WORLD), tmp_path_factory.mktemp("lmworld-cache"))
+    return build_world(tiny_config(tiny_model), tmp_path_factory.mktemp("lmworld-cache"))
 
 
 @pytest.fixture
@@ -118,7 +115,7 @@ def _sweep_yaml(path, model, **overrides) -> str:
 def test_sweep_in_the_smollm2_world_resumes(tiny_model, tmp_path, monkeypatch, one_thread_sweeps):
     config = load_sweep_config(_sweep_yaml(tmp_path / "grid.yaml", tiny_model))
     assert config.world_kind == "smollm2" and type(config.world) is LMWorldConfig
-    assert config.world == LMWorldConfig(model=str(tiny_model), **TINY_WORLD)
+    assert config.world == tiny_config(tiny_model)
     assert config.budget == BUDGET and config.comparisons == [("DPO", "AdaDPO")]
     out, cache = tmp_path / "out", tmp_path / "cache"
     rows = run_sweep(config, out, str(cache))
@@ -127,6 +124,12 @@ def test_sweep_in_the_smollm2_world_resumes(tiny_model, tmp_path, monkeypatch, o
     assert len(read_results(out / "results.jsonl")) == 2
     saved = json.loads((out / "sweep.json").read_text())
     assert saved["world_kind"] == "smollm2" and saved["budget"]["train_layers"] == 1
+    read_back = load_sweep_config(out / "sweep.json")  # what --report_only reads: the settings as they were
+    assert (read_back.world_kind, read_back.world, read_back.budget, read_back.methods) == (
+        "smollm2", config.world, config.budget, config.methods)
+    (tmp_path / "mixed.json").write_text(json.dumps({**saved, "world": {"kind": "oracle"}}))
+    with pytest.raises(ValueError, match="world_kind='smollm2' but world: kind='oracle'"):
+        load_sweep_config(tmp_path / "mixed.json")
     assert (cache / f"lmworld-{config.world.key()}" / "world.json").exists()
     # a rerun finds both runs done: nothing is trained again
     monkeypatch.setattr(lmrun, "train_and_evaluate", lambda *a, **k: pytest.fail("reran a finished run"))
@@ -155,8 +158,8 @@ def test_sweep_with_untrained_rows_and_an_epochs_axis(tiny_model, tmp_path, one_
     # the same evaluation seed: a trained run and the untrained one judge against the same reference answers
     assert one["ref_quality"] == untrained[0]["ref_quality"] and one["ref_length"] == untrained[0]["ref_length"]
 
-    from adadpo.oracle import paired
-    from adadpo.oracle.report import write_report
+    from adadpo.bench import paired
+    from adadpo.bench.report import write_report
 
     d = paired.paired(rows, "DPO", "tq")
     assert set(d) == {(0.1, 1e-3, 1), (0.1, 1e-3, 2)}
@@ -232,3 +235,21 @@ def test_demo_world_errors_are_one_line(tmp_path, capsys, argv, message):
     err = capsys.readouterr().err
     assert err.startswith("adadpo demo: error: ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()  # nothing was run
+
+
+def test_trunk_benchmark_measures_the_three_modes(world):
+    """benchmarks/smollm2_trunk.py on the tiny world: every mode trains, the cold runs compute each training
+    sequence once (2 per pair), and the ratios are each mode's time over the uncached run of the same repeat."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "smollm2_trunk.py"
+    spec = importlib.util.spec_from_file_location("smollm2_trunk", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = bench.measure(world, pairs=8, repeats=2, train_layers=1)
+    assert out["steps"] == 1 and all(len(v) == 2 for v in out["seconds"].values())
+    assert out["misses"] == [16, 16]  # chosen and rejected of 8 pairs, each computed once per cold run
+    for mode in ("cold", "warm"):
+        assert out["ratios"][mode] == [t / u for t, u in zip(out["seconds"][mode], out["seconds"]["uncached"])]
+    torch.set_num_threads(1)

@@ -1,27 +1,25 @@
-"""The frozen-trunk cache of the real-model world's runs (adadpo.lmworld.trunk), on the tiny stand-in model:
+"""The frozen-trunk cache of the real-model world's runs (adadpo.bench.worlds.smollm2.trunk), on the tiny stand-in model:
 the same logits and gradients as running every block, each sequence computed once, the model restored after."""
 
 from __future__ import annotations
 
+import lmworld_fixtures
 import pytest
 import torch
-from lmworld_fixtures import LAYERS, tiny_model_dir
+from lmworld_fixtures import LAYERS
 
-from adadpo.lmworld.run import freeze_below
-from adadpo.lmworld.trunk import TrunkCache, cached_trunk
+from adadpo.bench.worlds.smollm2.run import freeze_below
+from adadpo.bench.worlds.smollm2.trunk import TrunkCache, cached_trunk
+
+tiny_model = lmworld_fixtures.tiny_model  # the session's stand-in model (a fixture)
 
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tiny_model_dir(tmp_path_factory)
-
-
-def _model(model_dir, trained: int):
+def _model(tiny_model, trained: int):
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir).train()
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).train()
     freeze_below(model, trained)
     return model
 
@@ -43,8 +41,8 @@ def _loss_and_grads(model, ids, mask):
 
 
 @pytest.mark.parametrize("trained", [1, 2])
-def test_cached_trunk_gives_the_same_logits_and_gradients(model_dir, trained):
-    model = _model(model_dir, trained)
+def test_cached_trunk_gives_the_same_logits_and_gradients(tiny_model, trained):
+    model = _model(tiny_model, trained)
     ids, mask = _batch(model.config.vocab_size, [7, 3, 5])
     logits, grads = _loss_and_grads(model, ids, mask)
     cache = TrunkCache()
@@ -68,13 +66,13 @@ def test_cached_trunk_gives_the_same_logits_and_gradients(model_dir, trained):
     torch.testing.assert_close(after, logits)
 
 
-def test_cached_trunk_refuses_what_it_cannot_serve(model_dir):
-    model = _model(model_dir, 1)
+def test_cached_trunk_refuses_what_it_cannot_serve(tiny_model):
+    model = _model(tiny_model, 1)
     ids, mask = _batch(model.config.vocab_size, [4, 2])
     with cached_trunk(model, 1, TrunkCache()):
         with pytest.raises(RuntimeError, match="right-padded"):
             model(input_ids=ids, attention_mask=mask.flip(1))
-    unfrozen = _model(model_dir, LAYERS)
+    unfrozen = _model(tiny_model, LAYERS)
     with pytest.raises(ValueError, match="must be frozen"):
         with cached_trunk(unfrozen, 1, TrunkCache()):
             pass

@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from adadpo.oracle.report import best_cell, compare, interval, tracking, write_report
+from adadpo.bench.report import write_report
+from adadpo.bench.stats import best_cell, compare, interval, tracking
 
 
 def rows_for(effects: dict[tuple[float, float], float], seeds=(0, 1, 2), noise=0.002, base=0.6) -> list[dict]:
@@ -68,7 +69,8 @@ def test_write_report_files(tmp_path):
 
 
 def test_one_cell_report_defines_its_columns_and_has_no_best_cell_tables(tmp_path):
-    from adadpo.oracle.report import DEFINITIONS, METRICS
+    from adadpo.bench.report import DEFINITIONS
+    from adadpo.bench.stats import METRICS
 
     text = write_report(rows_for({(0.1, 1e-4): 0.05}), [("DPO", "AdaDPO")], tmp_path, title="t").read_text()
     assert "KL budget" not in text and "Best cell per method" not in text  # with one cell: that cell
@@ -81,7 +83,8 @@ def test_one_cell_report_defines_its_columns_and_has_no_best_cell_tables(tmp_pat
 
 
 def test_an_interval_whose_ends_print_alike_says_the_seeds_agree():
-    from adadpo.oracle.report import Interval, ci_text
+    from adadpo.bench.report import ci_text
+    from adadpo.bench.stats import Interval
 
     assert ci_text(Interval(-0.0131, -0.01312, -0.01308, 3)) == "[-0.013, -0.013] (the seeds agree to 3 decimals)"
     assert ci_text(Interval(0.02, 0.01, 0.03, 3)) == "[+0.010, +0.030]"
@@ -101,7 +104,7 @@ def test_ablation_report_has_one_figure_per_kind(tmp_path):
 
 
 def test_best_within_kl_respects_the_budget():
-    from adadpo.oracle.report import best_within_kl
+    from adadpo.bench.stats import best_within_kl
 
     rows = rows_for({(0.1, 1e-4): 0.05, (0.1, 3e-4): 0.0})
     for r in rows:
@@ -113,7 +116,7 @@ def test_best_within_kl_respects_the_budget():
 
 
 def test_headline_table_one_row_per_comparison_and_sweep(tmp_path):
-    from adadpo.oracle.report import headline_table
+    from adadpo.bench.report import headline_table
 
     effects = {(0.1, 1e-4): 0.05, (0.1, 3e-4): 0.04, (0.3, 1e-4): 0.0, (0.3, 3e-4): -0.05}
     write_report(rows_for(effects), [("DPO", "AdaDPO")], tmp_path / "grid", title="t")
@@ -143,8 +146,8 @@ def test_demo_differences_say_higher_or_lower_for_length_and_kl():
 
 
 def test_one_seed_prints_no_nan_interval_and_writes_strict_json():
+    from adadpo.bench.report import json_ready, summary
     from adadpo.cli.demo import differences
-    from adadpo.oracle.report import json_ready, summary
 
     rows = rows_for({(0.1, 1e-4): 0.05}, seeds=(0,))
     text = differences(rows, "DPO", "AdaDPO")  # before: [+nan, +nan]

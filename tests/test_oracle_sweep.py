@@ -14,10 +14,11 @@ import pytest
 import torch
 import yaml
 
-from adadpo.oracle.data import EVAL_SAMPLES, build_world
-from adadpo.oracle.run import Budget, Method, RunSpec, train_and_evaluate
-from adadpo.oracle.sweep import SweepConfig, finished_rows, load_sweep_config, read_results, run_sweep
-from adadpo.oracle.world import WorldConfig, quality
+from adadpo.bench.run import Budget, Method, RunSpec
+from adadpo.bench.sweep import SweepConfig, finished_rows, load_sweep_config, read_results, run_sweep
+from adadpo.bench.worlds.oracle.data import EVAL_SAMPLES, build_world
+from adadpo.bench.worlds.oracle.run import train_and_evaluate
+from adadpo.bench.worlds.oracle.world import WorldConfig, quality
 from adadpo.trl import DirLock
 
 TINY = dict(n_words=10, min_targets=2, max_targets=3, hidden=16, layers=1, heads=2, n_sft=96, sft_epochs=1,
@@ -120,6 +121,7 @@ def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return res
 
 
+@pytest.mark.slow
 def test_cli_sweep_two_workers_and_report(world, tmp_path):
     grid = {"world": TINY, "budget": {"batch_size": 8, "logging_steps": 1}, "betas": [0.1, 0.3],
             "learning_rates": [1e-3], "seeds": [0, 1], "workers": 2,
@@ -143,6 +145,7 @@ def test_cli_sweep_two_workers_and_report(world, tmp_path):
     assert empty.returncode != 0 and "has no finished run" in empty.stderr
 
 
+@pytest.mark.slow
 def test_cli_demo_writes_table_report_results(world, tmp_path):
     (tmp_path / "world.yaml").write_text(yaml.safe_dump(TINY))
     argv = ["demo", "--output_dir", "demo", "--world", "world.yaml", "--seeds", "2", "--learning_rate", "1e-3",
@@ -195,7 +198,7 @@ def test_cli_missing_yaml_is_a_one_line_error(tmp_path, args):
 
 def test_sampling_process_log_probs_are_exact(world):
     """Scored with `ended`, the log-probs of every answer `sample` can produce (max 2 tokens) sum to 1."""
-    from adadpo.oracle.policy import response_logps, sample
+    from adadpo.bench.worlds.oracle.policy import response_logps, sample
 
     tokenizer, model = world.load_tokenizer(), world.load_reference()
     words = list(world.config.words)

@@ -9,13 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adadpo.oracle.world import (
+from adadpo.bench.judge import best_and_worst, judge_prob
+from adadpo.bench.worlds.oracle.world import (
     WORDS,
     Prompt,
     WorldConfig,
-    best_and_worst,
     demonstration,
-    judge_prob,
     make_prompts,
     quality,
 )

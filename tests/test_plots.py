@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
+from adadpo.bench import figures as plots
 from adadpo.cli.diagnose import imbalance_figure
-from adadpo.oracle import report
-from adadpo.oracle.plotting import pyplot
+from adadpo.plotting import pyplot
 
 
 def _overlaps(a, b) -> bool:
@@ -52,7 +52,7 @@ def assert_readable(fig, labels: set[str]) -> None:
 def figures(monkeypatch):
     """The figures the report's plot functions build, kept open instead of saved."""
     kept = []
-    monkeypatch.setattr(report, "_save", lambda fig, path: kept.append(fig))
+    monkeypatch.setattr(plots, "_save", lambda fig, path: kept.append(fig))
     yield kept
     for fig in kept:
         pyplot().close(fig)
@@ -66,7 +66,7 @@ def _rows(levels: dict[str, list[float]], seeds=(0, 1)) -> list[dict]:
         for i, level in enumerate(per_cell):
             for s in seeds:
                 y = level + (0.5 if s else -0.5)
-                curve = {"step": [1, 2, 3], **{key: [y, y, y] for key, _ in report.CURVES}}
+                curve = {"step": [1, 2, 3], **{key: [y, y, y] for key, _ in plots.CURVES}}
                 rows.append({"method": m, "beta": 0.1, "learning_rate": 1e-4 * (i + 1), "seed": s, "lc": 0.5 + y / 100,
                              "wr": 0.55, "tq": 0.5, "kl": 1.0 + i, "curves": curve})
     return rows
@@ -74,7 +74,7 @@ def _rows(levels: dict[str, list[float]], seeds=(0, 1)) -> list[dict]:
 
 def test_curves_median_over_cells_and_interquartile_band(figures):
     rows = _rows({"DPO": [1.0, 2.0, 10.0], "AdaDPO": [0.0, 0.0, 3.0]})
-    what = report.plot_curves(rows, ["DPO", "AdaDPO"], "unused.png")
+    what = plots.plot_curves(rows, ["DPO", "AdaDPO"], "unused.png")
     assert what == ("line: median over the 3 cells (β x lr) of the mean over seeds; "
                     "band: 25th to 75th percentile over cells")
     (fig,) = figures
@@ -87,13 +87,13 @@ def test_curves_median_over_cells_and_interquartile_band(figures):
 
 
 def test_curves_of_one_cell_band_over_seeds_and_many_methods_without_bands(figures):
-    what = report.plot_curves(_rows({"DPO": [1.0]}), ["DPO"], "unused.png")
+    what = plots.plot_curves(_rows({"DPO": [1.0]}), ["DPO"], "unused.png")
     assert what == "line: mean over seeds; band: min to max over seeds"
     band = figures[0].axes[0].collections[0].get_paths()[0].vertices[:, 1]
     assert band.min() == pytest.approx(0.5) and band.max() == pytest.approx(1.5)
 
     methods = {f"variant {i}": [float(i), i + 1.0] for i in range(10)}  # an ablation: ten lines, no bands
-    what = report.plot_curves(_rows(methods), list(methods), "unused.png", band=False)
+    what = plots.plot_curves(_rows(methods), list(methods), "unused.png", band=False)
     assert what == "line: median over the 2 cells (β x lr) of the mean over seeds"
     assert_readable(figures[1], set(methods))
     assert not figures[1].axes[0].collections
@@ -101,10 +101,10 @@ def test_curves_of_one_cell_band_over_seeds_and_many_methods_without_bands(figur
 
 def test_scatter_heatmap_and_bar_figures_are_titled_with_legends_off_the_data(figures):
     rows = _rows({"DPO": [1.0, 2.0, 3.0], "AdaDPO": [1.0, 1.5, 2.0]})
-    report.plot_tracking(rows, "unused.png")
-    report.plot_frontier(rows, "unused.png")
-    report.plot_heatmaps(rows, "DPO", "AdaDPO", "unused.png")
-    caption = report.plot_bars([r for r in rows if r["learning_rate"] == 1e-4], ["DPO", "AdaDPO"], "unused.png")
+    plots.plot_tracking(rows, "unused.png")
+    plots.plot_frontier(rows, "unused.png")
+    plots.plot_heatmaps(rows, "DPO", "AdaDPO", "unused.png")
+    caption = plots.plot_bars([r for r in rows if r["learning_rate"] == 1e-4], ["DPO", "AdaDPO"], "unused.png")
     tracking, frontier, heatmaps, bars = figures
     for fig in (tracking, frontier):
         assert_readable(fig, {"DPO", "AdaDPO"})
@@ -115,7 +115,7 @@ def test_scatter_heatmap_and_bar_figures_are_titled_with_legends_off_the_data(fi
              "bars: mean over 2 seed(s); error bars: 95% t-interval of the mean over seeds")
     assert bars._suptitle.get_text() == title
     # the error bars are the intervals' half-widths: seeds at level -+0.5, lc = 0.5 + y / 100
-    half = report.interval([0.5 + 0.5 / 100, 0.5 + 1.5 / 100]).half
+    half = plots.interval([0.5 + 0.5 / 100, 0.5 + 1.5 / 100]).half
     err = bars.axes[0].containers[0].lines[2][0].get_segments()[0][:, 1]  # DPO's LC bar
     assert err.max() - err.min() == pytest.approx(2 * half)
 

@@ -11,10 +11,10 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from tiny import save_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,10 +46,10 @@ def test_the_set_up_lines_name_real_extras_and_helpers():
     assert extras and set(extras) <= set(known), extras
     assert ["export", "HF_HUB_OFFLINE=1"] in commands
     model = next(c for c in commands if c[0].startswith("MODEL="))
-    assert model == ["MODEL=$(python -m adadpo.lmworld.model)"]
-    from adadpo.lmworld import model as lm
+    assert model == ["MODEL=$(python -m adadpo.bench.worlds.smollm2.model)"]
+    from adadpo.bench.worlds.smollm2 import model as lm
 
-    assert callable(lm.main)  # what `python -m adadpo.lmworld.model` runs
+    assert callable(lm.main)  # what `python -m adadpo.bench.worlds.smollm2.model` runs
 
 
 def test_the_format_shown_is_the_shipped_files_first_line():
@@ -87,6 +87,7 @@ def _metrics(run: Path) -> list[dict]:
     return [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
 
 
+@pytest.mark.slow
 def test_two_runs_dpo_then_adadpo(followed):
     assert [c[:2] for c in followed["commands"]] == [["adadpo", "train"]] * 2
     assert "--balance" not in followed["commands"][0] and followed["commands"][1][-4:-2] == ["--balance", "true"]
@@ -101,6 +102,7 @@ def test_two_runs_dpo_then_adadpo(followed):
         assert f'model="runs/{name}"' in (run / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_what_the_readme_says_to_look_at_is_logged(followed):
     look = _section("What to look at:", "**With the Hugging Face Hub**")
     named = set(re.findall(r"`(balance/[a-z_]+)`", look))
@@ -115,6 +117,7 @@ def test_what_the_readme_says_to_look_at_is_logged(followed):
         assert output.count("'loss': ") == 10, output[-2000:]
 
 
+@pytest.mark.slow
 def test_the_readme_diagnose_line_reads_the_training_config(followed):
     out = followed["outputs"][2]
     assert "dataset:   examples/data/pairs.jsonl, split 'train', 40 pairs" in out

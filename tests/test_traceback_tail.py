@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_cli_train import _config, world  # noqa: F401 (world: the module's fixture)
+from tiny import cli_config as _config
 from tiny import make_pairs, make_tokenizer
 
 from adadpo.cli import main

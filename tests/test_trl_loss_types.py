@@ -1,6 +1,6 @@
 """TRL 1.16's loss options (every ``loss_type``, weighted lists, WPO, LD-DPO, f-divergences) in adadpo.
 
-- core: :func:`adadpo.core.trl_losses.trl_preference_loss` against TRL's own ``DPOTrainer._compute_loss``
+- core: :func:`adadpo.preference_loss` with TRL's loss types against TRL's own ``DPOTrainer._compute_loss``
   (called unbound with a fake trainer and fused head, ``test_trl_parity._trl_dpo``) on random batches;
 - trainer: ``AdaDPOTrainer(balance=False)`` against stock ``DPOTrainer`` on the same tiny model and data, per-step
   losses, logged metrics and final weights;
@@ -16,15 +16,17 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from datasets import Dataset
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_trl_parity import _close, _dpo_case, _magnitude, _trl_dpo
-from tiny import TRAINER_ARGS, make_pairs, make_tokenizer, save_tiny_model
+from tiny import TRAINER_ARGS
 from trl import DPOConfig, DPOTrainer
+from trl_cases import _close, _dpo_case, _magnitude, _trl_dpo
 
+import adadpo
 from adadpo import Balance, LossSpec, PairLogps, TokenLogps
-from adadpo.core.trl_losses import LOSS_TYPES, TrlLossSpec, trl_preference_loss
+from adadpo.core import terms
+from adadpo.core.losses import preference_loss
+from adadpo.core.registry import TRL_LOSS_TYPES as LOSS_TYPES
 from adadpo.trl import AdaDPOConfig, AdaDPOTrainer
 from adadpo.trl.backends import TrlFusedBackend
 from conftest import pair_batches
@@ -53,12 +55,20 @@ OPTIONS = {
     "sigmoid_label_smoothing": dict(label_smoothing=0.1),
 }
 
+#: The shared fixtures' settings (tests/conftest.py).
+PAIRS = (24, 0)
 
-def _spec(options: dict, balance: Balance | None = None, beta: float = 0.1) -> TrlLossSpec:
+
+def _spec(options: dict, balance: Balance | None = None, beta: float = 0.1) -> LossSpec:
+    """The :class:`LossSpec` of TRL's options: a list of TRL's loss types, with TRL's options."""
     o = dict(options)
     o.pop("ld_alpha", None)
     types = o.pop("loss_type", "sigmoid")
-    return TrlLossSpec(types, weights=o.pop("loss_weights", None), beta=beta, balance=balance, **o)
+    types = [types] if isinstance(types, str) else types
+    takes = {p for t in types for p in LOSS_TYPES[t].params}
+    if "label_smoothing" not in takes:
+        o.pop("label_smoothing", None)  # TRL's other loss types ignore it
+    return LossSpec(types, weights=o.pop("loss_weights", None), beta=beta, balance=balance, **o)
 
 
 def _fake_attrs(options: dict) -> dict:
@@ -98,13 +108,13 @@ def test_core_matches_dpotrainer_compute_loss(name, seed, B, beta, dtype):
     else:
         A_w, A_l = tokens.desensitized(alpha).logps.chunk(2)
         assert A_w.dtype == dtype
-    pairs = PairLogps(A_w, A_l, kw["chosen_lengths"], kw["rejected_lengths"], kw["ref_chosen_logps"],
-                      kw["ref_rejected_logps"])
     weights = None
     if lssp is not None:
         weights = TrlFusedBackend._wpo_weights(SimpleNamespace(log_sum_sq_probs=lssp), raw * counted, counted)
     raw_w = kw["chosen_logps"] if alpha is not None else None
-    out = trl_preference_loss(_spec(options, beta=beta), pairs, weights, raw_w)
+    pairs = PairLogps(A_w, A_l, kw["chosen_lengths"], kw["rejected_lengths"], kw["ref_chosen_logps"],
+                      kw["ref_rejected_logps"], pair_weights=weights, raw_chosen_logps=raw_w)
+    out = preference_loss(_spec(options, beta=beta), pairs)
 
     # TRL holds exo_pair's eps as a float32 tensor, so its log(eps) is float32 whatever the inputs' dtype
     _close(out.loss, trl_loss, torch.float32 if "exo_pair" in str(options) else dtype, scale=_magnitude(trl_loss))
@@ -117,25 +127,12 @@ def test_core_matches_dpotrainer_compute_loss(name, seed, B, beta, dtype):
 def test_sigmoid_and_ipo_are_adadpos_own_terms():
     """TRL's sigmoid and ipo are computed by adadpo's dpo and ipo pairwise terms, alone and in a list."""
     spec = _spec(dict(loss_type=["sigmoid", "ipo", "hinge"]))
-    assert [s.loss if s else None for s in spec._native] == ["dpo", "ipo", None]
+    assert [d.term for d in (LOSS_TYPES["sigmoid"], LOSS_TYPES["ipo"])] == [terms.sigmoid, adadpo.LOSSES["ipo"].term]
+    assert LOSS_TYPES["sigmoid"].same_as == "dpo" and LOSS_TYPES["ipo"] is adadpo.LOSSES["ipo"]
+    assert spec.names == ("sigmoid", "ipo", "hinge")
 
 
 # --------------------------------------------------------------------------------- trainer vs stock
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return make_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def dataset():
-    return Dataset.from_list(make_pairs(24))
 
 
 def _train(cls, config, model_dir, tokenizer, dataset, out, **kw):
@@ -173,12 +170,13 @@ def test_trainer_equals_stock_dpotrainer(name, model_dir, tokenizer, dataset, tm
     backend = ours.logps_backend_for(ours.model).name
     assert backend == ("trl_fused" if options.get("use_weighting") else "chunked")  # WPO needs TRL's fused head
     native = name in ("sigmoid", "ipo", "ld", "sigmoid_label_smoothing")
-    assert isinstance(ours.loss_spec, LossSpec if native else TrlLossSpec)
+    trl_options = {"f_divergence_type", "use_weighting", "loss_weights"} & ours.loss_spec.params.keys()
+    assert (ours.loss_spec.loss in adadpo.LOSSES and not trl_options) == native  # resolved to adadpo's family
 
 
 # ------------------------------------------------------------------------------------------- balance
 
-BALANCED = [t for t, lt in LOSS_TYPES.items() if lt.kind != "batch"]
+BALANCED = [t for t, lt in LOSS_TYPES.items() if lt.balanced is not None]
 F_DIVS = ("reverse_kl", "forward_kl", "js_divergence", "alpha_divergence")
 
 
@@ -188,11 +186,11 @@ def _balanced_case(loss_type, batch, a_w, a_l, balance, f_div="reverse_kl"):
     options = dict(loss_type=loss_type, label_smoothing=SMOOTHING.get(loss_type, 0.0))
     if LOSS_TYPES[loss_type].f_divergence:
         options["f_divergence_type"] = f_div
-    return trl_preference_loss(_spec(options, balance=balance, beta=batch.beta), pairs)
+    return preference_loss(_spec(options, balance=balance, beta=batch.beta), pairs)
 
 
 def _placements(loss_type):
-    return ("margin", "gradient") if LOSS_TYPES[loss_type].kind == "margin" else ("gradient",)
+    return ("margin", "gradient") if LOSS_TYPES[loss_type].balanced == "margin" else ("gradient",)
 
 
 COMBOS = [(t, level, use_ref, place) for t in BALANCED for level in ("token", "sequence") for use_ref in (False, True)
@@ -262,7 +260,7 @@ def test_zero_exponents_give_the_plain_loss_exactly(loss_type, batch, clip):
                          ids=lambda o: str(o["loss_type"]))
 def test_balanced_trl_losses_train(options, model_dir, tokenizer, dataset, tmp_path):
     first = options["loss_type"] if isinstance(options["loss_type"], str) else options["loss_type"][0]
-    placement = "gradient" if LOSS_TYPES[first].kind == "sides" else "margin"
+    placement = "gradient" if LOSS_TYPES[first].balanced == "two-sided" else "margin"
     trainer, losses = _train(AdaDPOTrainer, AdaDPOConfig, model_dir, tokenizer, dataset, tmp_path, balance=True,
                              balance_placement=placement, max_steps=8, learning_rate=1e-2, **options)
     assert all(math.isfinite(x) for x in losses)
@@ -293,10 +291,10 @@ def test_wpo_with_hinge_and_sft_trains_where_stock_fails(model_dir, tokenizer, d
     (dict(loss="ipo"), ("ipo", LossSpec)),
     (dict(loss="ipo", loss_type=["ipo"]), ("ipo", LossSpec)),
     (dict(loss="simpo"), ("simpo", LossSpec)),
-    (dict(loss_type="hinge"), ("hinge", TrlLossSpec)),
-    (dict(loss_type=["sigmoid", "sft"]), ("sigmoid+sft", TrlLossSpec)),
-    (dict(use_weighting=True), ("sigmoid", TrlLossSpec)),
-    (dict(loss="ipo", f_divergence_type="js_divergence"), ("ipo", TrlLossSpec)),
+    (dict(loss_type="hinge"), ("hinge", LossSpec)),
+    (dict(loss_type=["sigmoid", "sft"]), ("sigmoid+sft", LossSpec)),
+    (dict(use_weighting=True), ("sigmoid", LossSpec)),
+    (dict(loss="ipo", f_divergence_type="js_divergence"), ("ipo", LossSpec)),
     (dict(loss_type="ipo", label_smoothing=0.1), ("ipo", LossSpec)),  # TRL's ipo ignores label_smoothing
 ])
 def test_loss_and_loss_type_resolve_to_one_loss(tmp_path, kwargs, expected):

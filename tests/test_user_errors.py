@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_cli_train import _config, _write, world  # noqa: F401 (world: the module's fixture)
+from tiny import cli_config as _config
+from tiny import write_yaml as _write
 
 from adadpo.cli import main
 

@@ -112,3 +112,29 @@ def train_cli(config: dict, directory: Path, capsys) -> tuple[int, str]:
     except SystemExit as exit_:
         code = exit_.code
     return code, capsys.readouterr().err
+
+
+def cli_config(world: Path, out: Path, **overrides) -> dict:
+    """An ``adadpo train`` config on the ``world`` fixture's model and plain data, writing to ``out``."""
+    return {
+        "model_name_or_path": str(world / "model"),
+        "dataset_name": str(world / "data"),
+        "output_dir": str(out),
+        "max_steps": 3,
+        "per_device_train_batch_size": 4,
+        "learning_rate": 1e-3,
+        "logging_steps": 1,
+        "save_steps": 2,
+        "gradient_checkpointing": False,
+        "disable_tqdm": True,
+        "report_to": [],  # TRL's list form (a str "none" works too)
+        **overrides,
+    }
+
+
+def write_yaml(path: Path, config: dict) -> Path:
+    """``config`` as YAML at ``path``."""
+    import yaml
+
+    path.write_text(yaml.safe_dump(config))
+    return path

@@ -14,5 +14,5 @@ for loss in rdpo ipo simpo cpo orpo; do
   adadpo sweep --config "examples/families/$loss.yaml" --output-dir "docs/results/families/$loss" --title "$loss vs its balanced form" "$@"
 done
 # The one table over every sweep (docs/results/headline.md)
-python -m adadpo.oracle.report docs/results/dpo docs/results/dpo-eta2 docs/results/families/{rdpo,ipo,simpo,cpo,orpo} \
+python -m adadpo.bench.report docs/results/dpo docs/results/dpo-eta2 docs/results/families/{rdpo,ipo,simpo,cpo,orpo} \
   docs/results/ablation > docs/results/headline.md

@@ -57,7 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def table(rows: list[dict], methods: list[str]) -> str:
     """Plain-text table: one line per method, mean ± 95% half-width over seeds."""
-    from adadpo.oracle.report import interval, value
+    from adadpo.bench.stats import interval, value
 
     head = f"{'method':<8}" + "".join(f"{label:>17}" for _, label in TABLE)
     lines = [head, "-" * len(head)]
@@ -73,7 +73,8 @@ MOVED = {"win": "higher", "loss": "lower"}
 
 
 def differences(rows: list[dict], base: str, cand: str) -> str:
-    from adadpo.oracle.report import METRICS, ci_text, compare
+    from adadpo.bench.report import ci_text
+    from adadpo.bench.stats import METRICS, compare
 
     lines = []
     for metric in ("lc", "wr", "tq", "lc_minus_wr", "length", "kl", "delta_chosen"):
@@ -89,7 +90,7 @@ def differences(rows: list[dict], base: str, cand: str) -> str:
 
 def against_untrained(rows: list[dict], methods: list[str]) -> str:
     """Each method minus the untrained model evaluated with the same seed: mean and 95% interval over seeds."""
-    from adadpo.oracle.paired import DELTAS, pooled
+    from adadpo.bench.paired import DELTAS, pooled
 
     lines = []
     for m in methods:
@@ -102,11 +103,11 @@ def against_untrained(rows: list[dict], methods: list[str]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     # imported here so that `import adadpo.cli` stays light (no transformers for `adadpo explain`)
-    from adadpo.oracle.progress import StageProgress
-    from adadpo.oracle.report import json_ready, summary, write_report
-    from adadpo.oracle.run import Method
-    from adadpo.oracle.report import DEFINITIONS
-    from adadpo.oracle.sweep import SweepConfig, finished_rows, run_sweep, sweep_config_dict, world_kind
+    from adadpo.bench.progress import StageProgress
+    from adadpo.bench.report import DEFINITIONS, json_ready, summary, write_report
+    from adadpo.bench.run import Method
+    from adadpo.bench.sweep import SweepConfig, finished_rows, run_sweep, sweep_config_dict
+    from adadpo.bench.world import get_world
 
     kind, world = _world(args)
     for key, default in DEFAULTS[kind].items():
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     config = SweepConfig(
         methods=[Method("DPO", "dpo"), Method("AdaDPO", "dpo", {})], betas=[args.beta],
         learning_rates=[args.learning_rate], seeds=list(range(args.seeds)), world=world, workers=args.workers,
-        world_kind=kind, budget=world_kind(kind).budget_cls(), untrained=True,
+        world_kind=kind, budget=get_world(kind).budget_cls(), untrained=True,
     )
     out = Path(args.output_dir)
     before = {r["key"] for r in finished_rows(config, out / "runs")}  # runs of an earlier invocation: reused
@@ -147,15 +148,13 @@ def run(args: argparse.Namespace) -> int:
     print("\nEach method minus the untrained model evaluated with the same seed (95% interval; 'win': training "
           "helped):")
     print(against_untrained(rows, methods))
-    appendix = ""
-    if kind == "smollm2":
-        from adadpo.lmworld.report import examples_markdown, examples_text
-
+    world_ = get_world(kind)
+    examples = world_.examples_text(rows, methods)
+    if examples:
         print("\nHeld-out prompts, the reference's answer and each method's (seed 0); q = true quality:\n")
-        print(examples_text(rows, methods))
-        appendix = examples_markdown(rows, methods)
-    what = ("the oracle world" if kind == "oracle"
-            else f"the real-model world ({rows[0]['model_parameters'] / 1e6:.1f}M-parameter policy)")
+        print(examples)
+    appendix = world_.examples_markdown(rows, methods)
+    what = world_.describe(rows)
     new = [r for r in rows if r["key"] not in before]
     trained, reused = sum(r["method"] in methods for r in new), sum(r["method"] in methods for r in rows) - len(
         [r for r in new if r["method"] in methods])
@@ -193,7 +192,7 @@ EXPECT = {
 def verdict(rows: list[dict], base: str, cand: str, kind: str, args: argparse.Namespace) -> str:
     """One line: how ``cand`` compared with ``base`` on TQ, LC, length and KL in this run (seed-paired 95%
     intervals decide higher / lower / level), and what to expect of the world."""
-    from adadpo.oracle.report import compare
+    from adadpo.bench.stats import compare
 
     def moved(metric: str, up: str, down: str, level: str, digits: int = 3, unit: str = "") -> str:
         iv = compare(rows, base, cand, metric).pooled
@@ -214,15 +213,16 @@ def _world(args: argparse.Namespace):
     """``(kind, world config)`` from ``--world`` (a name or a YAML file) and ``--model_name_or_path``."""
     import dataclasses
 
-    from adadpo.oracle.sweep import WORLD_KINDS, load_world_config, world_kind
+    from adadpo.bench.sweep import load_world_config
+    from adadpo.bench.world import WORLDS, get_world
 
     name = args.world
-    if name in WORLD_KINDS:
-        kind, world = name, world_kind(name).config_cls()
+    if name in WORLDS:
+        kind, world = name, get_world(name).config_cls()
     elif name.endswith((".yaml", ".yml")) or Path(name).exists():
         kind, world = load_world_config(name)
     else:
-        raise ValueError(f"--world={name!r}: expected one of {list(WORLD_KINDS)} or a YAML file")
+        raise ValueError(f"--world={name!r}: expected one of {list(WORLDS)} or a YAML file")
     if args.model_name_or_path:
         if kind != "smollm2":
             raise ValueError(f"--model_name_or_path={args.model_name_or_path!r}: only the smollm2 world takes a model "

@@ -131,13 +131,15 @@ def _check_args(args: argparse.Namespace) -> None:
     bad = [k for k in args.balance_clip if not k >= 1]
     if bad:
         raise ValueError(f"--balance_clip values must all be >= 1 (a clip ratio), got {bad[0]:g}")
+    from adadpo.core.registry import reference_based
+
     if not family.needs_reference:
         if args.ref_model is not None:
-            raise ValueError(f"--ref_model was given, but loss {args.loss!r} is reference-free; drop it or use dpo, "
-                             "rdpo or ipo")
+            raise ValueError(f"--ref_model was given, but loss {args.loss!r} is reference-free; drop it or use "
+                             f"{reference_based()}")
         if args.balance_use_reference:
-            raise ValueError(f"--balance_use_reference needs a reference-based loss (dpo, rdpo, ipo), but loss is "
-                             f"{args.loss!r}")
+            raise ValueError(f"--balance_use_reference needs a reference-based loss ({reference_based()}), but "
+                             f"loss is {args.loss!r}")
     elif args.balance_use_reference and args.ref_model is None:
         raise ValueError(
             "--balance_use_reference needs --ref_model: without one the model is its own reference, so pi / pi_ref = 1 "
@@ -287,7 +289,7 @@ def write_outputs(directory: str, report: Any, args: argparse.Namespace, pairs: 
 
 
 def _plot(report: Any, args: argparse.Namespace, path: str) -> None:
-    from adadpo.oracle.plotting import save
+    from adadpo.plotting import save
 
     save(imbalance_figure(report, args), path, dpi=120)
 
@@ -296,7 +298,7 @@ def imbalance_figure(report: Any, args: argparse.Namespace):
     """The histogram of ``report.log_rho`` with lines at 0 and ``+-log kappa`` per kappa; the legend sits below
     the axes so it covers no line. ``args``: ``loss``, ``balance_level``, ``balance_use_reference``, ``dataset_name``,
     ``dataset_train_split``."""
-    from adadpo.oracle.plotting import figure, legend_outside, pyplot
+    from adadpo.plotting import figure, legend_outside, pyplot
 
     values = report.log_rho.numpy()
     fig, ax = figure(figsize=(8, 5))

@@ -6,14 +6,13 @@ The world is the oracle's unless the YAML says ``world: {kind: smollm2, ...}`` (
 Runs in parallel (``workers`` processes, one thread each), appends each finished run to
 ``OUTPUT_DIR/results.jsonl`` and skips runs already there, so a killed sweep resumes. Then writes
 ``report.md`` (the paper's headline statistics with intervals over seeds), ``summary.json`` and plots.
-The YAML format is in ``examples/sweep_dpo.yaml`` and ``adadpo.oracle.sweep``.
+The YAML format is in ``examples/sweep_dpo.yaml`` and ``adadpo.bench.sweep``.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-
 
 EXTRA = "bench"
 
@@ -32,9 +31,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from adadpo.oracle.progress import StageProgress
-    from adadpo.oracle.report import write_report
-    from adadpo.oracle.sweep import finished_rows, load_sweep_config, run_sweep, wall_time
+    from adadpo.bench.progress import StageProgress
+    from adadpo.bench.report import write_report
+    from adadpo.bench.sweep import finished_rows, load_sweep_config, run_sweep, wall_time
+    from adadpo.bench.world import get_world
 
     config = load_sweep_config(args.config)
     if args.workers is not None:
@@ -62,12 +62,9 @@ def run(args: argparse.Namespace) -> int:
     preamble = (f"`adadpo sweep --config {args.config}`: {timing}. World `{config.world.key()}`; settings in "
                 f"`sweep.json`.{partial}")
     methods = [m.name for m in config.methods]
-    appendix, kind = "", config.world_kind
-    if kind == "smollm2":
-        from adadpo.lmworld.report import examples_markdown
-
-        appendix = examples_markdown(rows, methods)
-    default_title = f"{'Oracle' if kind == 'oracle' else 'Real-model (' + kind + ')'} sweep: {Path(args.config).stem}"
+    world = get_world(config.world_kind)
+    appendix = world.examples_markdown(rows, methods)
+    default_title = f"{world.title} sweep: {Path(args.config).stem}"
     report = write_report(rows, config.comparisons, out, title=args.title or default_title,
                           preamble=preamble, order=methods, appendix=appendix)
     print(f"{len(rows)} runs in {out}/results.jsonl; report: {report}")

@@ -29,13 +29,20 @@ EXTRA = "trainer"
 HELP = "train a model with a plain or balanced preference loss (YAML config + overrides)"
 
 HELP_USAGE = "adadpo train --config FILE [--key value ...]"
-HELP_INTRO = (
-    "--config FILE: a YAML mapping of the keys below (what `trl dpo --config` takes, plus adadpo's); --key value on "
-    "the command line overrides it. The main keys: --model_name_or_path, --dataset_name, --output_dir, --loss "
-    "(dpo|rdpo|ipo|simpo|cpo|orpo), --balance (AdaDPO), --beta, --learning_rate, --max_steps, --save_steps; "
-    "--auto_resume (default true) continues the run in output_dir, --overwrite_output_dir starts it over. "
-    "Every key, with its default:"
-)
+
+
+def help_intro() -> str:
+    """The head of ``adadpo train --help``; the loss names come from the registry (imported only for the help)."""
+    from adadpo.core.registry import LOSSES, TRL_LOSS_TYPES
+
+    return (
+        "--config FILE: a YAML mapping of the keys below (what `trl dpo --config` takes, plus adadpo's); --key value "
+        "on the command line overrides it. The main keys: --model_name_or_path, --dataset_name, --output_dir, --loss "
+        f"({'|'.join(LOSSES)}), --loss_type (TRL's: {'|'.join(TRL_LOSS_TYPES)}), --balance (AdaDPO), --beta, "
+        "--learning_rate, --max_steps, --save_steps; --auto_resume (default true) continues the run in output_dir, "
+        "--overwrite_output_dir starts it over. Every key, with its default:"
+    )
+
 logger = logging.getLogger("adadpo")
 _LAUNCHED = "ADADPO_LAUNCHED"  # set for the processes `accelerate launch` starts
 
@@ -104,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if argv[:1] in (["-h"], ["--help"]):
         from trl import TrlParser
 
-        parser = TrlParser(_dataclass_types(), prog="adadpo train", usage=HELP_USAGE, description=HELP_INTRO)
+        parser = TrlParser(_dataclass_types(), prog="adadpo train", usage=HELP_USAGE, description=help_intro())
         _negations_say_what_they_do(parser)
         parser.print_help()
         return 0

@@ -154,16 +154,11 @@ def normalized_coefficients(log_rho: Tensor, normalize: Normalize) -> tuple[Tens
 
 
 @torch.no_grad()
-def balance_coefficients(
-    x_chosen: Tensor, x_rejected: Tensor, balance: Balance, dtype: torch.dtype, check: bool = True
-) -> Coefficients:
-    """AdaDPO coefficients from the side statistics ``X_w``, ``X_l`` (``[B]`` each, any float dtype).
-
-    ``log rho = alpha_w X_w - alpha_l X_l``, clamped to ``[-log kappa, log kappa]``, then normalized.
-    The statistics are computed in :func:`statistic_dtype`; the coefficients are returned in ``dtype``
-    (the loss's compute dtype). With ``check`` (one host sync), raises ``ValueError`` if they overflow it or
-    vanish (``clip=inf`` with extreme inputs); without, such coefficients make the loss non-finite.
-    """
+def coefficient_tensors(
+    x_chosen: Tensor, x_rejected: Tensor, balance: Balance, dtype: torch.dtype, check: bool = False
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """:func:`balance_coefficients` as a plain tuple ``(c_w, c_l, imbalance, log_rho, log_rho_used, clipped)``,
+    the form the loss uses every step (no object built). ``check`` as there."""
     wide = statistic_dtype(x_chosen.device)
     x_w, x_l = x_chosen.to(wide), x_rejected.to(wide)
     log_rho = balance.alpha_chosen * x_w - balance.alpha_rejected * x_l
@@ -182,4 +177,19 @@ def balance_coefficients(
             f"Balance.clip={balance.clip!r}, normalize={balance.normalize!r}): they overflow or reach 0; "
             "set a finite Balance.clip such as 10"
         )
-    return Coefficients(chosen=c_w, rejected=c_l, imbalance=x_w - x_l, log_rho=log_rho, log_rho_used=used, clipped=clipped)
+    return c_w, c_l, x_w - x_l, log_rho, used, clipped
+
+
+def balance_coefficients(
+    x_chosen: Tensor, x_rejected: Tensor, balance: Balance, dtype: torch.dtype, check: bool = True
+) -> Coefficients:
+    """AdaDPO coefficients from the side statistics ``X_w``, ``X_l`` (``[B]`` each, any float dtype).
+
+    ``log rho = alpha_w X_w - alpha_l X_l``, clamped to ``[-log kappa, log kappa]``, then normalized.
+    The statistics are computed in :func:`statistic_dtype`; the coefficients are returned in ``dtype``
+    (the loss's compute dtype). With ``check`` (one host sync), raises ``ValueError`` if they overflow it or
+    vanish (``clip=inf`` with extreme inputs); without, such coefficients make the loss non-finite.
+    """
+    c_w, c_l, imbalance, log_rho, used, clipped = coefficient_tensors(x_chosen, x_rejected, balance, dtype, check)
+    return Coefficients(chosen=c_w, rejected=c_l, imbalance=imbalance, log_rho=log_rho, log_rho_used=used,
+                        clipped=clipped)

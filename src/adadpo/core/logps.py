@@ -13,6 +13,8 @@ output, nor their gradients.
 - :func:`token_logps` and :func:`linear_token_logps` are the same computations returning one entry per
   counted token (plus, on request, the entropy, mean logit and top-1 flag that TRL logs), for callers
   that reduce them their own way (the trainer).
+- :func:`counted_tokens` finds the counted tokens of a batch (one device read, ``nonzero``); pass its result as
+  ``index=`` to compute several models' log-probs on the same labels without finding them again.
 - ``.pairs()`` on either result turns a batch laid out as TRL concatenates pairs (chosen rows, then
   rejected rows) into the :class:`~adadpo.core.pairs.PairLogps` that :func:`adadpo.preference_loss` takes.
 
@@ -56,7 +58,8 @@ class TokenLogps(NamedTuple):
     ``logps`` ``[N]`` float32 ``log p(y_t)`` (differentiable); ``seq`` ``[N]`` int64, the batch row of each
     token; ``batch``: ``B``. With ``stats=True`` also, without gradient: ``entropy`` ``[N]`` float32
     ``-sum_v p_v log p_v``; ``mean_logits`` ``[N]`` float32 ``mean_v z_v``; ``is_top1`` ``[N]`` bool, whether
-    the label is the first argmax of ``z`` (``None`` without ``stats``).
+    the label is the first argmax of ``z`` (``None`` without ``stats``); ``lengths`` ``[B]`` int64 counted tokens
+    per sequence (``None``: counted from ``seq``).
     """
 
     logps: Tensor
@@ -65,6 +68,19 @@ class TokenLogps(NamedTuple):
     entropy: Tensor | None = None
     mean_logits: Tensor | None = None
     is_top1: Tensor | None = None
+    lengths: Tensor | None = None
+
+    def counts(self) -> Tensor:
+        """``[B]`` int64 counted tokens per sequence, without a device read (no ``bincount``, which syncs on GPU)."""
+        if self.lengths is not None:
+            return self.lengths
+        ones = torch.ones_like(self.seq)
+        return torch.zeros(self.batch, dtype=torch.int64, device=self.seq.device).index_add_(0, self.seq, ones)
+
+    def sums(self) -> tuple[Tensor, Tensor]:
+        """``(logps, lengths)`` of :meth:`per_sequence` as a plain pair (what the trainer uses every step)."""
+        logps = torch.zeros(self.batch, dtype=torch.float64, device=self.logps.device)
+        return logps.index_add(0, self.seq, self.logps.double()).float(), self.counts()
 
     def per_sequence(self) -> SequenceLogps:
         """Sum per sequence: ``logps[b] = sum_{i: seq_i = b} logps_i``, ``lengths[b] = #{i: seq_i = b}``.
@@ -72,21 +88,22 @@ class TokenLogps(NamedTuple):
         Accumulated in float64 (then float32): ``index_add`` sums in order, and over thousands of tokens a
         float32 running sum loses ~10x more than ``Tensor.sum``'s pairwise reduction on the full-logits path.
         """
-        logps = torch.zeros(self.batch, dtype=torch.float64, device=self.logps.device)
-        logps = logps.index_add(0, self.seq, self.logps.double()).float()
-        lengths = torch.bincount(self.seq, minlength=self.batch).to(torch.int64)
-        return SequenceLogps(logps, lengths)
+        return SequenceLogps(*self.sums())
 
     def pairs(self, ref_logps: Tensor | None = None) -> PairLogps:
         """Per-sequence sums as a :class:`~adadpo.core.pairs.PairLogps` (see :meth:`SequenceLogps.pairs`)."""
         return self.per_sequence().pairs(ref_logps)
 
     def desensitized(self, alpha: float) -> SequenceLogps:
+        """:meth:`desensitized_sums` as a :class:`SequenceLogps`."""
+        return SequenceLogps(*self.desensitized_sums(alpha))
+
+    def desensitized_sums(self, alpha: float) -> tuple[Tensor, Tensor]:
         """LD-DPO's length-desensitised sums of a pair batch (rows ``< batch / 2`` chosen, then rejected):
         ``logps[b] = sum_{t <= S} log p(y_t) + alpha sum_{t > S} log p(y_t)``, ``S = min(T_w, T_l)`` the pair's
         shared length, ``t`` the token's 1-based position in its response; ``lengths`` unweighted counts. Float32
         sums (float64 for float64 log-probs), accumulated in float64."""
-        counts = torch.bincount(self.seq, minlength=self.batch)
+        counts = self.counts()
         start = torch.cumsum(counts, 0) - counts
         position = torch.arange(self.seq.numel(), device=self.seq.device) - start[self.seq]  # 0-based
         half = self.batch // 2
@@ -94,39 +111,56 @@ class TokenLogps(NamedTuple):
         weight = torch.full_like(self.logps, float(alpha)).masked_fill(position < shared[self.seq], 1.0)
         logps = torch.zeros(self.batch, dtype=torch.float64, device=self.logps.device)
         logps = logps.index_add(0, self.seq, (self.logps * weight).double())
-        return SequenceLogps(logps.to(torch.promote_types(self.logps.dtype, torch.float32)), counts.to(torch.int64))
+        return logps.to(torch.promote_types(self.logps.dtype, torch.float32)), counts.to(torch.int64)
 
 
-def _targets(
-    labels: Tensor, positions: int, vocab: int, mask: Tensor | None, ignore_index: int, shift: bool
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Flat row indices into ``[B * positions]``, their target ids, and their sequence ids."""
+#: What :func:`counted_tokens` returns: ``(rows, targets, seq, lengths)``.
+CountedTokens = tuple[Tensor, Tensor, Tensor, Tensor]
+
+
+def counted_tokens(labels: Tensor, *, mask: Tensor | None = None, ignore_index: int = -100, shift: bool = True,
+                   vocab: int | None = None) -> CountedTokens:
+    """The counted tokens of a ``[B, T]`` batch of labels, found with one device read (one ``nonzero``).
+
+    Returns ``(rows, targets, seq, lengths)``: ``[N]`` flat row indices into the ``[B * T]`` positions of the
+    model's output (position ``t`` predicts ``labels[:, t + 1]`` with ``shift``), ``[N]`` target ids, ``[N]`` batch
+    row of each token, in (sequence, position) order, and ``[B]`` int64 counted tokens per sequence. With ``vocab``
+    also checks every target id is in ``[0, vocab)`` (two more reads; data preparation's job in a trainer).
+    """
     if labels.dim() != 2:
         raise ValueError(f"labels must have shape [B, T], got {tuple(labels.shape)}")
     if labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise ValueError(f"labels must be an integer tensor of token ids, got {labels.dtype}")
-    B, T = labels.shape
-    if T != positions:
-        raise ValueError(f"labels has {T} positions but the model output has {positions}; they must be aligned like input_ids")
+    if mask is not None and mask.shape != labels.shape:
+        raise ValueError(f"mask has shape {tuple(mask.shape)} but labels has {tuple(labels.shape)}")
+    T = labels.shape[1]
     keep = labels != ignore_index
     if mask is not None:
-        if mask.shape != labels.shape:
-            raise ValueError(f"mask has shape {tuple(mask.shape)} but labels has {tuple(labels.shape)}")
         keep = keep & (mask != 0)
     if shift:  # logits at t predict labels at t + 1
-        keep = keep[:, 1:]
-        labels = labels[:, 1:]
-        row_of = torch.arange(B, device=labels.device)[:, None] * T + torch.arange(T - 1, device=labels.device)
-    else:
-        row_of = torch.arange(B * T, device=labels.device).view(B, T)
-    targets = labels[keep]
-    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= vocab):
+        keep, labels = keep[:, 1:], labels[:, 1:]
+    width = labels.shape[1]
+    flat = keep.reshape(-1).nonzero().squeeze(1)  # the one device read
+    seq = torch.div(flat, width, rounding_mode="floor") if width else flat
+    rows = seq * T + (flat - seq * width) if shift else flat
+    targets = labels.reshape(-1).index_select(0, flat)
+    if vocab is not None and targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= vocab):
         bad = targets[(targets < 0) | (targets >= vocab)][0].item()
         raise ValueError(
             f"labels contains token id {bad}, outside the vocabulary [0, {vocab}) (and not ignore_index={ignore_index})"
         )
-    seq = torch.arange(B, device=labels.device)[:, None].expand_as(keep)[keep]
-    return row_of[keep], targets, seq
+    return rows, targets, seq, keep.sum(dim=1)
+
+
+def _index(labels: Tensor, positions: int, vocab: int, mask: Tensor | None, ignore_index: int, shift: bool,
+           index: CountedTokens | None) -> CountedTokens:
+    """``index``, or the counted tokens of ``labels`` (checked against ``vocab``)."""
+    if labels.dim() == 2 and labels.shape[1] != positions:
+        raise ValueError(f"labels has {labels.shape[1]} positions but the model output has {positions}; they must "
+                         "be aligned like input_ids")
+    if index is not None:
+        return index
+    return counted_tokens(labels, mask=mask, ignore_index=ignore_index, shift=shift, vocab=vocab)
 
 
 def _chunk_rows(vocab: int, chunk_size: int | None) -> int:
@@ -137,21 +171,13 @@ def _chunk_rows(vocab: int, chunk_size: int | None) -> int:
     return chunk_size
 
 
-class _ChunkOut(NamedTuple):
-    logps: Tensor
-    lse: Tensor
-    entropy: Tensor | None
-    mean_logits: Tensor | None
-    is_top1: Tensor | None
-
-
-def _fold_chunk(z: Tensor, targets: Tensor, scratch: Tensor | None) -> _ChunkOut:
+def _fold_chunk(z: Tensor, targets: Tensor, scratch: Tensor | None) -> tuple:
     """Log-probs of ``targets`` under float32 logits ``z`` ``[n, V]``, which it overwrites.
 
     ``m = max_v z_v``, ``e_v = exp(z_v - m)``, ``s = sum_v e_v``: ``lse = m + log s``,
     ``log p(y) = z_y - lse``. With ``scratch`` (an ``[n, V]`` float32 buffer) also the entropy
     ``log s - sum_v e_v (z_v - m) / s``, the mean logit and the top-1 flag (``argmax_v z_v == y``, first
-    maximum, as ``torch.argmax`` and TRL count it).
+    maximum, as ``torch.argmax`` and TRL count it). Returns ``(logps, lse, entropy, mean_logits, is_top1)``.
     """
     target_z = z.gather(1, targets[:, None]).squeeze(1)
     entropy = mean_logits = is_top1 = None
@@ -167,7 +193,7 @@ def _fold_chunk(z: Tensor, targets: Tensor, scratch: Tensor | None) -> _ChunkOut
         s = e.sum(dim=1)
         entropy = torch.log(s) - e.mul_(y).sum(dim=1) / s
     lse = m + torch.log(s)
-    return _ChunkOut(target_z - lse, lse, entropy, mean_logits, is_top1)
+    return target_z - lse, lse, entropy, mean_logits, is_top1
 
 
 def _logit_grad_(z: Tensor, lse: Tensor, targets: Tensor, grad: Tensor) -> Tensor:
@@ -184,12 +210,13 @@ def _stats_outputs(n: int, device: torch.device, stats: bool) -> tuple[Tensor | 
     return f32[0], f32[1], torch.empty(n, dtype=torch.bool, device=device)
 
 
-def _store(out: Tensor, lse: Tensor, extra: tuple, s: int, c: _ChunkOut) -> None:
-    out[s : s + c.logps.numel()] = c.logps
-    lse[s : s + c.logps.numel()] = c.lse
-    for dst, src in zip(extra, (c.entropy, c.mean_logits, c.is_top1)):
+def _store(out: Tensor, lse: Tensor, extra: tuple, s: int, c: tuple) -> None:
+    n = c[0].numel()
+    out[s : s + n] = c[0]
+    lse[s : s + n] = c[1]
+    for dst, src in zip(extra, c[2:]):
         if dst is not None:
-            dst[s : s + c.logps.numel()] = src
+            dst[s : s + n] = src
 
 
 class _LogitsTokenLogps(torch.autograd.Function):
@@ -312,15 +339,17 @@ def token_logps(
     shift: bool = True,
     chunk_size: int | None = None,
     stats: bool = False,
+    index: CountedTokens | None = None,
 ) -> TokenLogps:
-    """Per counted token ``log p(y_t)`` from logits ``[B, T, V]``; see :func:`sequence_logps` and :class:`TokenLogps`."""
+    """Per counted token ``log p(y_t)`` from logits ``[B, T, V]``; see :func:`sequence_logps` and :class:`TokenLogps`.
+    ``index``: :func:`counted_tokens` of ``labels`` found already (then the labels are not checked again)."""
     if logits.dim() != 3:
         raise ValueError(f"logits must have shape [B, T, V], got {tuple(logits.shape)}")
     B, T, V = logits.shape
     _check_batch(labels, B, "logits")
-    rows, targets, seq = _targets(labels, T, V, mask, ignore_index, shift)
+    rows, targets, seq, lengths = _index(labels, T, V, mask, ignore_index, shift, index)
     outs = _LogitsTokenLogps.apply(logits.reshape(B * T, V), rows, targets, _chunk_rows(V, chunk_size), stats)
-    return TokenLogps(outs[0], seq, B, *outs[1:])
+    return TokenLogps(outs[0], seq, B, *outs[1:], lengths)
 
 
 def sequence_logps(
@@ -361,8 +390,10 @@ def linear_token_logps(
     shift: bool = True,
     chunk_size: int | None = None,
     stats: bool = False,
+    index: CountedTokens | None = None,
 ) -> TokenLogps:
     """Per counted token ``log p(y_t)`` from hidden states and the LM head; see :func:`linear_sequence_logps`.
+    ``index`` as in :func:`token_logps`.
 
     With ``stats=True`` it also returns, per counted token and at no extra projection, the entropy, the
     mean logit and the top-1 flag (TRL's ``entropy``, ``logits/*`` and ``mean_token_accuracy``).
@@ -378,11 +409,11 @@ def linear_token_logps(
     B, T, H = hidden_states.shape
     V = weight.shape[0]
     _check_batch(labels, B, "hidden_states")
-    rows, targets, seq = _targets(labels, T, V, mask, ignore_index, shift)
+    rows, targets, seq, lengths = _index(labels, T, V, mask, ignore_index, shift, index)
     outs = _LinearTokenLogps.apply(
         hidden_states.reshape(B * T, H), weight, bias, rows, targets, _chunk_rows(V, chunk_size), stats
     )
-    return TokenLogps(outs[0], seq, B, *outs[1:])
+    return TokenLogps(outs[0], seq, B, *outs[1:], lengths)
 
 
 def linear_sequence_logps(

@@ -1,63 +1,56 @@
-"""The six preference losses, plain and gradient-balanced (AdaDPO).
+"""The loss engine: every registered preference loss (or weighted list of them), plain or AdaDPO-balanced.
 
-Every loss takes a batch of pairs, a :class:`~adadpo.core.pairs.PairLogps` (per-pair sums of response-token
-log-probs ``A``, ``[B]``, response lengths ``T``, optional reference sums ``R``), applies a
-:class:`~adadpo.core.spec.LossSpec` resolved once, and builds one score per side ``s = k g(u)`` and a
-pairwise term of ``s_w - s_l``. Notation (one pair):
-``A_w``, ``A_l`` policy sums; ``R_w``, ``R_l`` reference sums; ``h = A - R``; ``abar = A / T``;
-``hbar = h / T``; ``sg`` = stop-gradient; ``c_w``, ``c_l`` the AdaDPO coefficients (``1`` when plain).
+A batch of pairs, a :class:`~adadpo.core.pairs.PairLogps` (per-pair sums of response-token log-probs ``A``,
+``[B]``, response lengths ``T``, optional reference sums ``R``, optional WPO weights), and a
+:class:`~adadpo.core.spec.LossSpec` resolved once give, per term of the spec, one score per side
+(``s = f(v)``, ``f(v) / T`` or ``log-odds(v / T)``, ``v = A - R`` with a reference, else ``A``; see
+:mod:`adadpo.core.registry`) and the term's per-pair value; the loss is
 
-=====  ================================================================  ==================  ====
-loss   pairwise term                                                      u (d)               ref
-=====  ================================================================  ==================  ====
-dpo    ``-log sigma(beta (c_w h_w - c_l h_l))``                            ``h`` (1)           yes
-rdpo   ``-log sigma(beta (c_w h_w - c_l h_l) + length_alpha (T_w - T_l))``  ``h`` (1)           yes
-ipo    ``(c_w hbar_w - c_l hbar_l - 1 / (2 beta))^2``                      ``hbar`` (1/T)      yes
-simpo  ``-log sigma(beta (c_w abar_w - c_l abar_l) - gamma)``              ``abar`` (1/T)      no
-cpo    ``-log sigma(beta (c_w A_w - c_l A_l)) + cpo_alpha NLL_w``          ``A`` (1)           no
-orpo   ``NLL_w - beta log sigma(c_w lo_w - c_l lo_l)``, ``lo = log-odds(abar)``  ``abar`` (1/T)  no
-=====  ================================================================  ==================  ====
+    ``loss = sum_k weight_k mean_b(term_k * w_b) + nll_weight * NLL_w``
 
-``NLL_w = -sum_b A_w / sum_b T_w`` (mean over every chosen response token of the batch); the
-coefficients never touch it. dpo, rdpo, simpo and cpo accept ``label_smoothing`` ``eps`` (conservative
-form: ``-(1 - eps) log sigma(z) - eps log sigma(-z)``).
+with ``w_b`` the WPO weights (1 without), ``NLL_w = -sum_b A_w / sum_b T_w`` for cpo and orpo. AdaDPO multiplies
+the two side scores of the balanced term by stop-gradient coefficients ``c_w``, ``c_l`` (``placement="margin"``)
+or rescales only their gradient (``"gradient"``), from the side statistics
+
+    ``X = log P - log(|g'(u)| d) - log|f'(h)| - log|dL/ds|`` (the last only for two-sided terms)
+
+whose difference ``X_w - X_l`` is the base loss's imbalance ``log rho`` (reported as ``balance/log_rho``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from adadpo.core.balance import Balance, Coefficients, balance_coefficients, statistic_dtype
+from adadpo.core.balance import Balance, coefficient_tensors, statistic_dtype
 from adadpo.core.pairs import PairLogps
+from adadpo.core.registry import REGISTRY, LossDef, reference_based, reference_free
 from adadpo.core.spec import LOSSES, LossFamily, LossSpec, get_family
+from adadpo.core.terms import f_scores, log_f_slope
 
-__all__ = ["LOSSES", "LossFamily", "LossSpec", "PreferenceLossOutput", "get_family", "preference_loss",
+__all__ = ["LOSSES", "LossFamily", "LossSpec", "PreferenceLossOutput", "as_pairs", "get_family", "preference_loss",
            "side_statistics"]
 
 
 @dataclass
 class PreferenceLossOutput:
-    """What :func:`preference_loss` returns.
+    """What :func:`preference_loss` returns; each value once.
 
     Attributes:
-        loss: scalar, ``mean_b(losses) + weight * NLL_w`` (the NLL only for cpo and orpo).
-        losses: ``[B]`` pairwise term per pair, with gradient; no NLL.
+        loss: scalar, ``sum_k weight_k mean_b(term_k) + nll_weight * NLL_w``.
+        losses: ``[B]`` the weighted terms per pair, with gradient, no NLL (``losses.mean()`` is the loss without it).
         metrics: detached 0-dim tensors keyed like TRL's logs (``rewards/*``, ``logps/*``, ``nll_loss``)
-            plus ``balance/*``: ``log_rho`` (mean base-loss imbalance, reported for the plain loss too),
+            plus ``balance/*``: ``log_rho`` (mean of ``imbalance``, reported for the plain loss too),
             and with balance ``coef_chosen``, ``coef_rejected``, ``clipped_frac`` and ``log_rho_after``
-            (mean over pairs of the remaining ``log(|G_l| / |G_w|)`` after the coefficients: 0 up to clipping;
-            kept in log space because the ratio itself overflows when clipping binds hard).
+            (mean over pairs of the remaining ``log(|G_l| / |G_w|)`` after the coefficients: 0 up to clipping).
         coef_chosen, coef_rejected: ``[B]`` coefficients used (ones for the plain loss).
-        log_rho: ``[B]`` the base loss's imbalance ``X_w - X_l = log(|G_l| / |G_w|)`` under the balance
-            statistic in use (level, reference; the default ``Balance()`` statistic for the plain loss),
-            unclipped and without exponents.
-        chosen_rewards, rejected_rewards: ``[B]`` detached rewards (``beta h`` with a reference,
-            ``beta u`` without).
+        imbalance: ``[B]`` the base loss's imbalance ``log rho = X_w - X_l = log(|G_l| / |G_w|)`` under the
+            balance statistic in use (``Balance()``'s for the plain loss), unclipped and without exponents.
+        chosen_rewards, rejected_rewards: ``[B]`` detached rewards (``beta h`` with a reference, ``beta u`` without).
         nll: scalar chosen NLL (cpo and orpo), else ``None``.
     """
 
@@ -66,25 +59,20 @@ class PreferenceLossOutput:
     metrics: dict[str, Tensor]
     coef_chosen: Tensor
     coef_rejected: Tensor
-    log_rho: Tensor
+    imbalance: Tensor
     chosen_rewards: Tensor
     rejected_rewards: Tensor
     nll: Tensor | None = None
-    coefficients: Coefficients | None = field(default=None, repr=False)
+
+    @property
+    def log_rho(self) -> Tensor:
+        """Alias of :attr:`imbalance` (its name before adadpo 0.2; ``balance/log_rho`` in the metrics)."""
+        return self.imbalance
 
 
 def log1mexp(x: Tensor) -> Tensor:
     """``log(1 - exp(x))`` for ``x < 0``, stable on both sides of ``-log 2``."""
     return torch.where(x < -math.log(2), torch.log1p(-torch.exp(x)), torch.log(-torch.expm1(x)))
-
-
-# ------------------------------------------------------------------------------------------ statistics
-
-
-def _side_u(family: LossFamily, A: Tensor, T: Tensor, R: Tensor | None) -> Tensor:
-    """The side's linear statistic ``u``: ``h`` or ``A`` (sums), ``hbar`` or ``abar`` (means)."""
-    v = A - R if R is not None else A
-    return v / T if family.mean else v
 
 
 def _orpo_safe(u: Tensor) -> Tensor:
@@ -98,16 +86,7 @@ def _log_odds(u: Tensor) -> Tensor:
     return u - log1mexp(u)
 
 
-def _side_x(family: LossFamily, balance: Balance, A: Tensor, T: Tensor, R: Tensor | None, u: Tensor) -> Tensor:
-    """``X = log P - log(|g'(u)| d)`` for one side, from detached inputs, in the wide dtype."""
-    wide = statistic_dtype(A.device)
-    A, T, u = A.detach().to(wide), T.detach().to(wide), u.detach().to(wide)
-    v = A - R.detach().to(wide) if balance.use_reference else A
-    log_p = v / T if balance.level == "token" else v
-    x = log_p + torch.log(T) if family.mean else log_p  # -log d
-    if family.log_odds:
-        x = x + log1mexp(_orpo_safe(u))  # -log|g'(u)| = log(1 - pbar)
-    return x
+# ------------------------------------------------------------------------------------------ the pairs
 
 
 def _compute_view(pairs: PairLogps) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
@@ -120,36 +99,76 @@ def _compute_view(pairs: PairLogps) -> tuple[Tensor, Tensor, Tensor, Tensor, Ten
         return x.to(device=device, dtype=dtype)
 
     R_w = R_l = None
-    if pairs.has_reference:
+    if pairs.ref_chosen_logps is not None:
         R_w, R_l = cast(pairs.ref_chosen_logps.detach()), cast(pairs.ref_rejected_logps.detach())
     return (cast(pairs.chosen_logps), cast(pairs.rejected_logps), cast(pairs.chosen_lengths),
             cast(pairs.rejected_lengths), R_w, R_l)
 
 
-def _check_reference(family: LossFamily, pairs: PairLogps) -> None:
-    if family.needs_reference and not pairs.has_reference:
-        raise ValueError(
-            f"loss={family.name!r} needs the reference model's log-probs, but ref_chosen_logps and ref_rejected_logps "
-            "are missing; pass the reference sums or use a reference-free loss (simpo, cpo, orpo)"
-        )
-    if not family.needs_reference and pairs.has_reference:
-        raise ValueError(
-            f"loss={family.name!r} is reference-free, but reference log-probs were given; drop ref_chosen_logps/"
-            "ref_rejected_logps or use dpo, rdpo or ipo"
-        )
-
-
-def _as_pairs(spec: LossSpec, pairs: PairLogps | None, tensors: dict[str, Tensor | None]) -> PairLogps:
-    """``pairs``, or the :class:`PairLogps` of the keyword tensors (the keyword form), checked against ``spec``;
-    values are checked for keyword tensors and under ``spec.debug``."""
+def as_pairs(spec: LossSpec, pairs: PairLogps | None = None, **tensors: Tensor | None) -> PairLogps:
+    """The one door of the keyword convenience: ``pairs``, or the :class:`PairLogps` of the keyword tensors, checked
+    against ``spec`` (reference present exactly when it needs one; WPO weights when it uses them). Values are
+    read and checked (one host sync) for keyword tensors and under ``spec.debug``."""
     given = {k: v for k, v in tensors.items() if v is not None}
     if pairs is not None and given:
         raise ValueError(f"pass the pairs either as a PairLogps or as keyword tensors, not both (got {sorted(given)})")
     checked = pairs if pairs is not None else PairLogps(**given)
-    _check_reference(spec.family, checked)
+    has_reference = checked.ref_chosen_logps is not None
+    if spec.needs_reference and not has_reference:
+        raise ValueError(
+            f"loss={spec.loss!r} needs the reference model's log-probs, but ref_chosen_logps and ref_rejected_logps "
+            f"are missing; pass the reference sums or use a reference-free loss ({reference_free()})")
+    if not spec.needs_reference and has_reference:
+        raise ValueError(f"loss={spec.loss!r} is reference-free, but reference log-probs were given; drop "
+                         f"ref_chosen_logps/ref_rejected_logps or use {reference_based()}")
+    if spec.use_weighting and checked.pair_weights is None:
+        raise ValueError("use_weighting=True (WPO) needs the [B] pair weights (PairLogps.pair_weights)")
     if pairs is None or spec.debug:
         checked.check_values()
     return checked
+
+
+# ------------------------------------------------------------------------------------------ statistics
+
+
+def _side_x(definition: LossDef, balance: Balance, A: Tensor, T: Tensor, R: Tensor | None, u: Tensor) -> Tensor:
+    """``X = log P - log(|g'(u)| d)`` for one side, from detached inputs, in the wide dtype."""
+    wide = statistic_dtype(A.device)
+    A, T, u = A.detach().to(wide), T.detach().to(wide), u.detach().to(wide)
+    v = A - R.detach().to(wide) if balance.use_reference else A
+    log_p = v / T if balance.level == "token" else v
+    x = log_p + torch.log(T) if definition.mean else log_p  # -log d
+    if definition.log_odds:
+        x = x + log1mexp(_orpo_safe(u))  # -log|g'(u)| = log(1 - pbar)
+    return x
+
+
+def _side_slopes(definition: LossDef, beta: float, p: dict, h_w: Tensor, h_l: Tensor) -> tuple[Tensor, Tensor]:
+    """``(log|dL/ds_w|, log|dL/ds_l|)`` of a two-sided term at the detached scores, by autograd, ``[B]`` each."""
+    with torch.enable_grad():
+        x_w, x_l = h_w.detach().requires_grad_(True), h_l.detach().requires_grad_(True)
+        g_w, g_l = torch.autograd.grad(definition.term(x_w, x_l, beta, p).sum(), (x_w, x_l))
+    return torch.log(g_w.abs()), torch.log(g_l.abs())
+
+
+def _statistics(spec: LossSpec, A_w: Tensor, A_l: Tensor, T_w: Tensor, T_l: Tensor, R_w: Tensor | None,
+                R_l: Tensor | None, u_w: Tensor, u_l: Tensor) -> tuple[Tensor, Tensor]:
+    """``(X_w, X_l)`` of the spec's balanced (or reported) term: TRL's sigmoid statistic when it has none."""
+    i = spec.balanced
+    definition, _, p = spec.terms[i] if i is not None else (REGISTRY["sigmoid"], 1.0, {})
+    stat = spec.statistic
+    x_w, x_l = _side_x(definition, stat, A_w, T_w, R_w, u_w), _side_x(definition, stat, A_l, T_l, R_l, u_l)
+    if spec.f_divergence_type == "reverse_kl" and definition.balanced != "two-sided":
+        return x_w, x_l
+    with torch.no_grad():
+        h_w, h_l = (A_w - R_w).to(x_w.dtype), (A_l - R_l).to(x_l.dtype)
+        kind, a = spec.f_divergence_type, spec.f_alpha_divergence_coef
+        x_w, x_l = x_w - log_f_slope(kind, a, h_w), x_l - log_f_slope(kind, a, h_l)
+        if definition.balanced == "two-sided":
+            lw, ll = _side_slopes(definition, spec.beta, p, h_w, h_l)
+            both_flat = torch.isinf(lw) & torch.isinf(ll)  # no gradient on either side: nothing to balance
+            x_w, x_l = torch.where(both_flat, x_w, x_w - lw), torch.where(both_flat, x_l, x_l - ll)
+    return x_w, x_l
 
 
 def side_statistics(
@@ -170,38 +189,28 @@ def side_statistics(
     than it pulls the chosen one. ``balance`` picks level and reference (default: ``Balance()``). The pairs
     come as a :class:`PairLogps` or as keyword tensors (then their values are checked).
     """
-    spec = LossSpec(loss, balance=balance)
-    pairs = _as_pairs(spec, pairs, dict(chosen_logps=chosen_logps, rejected_logps=rejected_logps,
-                                        chosen_lengths=chosen_lengths, rejected_lengths=rejected_lengths,
-                                        ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps))
+    spec = LossSpec(loss, balance=balance, length_alpha=0.0 if loss == "rdpo" else None)
+    pairs = as_pairs(spec, pairs, chosen_logps=chosen_logps, rejected_logps=rejected_logps,
+                     chosen_lengths=chosen_lengths, rejected_lengths=rejected_lengths,
+                     ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
     A_w, A_l, T_w, T_l, R_w, R_l = _compute_view(pairs)
-    u_w, u_l = _side_u(spec.family, A_w, T_w, R_w), _side_u(spec.family, A_l, T_l, R_l)
-    return (_side_x(spec.family, spec.statistic, A_w, T_w, R_w, u_w),
-            _side_x(spec.family, spec.statistic, A_l, T_l, R_l, u_l))
+    (u_w, u_l), _ = _scores(spec.family, spec, A_w, A_l, T_w, T_l, R_w, R_l)
+    return _statistics(spec, A_w, A_l, T_w, T_l, R_w, R_l, u_w, u_l)
 
 
-# ------------------------------------------------------------------------------------------ the losses
+# ------------------------------------------------------------------------------------------ the loss
 
 
-def _sigmoid_loss(z: Tensor, eps: float) -> Tensor:
-    """``-(1 - eps) log sigma(z) - eps log sigma(-z)``."""
-    loss = -F.logsigmoid(z)
-    return loss if eps == 0 else (1 - eps) * loss - eps * F.logsigmoid(-z)
-
-
-def _pairwise(spec: LossSpec, delta: Tensor, T_w: Tensor, T_l: Tensor) -> Tensor:
-    """The pairwise term of ``delta = s_w - s_l`` (the module docstring's table), ``[B]``."""
-    name, beta, params = spec.family.name, spec.beta, spec.params
-    if name == "ipo":  # (c_w hbar_w - c_l hbar_l - 1 / (2 beta))^2
-        return (delta - 1 / (2 * beta)) ** 2
-    if name == "orpo":  # -beta log sigma(c_w lo_w - c_l lo_l)
-        return -beta * F.logsigmoid(delta)
-    z = beta * delta
-    if name == "rdpo":  # + length_alpha (T_w - T_l)
-        z = z + params["length_alpha"] * (T_w - T_l)
-    elif name == "simpo":  # - gamma
-        z = z - params["gamma"]
-    return _sigmoid_loss(z, params["label_smoothing"])
+def _scores(definition: LossDef, spec: LossSpec, A_w: Tensor, A_l: Tensor, T_w: Tensor, T_l: Tensor,
+            R_w: Tensor | None, R_l: Tensor | None) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """``((u_w, u_l), (g_w, g_l))``: the linear statistic (sum or mean of ``f(v)``) and the side score."""
+    v_w, v_l = (A_w - R_w, A_l - R_l) if R_w is not None else (A_w, A_l)
+    if spec.f_divergence_type != "reverse_kl":
+        kind, a = spec.f_divergence_type, spec.f_alpha_divergence_coef
+        v_w, v_l = f_scores(kind, a, v_w), f_scores(kind, a, v_l)
+    u_w, u_l = (v_w / T_w, v_l / T_l) if definition.mean else (v_w, v_l)
+    g = (_log_odds(u_w), _log_odds(u_l)) if definition.log_odds else (u_w, u_l)
+    return (u_w, u_l), g
 
 
 def preference_loss(
@@ -226,13 +235,14 @@ def preference_loss(
     Two forms:
 
     - ``preference_loss(spec, pairs)``: a :class:`LossSpec` resolved once and a :class:`PairLogps`; no
-      Python validation, and no host sync unless ``spec.debug``. The form for training loops.
+      Python validation, and no host sync unless ``spec.debug``. The form for training loops, and for TRL's
+      loss types and weighted lists (``LossSpec(["sigmoid", "sft"], weights=[1.0, 0.5])``).
     - ``preference_loss("dpo", chosen_logps=..., ..., beta=0.1, balance=Balance())`` (or with ``pairs``): the
       convenience, which builds the :class:`LossSpec` from the keywords and checks every value.
 
     Args:
-        loss: a :class:`LossSpec`, or a loss name (``"dpo" | "rdpo" | "ipo" | "simpo" | "cpo" | "orpo"``;
-            the parameters ``beta`` (default 0.1), ``gamma``, ``length_alpha``, ``cpo_alpha``,
+        loss: a :class:`LossSpec`, or a loss name (``"dpo" | "rdpo" | "ipo" | "simpo" | "cpo" | "orpo"``, or a TRL
+            ``loss_type``; the parameters ``beta`` (default 0.1), ``gamma``, ``length_alpha``, ``cpo_alpha``,
             ``label_smoothing`` and ``balance`` are then :class:`LossSpec`'s).
         pairs: the batch as a :class:`PairLogps`, or ``None`` to give its fields as keywords:
             ``chosen_logps``, ``rejected_logps`` ``[B]`` summed response-token log-probs under the policy;
@@ -251,90 +261,85 @@ def preference_loss(
         spec = loss
     else:
         spec = LossSpec(loss, **{k: v for k, v in params.items() if v is not None}, debug=True)
-    pairs = _as_pairs(spec, pairs, dict(chosen_logps=chosen_logps, rejected_logps=rejected_logps,
-                                        chosen_lengths=chosen_lengths, rejected_lengths=rejected_lengths,
-                                        ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps))
-    return _loss(spec, *_compute_view(pairs))
+    pairs = as_pairs(spec, pairs, chosen_logps=chosen_logps, rejected_logps=rejected_logps,
+                     chosen_lengths=chosen_lengths, rejected_lengths=rejected_lengths,
+                     ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
+    return _loss(spec, pairs)
 
 
-def _loss(spec: LossSpec, A_w: Tensor, A_l: Tensor, T_w: Tensor, T_l: Tensor, R_w: Tensor | None,
-          R_l: Tensor | None) -> PreferenceLossOutput:
-    """The loss of spec section 3 on ``[B]`` compute-dtype inputs: side scores, coefficients, pairwise term, NLL."""
-    family, balance, beta = spec.family, spec.balance, spec.beta
-    u_w, u_l = _side_u(family, A_w, T_w, R_w), _side_u(family, A_l, T_l, R_l)
-    g_w, g_l = (_log_odds(u_w), _log_odds(u_l)) if family.log_odds else (u_w, u_l)
-    s_w, s_l = g_w, g_l
+def _loss(spec: LossSpec, pairs: PairLogps) -> PreferenceLossOutput:
+    """The loss of the module docstring on one batch: side scores, coefficients, the weighted terms, the NLL."""
+    A_w, A_l, T_w, T_l, R_w, R_l = _compute_view(pairs)
+    balance, beta, first = spec.balance, spec.beta, spec.family
+    cache = {}
 
-    stat = spec.statistic
-    coefs = balance_coefficients(_side_x(family, stat, A_w, T_w, R_w, u_w), _side_x(family, stat, A_l, T_l, R_l, u_l),
-                                 stat, dtype=s_w.dtype, check=spec.debug)
+    def scores(definition: LossDef) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+        key = (definition.score)
+        if key not in cache:
+            cache[key] = _scores(definition, spec, A_w, A_l, T_w, T_l, R_w, R_l)
+        return cache[key]
+
+    stat_def = spec.terms[spec.balanced][0] if spec.balanced is not None else REGISTRY["sigmoid"]
+    (u_w, u_l), (g_w, g_l) = scores(stat_def)
+    x_w, x_l = _statistics(spec, A_w, A_l, T_w, T_l, R_w, R_l, u_w, u_l)
+    c_w, c_l, imbalance, _, used, clipped = coefficient_tensors(x_w, x_l, spec.statistic, dtype=A_w.dtype,
+                                                                check=spec.debug)
     if balance is None:
-        c_w, c_l = torch.ones_like(s_w), torch.ones_like(s_l)
-    else:
-        c_w, c_l = coefs.chosen, coefs.rejected
-        if balance.placement == "margin":  # s -> c s
-            s_w, s_l = c_w * s_w, c_l * s_l
-        else:  # s -> sg(s) + c (s - sg(s)): same value, gradient scaled by c
-            s_w = s_w.detach() + c_w * (s_w - s_w.detach())
-            s_l = s_l.detach() + c_l * (s_l - s_l.detach())
+        c_w, c_l = torch.ones_like(A_w), torch.ones_like(A_l)
 
-    losses = _pairwise(spec, s_w - s_l, T_w, T_l)
+    losses = None
+    sft_w = pairs.raw_chosen_logps.to(A_w.dtype) if pairs.raw_chosen_logps is not None else A_w
+    for k, (definition, weight, p) in enumerate(spec.terms):
+        if definition.batch:
+            term = definition.term(A_w, A_l, R_w, R_l, sft_w, T_w, beta, p)
+        else:
+            _, (s_w, s_l) = scores(definition)
+            if balance is not None and k == spec.balanced:
+                if balance.placement == "margin":  # s -> c s
+                    s_w, s_l = c_w * s_w, c_l * s_l
+                else:  # s -> sg(s) + c (s - sg(s)): same value, gradient scaled by c
+                    s_w = s_w.detach() + c_w * (s_w - s_w.detach())
+                    s_l = s_l.detach() + c_l * (s_l - s_l.detach())
+            if definition.balanced == "two-sided":
+                term = definition.term(s_w, s_l, beta, p)
+            else:
+                term = definition.term(s_w - s_l, T_w, T_l, beta, p)
+        if spec.use_weighting:
+            term = term * pairs.pair_weights.to(term.dtype)
+        term = term if weight == 1.0 else weight * term
+        losses = term if losses is None else losses + term
     total = losses.mean()
     nll = None
-    if family.nll_weight is not None:  # NLL_w = -sum_b A_w / sum_b T_w, untouched by the coefficients
+    if first.nll_weight is not None:  # NLL_w = -sum_b A_w / sum_b T_w, untouched by the coefficients
         nll = -A_w.sum() / T_w.sum()
-        weight = 1.0 if family.nll_weight == "one" else spec.params[family.nll_weight]
-        total = total + weight * nll
+        total = total + (1.0 if first.nll_weight == "1" else spec.params[first.nll_weight]) * nll
 
     with torch.no_grad():
-        reward_w = beta * (A_w - R_w if family.needs_reference else u_w)
-        reward_l = beta * (A_l - R_l if family.needs_reference else u_l)
-        metrics = _metrics(family, A_w, A_l, reward_w, reward_l, nll, coefs, balance, g_w - g_l)
-    return PreferenceLossOutput(
-        loss=total,
-        losses=losses,
-        metrics=metrics,
-        coef_chosen=c_w,
-        coef_rejected=c_l,
-        log_rho=coefs.imbalance,
-        chosen_rewards=reward_w.detach(),
-        rejected_rewards=reward_l.detach(),
-        nll=nll,
-        coefficients=coefs if balance is not None else None,
-    )
-
-
-def _metrics(
-    family: LossFamily,
-    A_w: Tensor,
-    A_l: Tensor,
-    reward_w: Tensor,
-    reward_l: Tensor,
-    nll: Tensor | None,
-    coefs: Coefficients,
-    balance: Balance | None,
-    base_score_gap: Tensor,
-) -> dict[str, Tensor]:
-    margins = reward_w - reward_l
-    m: dict[str, Tensor] = {
-        "rewards/chosen": reward_w.mean(),
-        "rewards/rejected": reward_l.mean(),
-        "rewards/margins": margins.mean(),
-        "rewards/accuracies": (margins > 0).to(reward_w.dtype).mean(),
-        "logps/chosen": A_w.detach().mean(),
-        "logps/rejected": A_l.detach().mean(),
-    }
-    if nll is not None:
-        m["nll_loss"] = nll.detach()
-    if family.log_odds:  # TRL's ORPO logs these two
-        log_odds = base_score_gap.detach()  # lo_w - lo_l
-        m["log_odds_chosen"] = log_odds.mean()
-        m["log_odds_ratio"] = F.logsigmoid(log_odds).mean()
-    dtype = reward_w.dtype
-    m["balance/log_rho"] = coefs.imbalance.mean().to(dtype)
-    if balance is not None:
-        m["balance/coef_chosen"] = coefs.chosen.mean()
-        m["balance/coef_rejected"] = coefs.rejected.mean()
-        m["balance/clipped_frac"] = coefs.clipped.to(dtype).mean()
-        m["balance/log_rho_after"] = (coefs.imbalance - coefs.log_rho_used).mean().to(dtype)
-    return m
+        (lin_w, lin_l), (gf_w, gf_l) = scores(first)
+        reward_w = beta * (A_w - R_w if spec.needs_reference else lin_w)
+        reward_l = beta * (A_l - R_l if spec.needs_reference else lin_l)
+        margins = reward_w - reward_l
+        m: dict[str, Tensor] = {
+            "rewards/chosen": reward_w.mean(),
+            "rewards/rejected": reward_l.mean(),
+            "rewards/margins": margins.mean(),
+            "rewards/accuracies": (margins > 0).to(reward_w.dtype).mean(),
+            "logps/chosen": A_w.detach().mean(),
+            "logps/rejected": A_l.detach().mean(),
+        }
+        if nll is not None:
+            m["nll_loss"] = nll.detach()
+        if first.log_odds:  # TRL's ORPO logs these two
+            log_odds = (gf_w - gf_l).detach()
+            m["log_odds_chosen"] = log_odds.mean()
+            m["log_odds_ratio"] = F.logsigmoid(log_odds).mean()
+        dtype = reward_w.dtype
+        m["balance/log_rho"] = imbalance.mean().to(dtype)
+        if balance is not None:
+            m["balance/coef_chosen"] = c_w.mean()
+            m["balance/coef_rejected"] = c_l.mean()
+            m["balance/clipped_frac"] = clipped.to(dtype).mean()
+            m["balance/log_rho_after"] = (imbalance - used).mean().to(dtype)
+    return PreferenceLossOutput(loss=total, losses=losses, metrics=m, coef_chosen=c_w, coef_rejected=c_l,
+                                imbalance=imbalance, chosen_rewards=reward_w.detach(),
+                                rejected_rewards=reward_l.detach(), nll=nll)

@@ -29,21 +29,12 @@ class PreferenceLoss(nn.Module):
         super().__init__()
         self.spec = LossSpec(loss or self.loss_name, beta=beta, balance=balance, debug=debug, **params)
 
-    def forward(
-        self,
-        chosen_logps: PairLogps | Tensor,
-        rejected_logps: Tensor | None = None,
-        chosen_lengths: Tensor | None = None,
-        rejected_lengths: Tensor | None = None,
-        ref_chosen_logps: Tensor | None = None,
-        ref_rejected_logps: Tensor | None = None,
-    ) -> PreferenceLossOutput:
-        """The loss of a :class:`PairLogps`, or of its fields given as ``[B]`` tensors in order."""
-        if isinstance(chosen_logps, PairLogps):
-            return preference_loss(self.spec, chosen_logps)
-        pairs = PairLogps(chosen_logps, rejected_logps, chosen_lengths, rejected_lengths, ref_chosen_logps,
-                          ref_rejected_logps)
-        return preference_loss(self.spec, pairs)
+    def forward(self, *tensors: PairLogps | Tensor, **named: Tensor) -> PreferenceLossOutput:
+        """The loss of a :class:`PairLogps`, or of its fields as ``[B]`` tensors (``chosen_logps, rejected_logps,
+        chosen_lengths, rejected_lengths[, ref_chosen_logps, ref_rejected_logps]``, in order or by name)."""
+        if len(tensors) == 1 and not named and isinstance(tensors[0], PairLogps):
+            return preference_loss(self.spec, tensors[0])
+        return preference_loss(self.spec, PairLogps(*tensors, **named))
 
     def extra_repr(self) -> str:
         params = "".join(f", {k}={v}" for k, v in self.spec.params.items())

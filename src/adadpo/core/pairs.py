@@ -13,12 +13,15 @@ reading a value, so building one never waits for the device; :meth:`PairLogps.ch
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import InitVar, dataclass
 
 import torch
 from torch import Tensor
 
-_LOGPS = ("chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps")
+_LOGPS = ("chosen_logps", "rejected_logps", "ref_chosen_logps", "ref_rejected_logps", "raw_chosen_logps")
+#: The ``[B]`` fields, in order (``aux_loss`` is a scalar).
+_PER_PAIR = ("chosen_logps", "rejected_logps", "chosen_lengths", "rejected_lengths", "ref_chosen_logps",
+             "ref_rejected_logps", "pair_weights", "raw_chosen_logps")
 
 
 #: Per-token tolerance above 0 of a log-prob sum (rounding in low precision); beyond it a sum is not a log-prob.
@@ -45,6 +48,11 @@ class PairLogps:
         chosen_lengths, rejected_lengths: ``T_w``, ``T_l``, response token counts (any real dtype), ``>= 1``.
         ref_chosen_logps, ref_rejected_logps: ``R_w``, ``R_l`` under the reference model (treated as
             constants by the losses), or both ``None``.
+        pair_weights: ``[B]`` WPO weights ``w_w w_l`` (detached), for a spec with ``use_weighting``; else ``None``.
+        raw_chosen_logps: ``[B]`` unweighted chosen sums when ``chosen_logps`` are LD-DPO's length-desensitised
+            ones (TRL's ``sft`` term averages the raw log-probs); else ``None``.
+        aux_loss: the MoE router's load-balancing loss (scalar) from the same forward, or ``None``.
+        check: ``False`` skips the structure checks (for pairs a backend built from a model's output).
     """
 
     chosen_logps: Tensor
@@ -53,8 +61,14 @@ class PairLogps:
     rejected_lengths: Tensor
     ref_chosen_logps: Tensor | None = None
     ref_rejected_logps: Tensor | None = None
+    pair_weights: Tensor | None = None
+    raw_chosen_logps: Tensor | None = None
+    aux_loss: Tensor | None = None
+    check: InitVar[bool] = True
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, check: bool) -> None:
+        if not check:
+            return
         _check_tensor("chosen_logps", self.chosen_logps, None)
         shape = self.chosen_logps.shape
         for name in ("rejected_logps", "chosen_lengths", "rejected_lengths"):
@@ -66,19 +80,24 @@ class PairLogps:
         if not missing:
             for name, x in refs.items():
                 _check_tensor(name, x, shape)
+        for name in ("pair_weights", "raw_chosen_logps"):
+            if getattr(self, name) is not None:
+                _check_tensor(name, getattr(self, name), shape)
 
     @property
     def has_reference(self) -> bool:
         return self.ref_chosen_logps is not None
 
-    def with_reference(self, ref_chosen_logps: Tensor, ref_rejected_logps: Tensor) -> PairLogps:
-        """The same pairs with the reference sums ``R_w``, ``R_l`` (``[B]`` each) attached."""
+    def with_reference(self, ref_chosen_logps: Tensor, ref_rejected_logps: Tensor, check: bool = True) -> PairLogps:
+        """The same pairs with the reference sums ``R_w``, ``R_l`` (``[B]`` each) attached (``check`` as the
+        constructor's)."""
         return PairLogps(self.chosen_logps, self.rejected_logps, self.chosen_lengths, self.rejected_lengths,
-                         ref_chosen_logps, ref_rejected_logps)
+                         ref_chosen_logps, ref_rejected_logps, self.pair_weights, self.raw_chosen_logps, self.aux_loss,
+                         check=check)
 
     def tensors(self) -> dict[str, Tensor]:
-        """The fields that are set, by name (the keywords of :func:`adadpo.preference_loss`)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        """The ``[B]`` fields that are set, by name (the keywords of :func:`adadpo.preference_loss`)."""
+        return {name: getattr(self, name) for name in _PER_PAIR if getattr(self, name) is not None}
 
     @classmethod
     def cat(cls, parts: list[PairLogps]) -> PairLogps:

@@ -1,90 +1,30 @@
-"""``LossSpec``: a preference loss resolved once (family, beta, its parameters, the balance) and reused every step.
+"""``LossSpec``: a preference loss resolved once (its terms, beta, their parameters, the balance), reused every step.
 
-All checking of the configuration happens when a :class:`LossSpec` is built; applying it to a batch
-(:func:`adadpo.preference_loss`) does no Python validation and, unless ``debug=True``, waits for no value
-on the device.
+A spec is one loss of :mod:`adadpo.core.registry` (``LossSpec("simpo", beta=2.0)``) or a weighted list of them
+(TRL's multi-loss, ``LossSpec(["sigmoid", "sft"], weights=[1.0, 0.5])``). All checking happens when it is built;
+applying it to a batch (:func:`adadpo.preference_loss`) does no Python validation and, unless ``debug=True``,
+waits for no value on the device.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from adadpo.core.balance import Balance
+from adadpo.core.registry import (LOSSES, PARAM_LIMIT, REGISTRY, TRL_LOSS_TYPES, LossDef, check_beta, finite_number,
+                                  get_family, get_loss, reference_based)
+from adadpo.core.terms import F_DIVERGENCES
 
+__all__ = ["LOSSES", "PARAM_LIMIT", "REGISTRY", "LossDef", "LossFamily", "LossSpec", "check_beta", "finite_number",
+           "get_family", "get_loss"]
 
-@dataclass(frozen=True)
-class LossFamily:
-    """Static description of one loss: what its side score is and which parameters it takes."""
-
-    name: str
-    needs_reference: bool
-    mean: bool  # u is the per-token mean (d = 1/T) rather than the sum (d = 1)
-    log_odds: bool  # g = log-odds (ORPO); identity otherwise
-    nll_weight: str | None  # parameter weighting the chosen NLL term, "one" for a fixed weight of 1
-    params: tuple[str, ...]  # loss-specific keyword parameters it accepts
-
-
-LOSSES: dict[str, LossFamily] = {
-    f.name: f
-    for f in (
-        LossFamily("dpo", True, False, False, None, ("label_smoothing",)),
-        LossFamily("rdpo", True, False, False, None, ("length_alpha", "label_smoothing")),
-        LossFamily("ipo", True, True, False, None, ()),
-        LossFamily("simpo", False, True, False, None, ("gamma", "label_smoothing")),
-        LossFamily("cpo", False, False, False, "cpo_alpha", ("cpo_alpha", "label_smoothing")),
-        LossFamily("orpo", False, True, True, "one", ()),
-    )
-}
-
-#: Defaults of the loss-specific parameters (``None`` = required when the loss takes it).
-PARAM_DEFAULTS: dict[str, float | None] = {
-    "gamma": 0.5,
-    "length_alpha": None,
-    "cpo_alpha": 1.0,
-    "label_smoothing": 0.0,
-}
-
+#: The declaration type's name before the registry (``adadpo.LossFamily``).
+LossFamily = LossDef
 #: The statistic of the plain loss's reported imbalance (``balance/log_rho``).
 DEFAULT_BALANCE = Balance()
-
-
-def get_family(loss: str) -> LossFamily:
-    """The :class:`LossFamily` named ``loss``; ``ValueError`` listing the known names otherwise."""
-    if loss not in LOSSES:
-        raise ValueError(f"loss={loss!r} is not a known preference loss; expected one of {list(LOSSES)}")
-    return LOSSES[loss]
-
-
-#: The loss parameters' bound: within ``[1/PARAM_LIMIT, PARAM_LIMIT]`` (beta) or ``|x| <= PARAM_LIMIT`` (the
-#: others), beta, ipo's target margin ``1/(2 beta)``, their products with log-prob sums of up to 1e5 and the
-#: squares of those stay finite in float32 (max 3.4e38); beyond it the loss or its gradient overflows (ipo with
-#: beta=1e-40 gives an infinite loss; beta=1e300 is inf in float32, a zero loss with NaN gradients).
-PARAM_LIMIT = 1e9
-
-
-def finite_number(name: str, value: object) -> float:
-    """``value`` as a float; ``ValueError`` unless it is a finite number of magnitude ``<= PARAM_LIMIT``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name}={value!r} must be a finite number")
-    if abs(value) > PARAM_LIMIT:
-        raise ValueError(f"{name}={value!r} is too large for the loss's float32 arithmetic; expected |{name}| <= "
-                         f"{PARAM_LIMIT:g}")
-    return float(value)
-
-
-def check_beta(value: object) -> float:
-    """``beta`` as a float; ``ValueError`` unless it is a number in ``[1/PARAM_LIMIT, PARAM_LIMIT]``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"beta={value!r} must be a finite number > 0")
-    if not 1 / PARAM_LIMIT <= value <= PARAM_LIMIT:
-        raise ValueError(f"beta={value!r} is outside [{1 / PARAM_LIMIT:g}, {PARAM_LIMIT:g}], where the loss stays "
-                         "finite in float32 (ipo's target margin 1/(2 beta), beta times the log-prob margins); "
-                         "typical values are 0.01 to 10")
-    return float(value)
-
-
-_finite = finite_number
+#: The loss parameters a spec takes as keywords (each declared by the losses that use it).
+LOSS_PARAMS = ("gamma", "length_alpha", "cpo_alpha", "label_smoothing", "discopop_tau")
 
 
 @dataclass(frozen=True)
@@ -92,23 +32,29 @@ class LossSpec:
     """One preference loss, checked once. Pass it to :func:`adadpo.preference_loss` with a :class:`PairLogps`.
 
     Args:
-        loss: ``"dpo" | "rdpo" | "ipo" | "simpo" | "cpo" | "orpo"``.
+        loss: a registered loss name (``"dpo" | "rdpo" | "ipo" | "simpo" | "cpo" | "orpo"`` or one of TRL's
+            ``loss_type`` names), or a list of them (TRL's weighted multi-loss).
         beta: inverse temperature; for ipo the regularisation ``tau`` (target margin ``1 / (2 beta)``); for
             orpo the weight ``lambda`` of the odds-ratio term.
-        gamma: simpo's target margin (default 0.5, as TRL's ``simpo_gamma``).
-        length_alpha: rdpo's length coefficient (required for rdpo).
-        cpo_alpha: weight of cpo's chosen NLL term (default 1.0).
-        label_smoothing: conservative-loss ``eps`` in ``[0, 0.5)`` for dpo, rdpo, simpo, cpo (default 0).
+        gamma, length_alpha, cpo_alpha, label_smoothing, discopop_tau: the losses' own parameters (see
+            ``adadpo.core.registry``: simpo's target margin, default 0.5; rdpo's length coefficient, required;
+            cpo's NLL weight, default 1.0; the conservative ``eps`` in ``[0, 0.5)`` for dpo, rdpo, simpo, cpo, or
+            TRL's ``eps`` for exo_pair, robust, aot; discopop's ``tau``). Only the parameters some term takes.
         balance: ``None`` for the plain loss, or a :class:`Balance` (AdaDPO).
         debug: also check every batch's values (finite sums, lengths ``>= 1``, representable coefficients),
             one host sync each; off, a bad batch shows as a non-finite loss.
+        weights: one weight per loss of a list (TRL's ``loss_weights``; default all 1).
+        f_divergence_type, f_alpha_divergence_coef: f-DPO's score map (``reverse_kl`` is standard).
+        use_weighting: WPO: multiply each pair's terms by the pairs' ``pair_weights``.
 
-    Attributes (derived): ``family`` (:class:`LossFamily`), ``params`` (the parameters that apply, as
-    floats, defaults filled in), ``statistic`` (the :class:`Balance` whose statistic is reported as
-    ``balance/log_rho``: ``balance``, or ``Balance()`` for the plain loss).
+    Attributes (derived): ``terms`` (``((LossDef, weight, params), ...)``), ``family`` (the first term's
+    :class:`LossDef`), ``params`` (the parameters that apply, as floats, defaults filled in, plus the non-default
+    TRL options), ``statistic`` (the :class:`Balance` reported as ``balance/log_rho``: ``balance``, or
+    ``Balance()``), ``balanced`` (index of the term the balance acts on and whose imbalance is reported, or
+    ``None``), ``needs_reference``.
     """
 
-    loss: str
+    loss: str | Sequence[str]
     beta: float = 0.1
     gamma: float | None = None
     length_alpha: float | None = None
@@ -116,42 +62,129 @@ class LossSpec:
     label_smoothing: float | None = None
     balance: Balance | None = None
     debug: bool = False
-    family: LossFamily = field(init=False, repr=False, compare=False)
-    params: dict[str, float] = field(init=False, repr=False, compare=False)
+    weights: Sequence[float] | None = None
+    discopop_tau: float | None = None
+    f_divergence_type: str = "reverse_kl"
+    f_alpha_divergence_coef: float = 0.5
+    use_weighting: bool = False
+    terms: tuple[tuple[LossDef, float, dict[str, float]], ...] = field(init=False, repr=False, compare=False)
+    family: LossDef = field(init=False, repr=False, compare=False)
+    params: dict[str, object] = field(init=False, repr=False, compare=False)
     statistic: Balance = field(init=False, repr=False, compare=False)
+    balanced: int | None = field(init=False, repr=False, compare=False)
+    needs_reference: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        family = get_family(self.loss)
+        names = (self.loss,) if isinstance(self.loss, str) else tuple(self.loss)
+        if not names:
+            raise ValueError(f"loss={list(names)} names no loss; give at least one of {list(REGISTRY)}")
+        defs = [_lookup(n, not isinstance(self.loss, str)) for n in names]
+        weights = tuple(1.0 for _ in defs) if self.weights is None else tuple(self.weights)
+        if len(weights) != len(defs):
+            raise ValueError(f"loss_weights={list(weights)} has {len(weights)} weights for {len(defs)} loss types "
+                             f"{list(names)}")
+        weights = tuple(finite_number("loss_weights", w) for w in weights)
         check_beta(self.beta)
-        params: dict[str, float] = {}
-        for name in PARAM_DEFAULTS:
-            value = getattr(self, name)
-            if name not in family.params:
-                if value is not None and not (name == "label_smoothing" and value == 0):
-                    raise ValueError(
-                        f"{name}={value!r} does not apply to loss={family.name!r}; it takes {list(family.params) or 'only beta'}"
-                    )
-                continue
-            value = PARAM_DEFAULTS[name] if value is None else value
-            if value is None:
-                raise ValueError(f"loss={family.name!r} needs {name} (e.g. {name}=0.01); it has no default")
-            params[name] = _finite(name, value)
-        if not 0.0 <= params.get("label_smoothing", 0.0) < 0.5:
-            raise ValueError(f"label_smoothing={params['label_smoothing']!r} must lie in [0, 0.5)")
-        if params.get("cpo_alpha", 0.0) < 0:
-            raise ValueError(f"cpo_alpha={params['cpo_alpha']!r} must be >= 0")
-        if self.balance is not None and not isinstance(self.balance, Balance):
-            raise ValueError(f"balance={self.balance!r} must be an adadpo.Balance (the AdaDPO form) or None (the plain loss)")
-        if self.balance is not None and self.balance.use_reference and not family.needs_reference:
-            raise ValueError(
-                f"Balance(use_reference=True) needs a reference model, but loss={family.name!r} is reference-free; "
-                "set use_reference=False"
-            )
-        object.__setattr__(self, "family", family)
+        if len({d.needs_reference for d in defs}) > 1:
+            raise ValueError(f"loss={list(names)} mixes reference-based and reference-free losses")
+        terms = tuple((d, w, _term_params(d, self)) for d, w in zip(defs, weights))
+        _check_unused(self, defs)
+        _check_options(self, defs)
+        object.__setattr__(self, "loss", "+".join(names))
+        object.__setattr__(self, "terms", terms)
+        object.__setattr__(self, "family", defs[0])
+        object.__setattr__(self, "needs_reference", defs[0].needs_reference)
+        params: dict[str, object] = {k: v for _, _, p in terms for k, v in p.items()}
+        if len(terms) > 1 or self.weights is not None:
+            params["loss_weights"] = list(weights)
+        if self.f_divergence_type != "reverse_kl":
+            params.update(f_divergence_type=self.f_divergence_type,
+                          f_alpha_divergence_coef=finite_number("f_alpha_divergence_coef", self.f_alpha_divergence_coef))
+        if self.use_weighting:
+            params["use_weighting"] = True
         object.__setattr__(self, "params", params)
         object.__setattr__(self, "statistic", self.balance or DEFAULT_BALANCE)
+        object.__setattr__(self, "balanced", _balanced_term(self, defs))
 
     @property
-    def needs_reference(self) -> bool:
-        """Whether the loss takes reference log-probs (``family.needs_reference``)."""
-        return self.family.needs_reference
+    def names(self) -> tuple[str, ...]:
+        """The names of the terms, in order."""
+        return tuple(d.name for d, _, _ in self.terms)
+
+
+def _lookup(name: str, listed: bool) -> LossDef:
+    """The declaration of ``name``; a list (TRL's ``loss_type``) holds TRL's names only."""
+    if listed and name not in TRL_LOSS_TYPES:
+        raise ValueError(f"loss_type={name!r} is not one of TRL 1.16's loss types {list(TRL_LOSS_TYPES)}")
+    return get_loss(name)
+
+
+def _term_params(definition: LossDef, spec: LossSpec) -> dict[str, float]:
+    """The values of ``definition``'s parameters in ``spec``, defaults filled in, checked against its bounds."""
+    values = {}
+    for name, param in definition.params.items():
+        value = getattr(spec, name)
+        value = param.default if value is None else value
+        if value is None:
+            example = param.example if param.example is not None else 0.01
+            raise ValueError(f"loss={definition.name!r} needs {name} (e.g. {name}={example:g}); it has no default")
+        if name == "label_smoothing" and definition.name == "exo_pair" and not 0 < finite_number(name, value) < 1:
+            raise ValueError(f"loss_type 'exo_pair' needs label_smoothing in (0, 1) (EXO's eps, e.g. 1e-3), got {value}")
+        values[name] = param.check(value, definition.name)
+    return values
+
+
+def _check_unused(spec: LossSpec, defs: list[LossDef]) -> None:
+    """``ValueError`` for a parameter given (not at its neutral value) that no term takes."""
+    taken = {name for d in defs for name in d.params}
+    for name in LOSS_PARAMS:
+        value = getattr(spec, name)
+        if value is None or name in taken or (name == "label_smoothing" and value == 0):
+            continue
+        takes = sorted(taken) or "only beta"
+        raise ValueError(f"{name}={value!r} does not apply to loss={spec.loss if isinstance(spec.loss, str) else '+'.join(spec.loss)!r}; "
+                         f"it takes {takes}")
+
+
+def _check_options(spec: LossSpec, defs: list[LossDef]) -> None:
+    """TRL's options: the f-divergence, WPO, and the balance's type and reference."""
+    if spec.f_divergence_type not in F_DIVERGENCES:
+        raise ValueError(f"f_divergence_type={spec.f_divergence_type!r} is not one of {list(F_DIVERGENCES)}")
+    if spec.f_divergence_type != "reverse_kl":
+        bad = [d.name for d in defs if not d.f_divergence or not d.needs_reference]
+        if bad:
+            allowed = [n for n, d in TRL_LOSS_TYPES.items() if d.f_divergence]
+            raise ValueError(f"f_divergence_type={spec.f_divergence_type!r} does not apply to loss_type {bad}: only "
+                             f"{allowed} compare a chosen-rejected score difference; use 'reverse_kl'")
+    if spec.use_weighting:
+        if not all(d.needs_reference for d in defs):
+            raise ValueError("use_weighting=True (WPO) is an option of TRL's loss types; the reference-free losses "
+                             "do not take it")
+        if any(d.name in ("aot", "aot_unpaired") for d in defs):
+            raise ValueError("use_weighting=True (WPO) does not apply to loss_type aot/aot_unpaired, which sort the "
+                             "batch and so lose the pairing the weights belong to")
+    if spec.balance is not None and not isinstance(spec.balance, Balance):
+        raise ValueError(f"balance={spec.balance!r} must be an adadpo.Balance (the AdaDPO form) or None (the plain loss)")
+    if spec.balance is not None and spec.balance.use_reference and not defs[0].needs_reference:
+        raise ValueError(f"Balance(use_reference=True) needs a reference model, but loss={defs[0].name!r} is "
+                         f"reference-free ({reference_based()} take one); set use_reference=False")
+
+
+def _balanced_term(spec: LossSpec, defs: list[LossDef]) -> int | None:
+    """Index of the term the balance acts on (with a balance) or whose imbalance is reported (plain)."""
+    pairwise = [i for i, d in enumerate(defs) if not d.batch]
+    if spec.balance is None:
+        return pairwise[0] if len(pairwise) == 1 else None
+    others = [d.name for d in defs if d.balanced is None and d.name != "sft"]
+    if others:
+        raise ValueError(f"balance does not apply to loss_type {others}: {defs[[d.name for d in defs].index(others[0])].unbalanced}")
+    if not pairwise:
+        raise ValueError(f"balance does not apply to loss_type 'sft' alone: {REGISTRY['sft'].unbalanced}")
+    if len(pairwise) > 1:
+        raise ValueError(f"balance applies to one pairwise loss_type, got {[defs[i].name for i in pairwise]}: the sum "
+                         "of separately balanced terms is not balanced; keep one (sft may be added)")
+    d = defs[pairwise[0]]
+    if d.balanced == "two-sided" and spec.balance.placement != "gradient":
+        raise ValueError(f"loss_type {d.name!r} gives each side its own slope, which scaling the scores inside the "
+                         "loss would move; only Balance(placement='gradient') (balance_placement) balances it exactly")
+    return pairwise[0]

@@ -3,8 +3,11 @@
 A TRL preference batch holds ``2B`` rows, the ``B`` chosen sequences then the ``B`` rejected ones, with a
 ``completion_mask`` marking the response tokens. :func:`model_inputs` turns it into the model's keywords and
 ``labels`` (the input ids, ``-100`` outside the responses): the one masking convention used from here on.
-Every backend takes those and returns the same :class:`BackendOutput`: the pairs, TRL's token metrics as
-``(numerator, count)`` sums, and the MoE auxiliary loss.
+Every backend takes those (and optionally the batch's :func:`~adadpo.core.logps.counted_tokens`, found once for
+the policy and the reference) and returns ``(pairs, metric_sums)``: the :class:`adadpo.PairLogps` of the batch
+with the per-pair extras as fields (WPO's ``pair_weights``, LD-DPO's ``raw_chosen_logps``, the MoE
+``aux_loss``), and TRL's token metrics as ``(numerator, count)`` sums (empty without ``metrics``). No backend
+reads a value back from the device.
 
 - ``chunked`` (:class:`ChunkedBackend`): backbone + :func:`adadpo.core.logps.linear_token_logps` through the
   chunked head (:mod:`adadpo.trl.chunked_head`); the ``[2B, T, V]`` logits never exist.
@@ -20,14 +23,15 @@ Every backend takes those and returns the same :class:`BackendOutput`: the pairs
 from __future__ import annotations
 
 import logging
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from adadpo.core.logps import SequenceLogps, TokenLogps, token_logps
+from adadpo.core.logps import CountedTokens, TokenLogps, counted_tokens, token_logps
 from adadpo.core.pairs import PairLogps
 from adadpo.trl.chunked_head import chunked_head_problem, install_chunked_head
+from adadpo.trl.reference import reference_sums
 from adadpo.trl.sharding import UNSERVED
 
 logger = logging.getLogger("adadpo")
@@ -37,20 +41,6 @@ MetricSums = dict[str, tuple[Tensor, Tensor]]
 
 #: Batch columns that are not model inputs.
 NON_MODEL_KEYS = frozenset({"completion_mask", "ref_chosen_logps", "ref_rejected_logps"})
-
-
-class BackendOutput(NamedTuple):
-    """One forward's result: ``pairs`` (policy sums and lengths, no reference; LD-DPO's weighted sums with
-    ``ld_alpha``), ``metric_sums`` (TRL's ``entropy``, ``logits/chosen``, ``logits/rejected``,
-    ``mean_token_accuracy``; empty without metrics), ``aux_loss`` (the MoE load-balancing loss, or ``None``),
-    ``pair_weights`` (``[B]`` WPO weights ``w_w w_l`` when asked for, else ``None``), ``raw_chosen_logps``
-    (``[B]`` unweighted chosen sums with ``ld_alpha``, for TRL's sft term; else ``None``)."""
-
-    pairs: PairLogps
-    metric_sums: MetricSums
-    aux_loss: Tensor | None
-    pair_weights: Tensor | None = None
-    raw_chosen_logps: Tensor | None = None
 
 
 def model_inputs(batch: dict[str, Tensor]) -> tuple[dict[str, Any], Tensor]:
@@ -63,20 +53,29 @@ def model_inputs(batch: dict[str, Tensor]) -> tuple[dict[str, Any], Tensor]:
 
 
 def token_metric_sums(tokens: TokenLogps) -> MetricSums:
-    """TRL's token metrics from per-token statistics of a ``[2B]`` pair batch (rows ``< B`` are chosen)."""
+    """TRL's token metrics from per-token statistics of a ``[2B]`` pair batch (rows ``< B`` are chosen), by masked
+    sums (no boolean indexing, which would read the mask's size from the device)."""
     chosen = tokens.seq < tokens.batch // 2
     n_w = chosen.sum()
+    zero = tokens.mean_logits.new_zeros(())
     return {
         "entropy": (tokens.entropy.sum(), tokens.seq.new_tensor(tokens.seq.numel())),
-        "logits/chosen": (tokens.mean_logits[chosen].sum(), n_w),
-        "logits/rejected": (tokens.mean_logits[~chosen].sum(), tokens.seq.numel() - n_w),
+        "logits/chosen": (torch.where(chosen, tokens.mean_logits, zero).sum(), n_w),
+        "logits/rejected": (torch.where(chosen, zero, tokens.mean_logits).sum(), tokens.seq.numel() - n_w),
         "mean_token_accuracy": ((tokens.is_top1 & chosen).sum(), n_w),
     }
 
 
+def _pairs(logps: Tensor, lengths: Tensor, **extras: Tensor | None) -> PairLogps:
+    """The pairs of ``[2B]`` sums and lengths laid out as TRL concatenates them (chosen rows, then rejected)."""
+    w, l = logps.chunk(2)
+    T_w, T_l = lengths.chunk(2)
+    return PairLogps(w, l, T_w, T_l, check=False, **extras)
+
+
 class LogpsBackend:
-    """Computes a batch's :class:`BackendOutput` from ``model(**model_kwargs)`` and ``labels``; with
-    ``ld_alpha``, LD-DPO's length-desensitised sums (:meth:`adadpo.core.logps.TokenLogps.desensitized`)."""
+    """Computes a batch's ``(PairLogps, MetricSums)`` from ``model(**model_kwargs)`` and ``labels``; with
+    ``ld_alpha``, LD-DPO's length-desensitised sums (:meth:`adadpo.core.logps.TokenLogps.desensitized_sums`)."""
 
     name = ""
 
@@ -85,16 +84,16 @@ class LogpsBackend:
         self.ld_alpha = ld_alpha
 
     def __call__(self, model: Any, model_kwargs: dict[str, Any], labels: Tensor, metrics: bool,
-                 wpo: bool = False) -> BackendOutput:
+                 wpo: bool = False, index: CountedTokens | None = None) -> tuple[PairLogps, MetricSums]:
         raise NotImplementedError
 
     def _output(self, tokens: TokenLogps, metric_sums: MetricSums, aux_loss: Tensor | None,
-                pair_weights: Tensor | None = None) -> BackendOutput:
+                pair_weights: Tensor | None = None) -> tuple[PairLogps, MetricSums]:
         if self.ld_alpha is None:
-            return BackendOutput(tokens.pairs(), metric_sums, aux_loss, pair_weights)
-        raw = tokens.per_sequence().logps
-        return BackendOutput(tokens.desensitized(self.ld_alpha).pairs(), metric_sums, aux_loss, pair_weights,
-                             raw[: tokens.batch // 2])
+            return _pairs(*tokens.sums(), pair_weights=pair_weights, aux_loss=aux_loss), metric_sums
+        raw = tokens.sums()[0]
+        return _pairs(*tokens.desensitized_sums(self.ld_alpha), pair_weights=pair_weights, aux_loss=aux_loss,
+                      raw_chosen_logps=raw[: tokens.batch // 2]), metric_sums
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(chunk_size={self.chunk_size}, ld_alpha={self.ld_alpha})"
@@ -106,10 +105,10 @@ class ChunkedBackend(LogpsBackend):
     name = "chunked"
 
     def __call__(self, model: Any, model_kwargs: dict[str, Any], labels: Tensor, metrics: bool,
-                 wpo: bool = False) -> BackendOutput:
+                 wpo: bool = False, index: CountedTokens | None = None) -> tuple[PairLogps, MetricSums]:
         _no_wpo(self, wpo)
         out = model(**model_kwargs, labels=labels, adadpo_chunked=True, adadpo_stats=metrics,
-                    adadpo_chunk_size=self.chunk_size)
+                    adadpo_chunk_size=self.chunk_size, adadpo_index=index)
         return self._output(out.tokens, token_metric_sums(out.tokens) if metrics else {}, out.aux_loss)
 
 
@@ -119,10 +118,10 @@ class FullBackend(LogpsBackend):
     name = "full"
 
     def __call__(self, model: Any, model_kwargs: dict[str, Any], labels: Tensor, metrics: bool,
-                 wpo: bool = False) -> BackendOutput:
+                 wpo: bool = False, index: CountedTokens | None = None) -> tuple[PairLogps, MetricSums]:
         _no_wpo(self, wpo)
         out = model(**model_kwargs)
-        tokens = token_logps(out.logits, labels, chunk_size=self.chunk_size, stats=metrics)
+        tokens = token_logps(out.logits, labels, chunk_size=self.chunk_size, stats=metrics, index=index)
         return self._output(tokens, token_metric_sums(tokens) if metrics else {}, getattr(out, "aux_loss", None))
 
 
@@ -132,18 +131,19 @@ class TrlFusedBackend(LogpsBackend):
     name = "trl_fused"
 
     def __call__(self, model: Any, model_kwargs: dict[str, Any], labels: Tensor, metrics: bool,
-                 wpo: bool = False) -> BackendOutput:
+                 wpo: bool = False, index: CountedTokens | None = None) -> tuple[PairLogps, MetricSums]:
         out = model(**model_kwargs, labels=labels, fused_lm_head=True)
         counted = labels[:, 1:] != -100
         width = counted.size(1)  # prompt-learning PEFT prepends virtual tokens: keep the real positions
         log_probs = out.log_probs[:, -width:]
         metric_sums = self._metric_sums(out, counted) if metrics else {}
         weights = self._wpo_weights(out, log_probs, counted) if wpo else None
-        if self.ld_alpha is not None:
-            tokens = TokenLogps(log_probs[counted], counted.nonzero()[:, 0], counted.size(0))
-            return self._output(tokens, metric_sums, out.aux_loss, weights)
-        sums = SequenceLogps(log_probs.sum(dim=1), counted.sum(dim=1))
-        return BackendOutput(sums.pairs(), metric_sums, out.aux_loss, weights)
+        lengths = counted.sum(dim=1)
+        if self.ld_alpha is None:
+            return _pairs(log_probs.sum(dim=1), lengths, pair_weights=weights, aux_loss=out.aux_loss), metric_sums
+        raw = (log_probs.double() * counted).sum(dim=1).float()
+        return _pairs(_desensitized(log_probs, counted, lengths, self.ld_alpha), lengths, pair_weights=weights,
+                      aux_loss=out.aux_loss, raw_chosen_logps=raw.chunk(2)[0]), metric_sums
 
     @staticmethod
     @torch.no_grad()
@@ -167,12 +167,23 @@ class TrlFusedBackend(LogpsBackend):
             sums["entropy"] = ((outputs.entropy[:, -width:].detach() * counted).sum(), counted.sum())
         if outputs.mean_logits is not None:
             logits_w, logits_l = outputs.mean_logits[:, -width:].detach().chunk(2)
-            sums["logits/chosen"] = (logits_w[chosen_mask].sum(), chosen_mask.sum())
-            sums["logits/rejected"] = (logits_l[rejected_mask].sum(), rejected_mask.sum())
+            zero = logits_w.new_zeros(())
+            sums["logits/chosen"] = (torch.where(chosen_mask, logits_w, zero).sum(), chosen_mask.sum())
+            sums["logits/rejected"] = (torch.where(rejected_mask, logits_l, zero).sum(), rejected_mask.sum())
         if outputs.is_top1 is not None:
             top1_w, _ = outputs.is_top1[:, -width:].chunk(2)
             sums["mean_token_accuracy"] = ((top1_w & chosen_mask).sum(), chosen_mask.sum())
         return sums
+
+
+def _desensitized(log_probs: Tensor, counted: Tensor, lengths: Tensor, alpha: float) -> Tensor:
+    """LD-DPO's sums of ``[2B, T]`` per-position log-probs (:meth:`TokenLogps.desensitized_sums`), by masked
+    arithmetic: weight 1 up to the pair's shared length ``S = min(T_w, T_l)``, ``alpha`` beyond, 0 off the response."""
+    position = counted.cumsum(dim=1) - 1  # 0-based position in the response
+    shared = torch.minimum(*lengths.chunk(2)).repeat(2)
+    weight = torch.full_like(log_probs, float(alpha)).masked_fill(position < shared[:, None], 1.0)
+    sums = ((log_probs * weight).double() * counted).sum(dim=1)
+    return sums.to(torch.promote_types(log_probs.dtype, torch.float32))
 
 
 def _no_wpo(backend: LogpsBackend, wpo: bool) -> None:
@@ -224,15 +235,16 @@ def choose_backend(model: Any, requested: str, chunk_size: int | None = None, sh
     return BACKENDS[requested](chunk_size, ld_alpha)
 
 
-@torch.no_grad()
 def batch_pair_logps(model: Any, batch: dict[str, Tensor], *, ref_model: Any = None, backend: str = "chunked",
                      chunk_size: int | None = None) -> PairLogps:
     """The :class:`adadpo.PairLogps` of one collated TRL preference batch under ``model`` (and, as reference
     sums, ``ref_model``), without gradients, exactly as ``AdaDPOTrainer`` computes them. ``backend`` as
     ``AdaDPOConfig.logps_backend`` (``trl_fused`` needs TRL's fused head on the model: ``add_fused_lm_head``)."""
     model_kwargs, labels = model_inputs(batch)
-    pairs = choose_backend(model, backend, chunk_size)(model, model_kwargs, labels, metrics=False).pairs
+    index = counted_tokens(labels)
+    with torch.no_grad():
+        pairs, _ = choose_backend(model, backend, chunk_size)(model, model_kwargs, labels, metrics=False, index=index)
     if ref_model is None:
         return pairs
-    ref = choose_backend(ref_model, backend, chunk_size)(ref_model, model_kwargs, labels, metrics=False).pairs
-    return pairs.with_reference(ref.chosen_logps, ref.rejected_logps)
+    ref = reference_sums(choose_backend(ref_model, backend, chunk_size), ref_model, model_kwargs, labels, index=index)
+    return pairs.with_reference(*ref)

@@ -80,7 +80,8 @@ def install_chunked_head(model: Any) -> None:
     ``model.get_output_embeddings()``'s weight and bias, looked up on every call and read inside the head's
     own ``__call__`` (:func:`~adadpo.trl.sharding.call_gathered`), so an FSDP2-sharded head, tied to the input
     embeddings or not, is gathered while it is read. Extra keywords:
-    ``adadpo_stats`` (also the per-token entropy, mean logit and top-1 flag) and ``adadpo_chunk_size``.
+    ``adadpo_stats`` (also the per-token entropy, mean logit and top-1 flag), ``adadpo_chunk_size`` and
+    ``adadpo_index`` (:func:`~adadpo.core.logps.counted_tokens` of ``labels``, found once per batch).
     Without ``adadpo_chunked`` the forward is the previous one. Because the call goes through
     ``model.__call__``, DDP, PEFT and accelerate's autocast wrappers around ``model`` still apply.
     Idempotent.
@@ -98,6 +99,7 @@ def install_chunked_head(model: Any) -> None:
         adadpo_chunked: bool = False,
         adadpo_stats: bool = False,
         adadpo_chunk_size: int | None = None,
+        adadpo_index: Any = None,
         labels: Tensor | None = None,
         **kwargs: Any,
     ) -> Any:
@@ -113,7 +115,7 @@ def install_chunked_head(model: Any) -> None:
 
         def chunked(hidden: Tensor, labels: Tensor) -> TokenLogps:  # run as the head's forward: FSDP gathers it
             return linear_token_logps(hidden, head.weight, labels, bias=head.bias, chunk_size=adadpo_chunk_size,
-                                      stats=adadpo_stats)
+                                      stats=adadpo_stats, index=adadpo_index)
 
         device = head.weight.device
         tokens = call_gathered(head, chunked, backbone_outputs.last_hidden_state.to(device), labels.to(device))

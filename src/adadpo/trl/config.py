@@ -4,7 +4,8 @@ balance fields.
 The ``balance_*`` fields are generated from :class:`adadpo.Balance`'s own fields (name, type, default, help,
 choices), so the two cannot drift apart. ``beta`` and ``label_smoothing`` are DPOConfig's own fields.
 :meth:`AdaDPOConfig.loss_spec` resolves all of it into the :class:`adadpo.LossSpec` (or, for TRL's other losses,
-the :class:`~adadpo.core.trl_losses.TrlLossSpec`) the trainer applies every step.
+of TRL's losses and weighted lists) the trainer applies every step; the loss names, their parameters and which
+need a reference come from :mod:`adadpo.core.registry`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from dataclasses import dataclass, field, make_dataclass
 from trl import DPOConfig
 
 from adadpo.core.balance import Balance, balance_options
-from adadpo.core.spec import LOSSES, LossSpec, get_family
-from adadpo.core.trl_losses import TrlLossSpec
+from adadpo.core.registry import LOSSES, NATIVE_LOSS_TYPES, TRL_LOSS_TYPES, get_family, reference_based
+from adadpo.core.spec import LossSpec
 from adadpo.trl.notices import config_notices, two_sided
 from adadpo.trl.ranges import check_fields
 
@@ -34,9 +35,7 @@ def _has_gpu() -> bool:
     return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
 
 
-#: adadpo's families that are TRL loss types, and back: the one overlap between ``loss`` and ``loss_type``.
-NATIVE_LOSS_TYPES = {"dpo": "sigmoid", "ipo": "ipo"}
-#: DPOConfig's options that shape TRL's losses, with their defaults (they do not apply to rdpo, simpo, cpo, orpo).
+#: DPOConfig's options that shape TRL's losses, with their defaults (they apply to no family but dpo and ipo).
 TRL_LOSS_OPTIONS = {"loss_weights": None, "ld_alpha": None, "f_divergence_type": "reverse_kl", "use_weighting": False}
 
 
@@ -56,6 +55,12 @@ def resolve_loss(loss: str, loss_type: list[str]) -> list[str] | None:
     )
 
 
+def _param_help(name: str) -> str:
+    """A loss parameter's config help, from its declaration: the help text and the families that take it."""
+    takers = [d for d in LOSSES.values() if name in d.params]
+    return f"{takers[0].params[name].help} Only for {', '.join(d.name for d in takers)}; unset: the default."
+
+
 def _gloo_process_group(timeout_seconds: int) -> None:
     """Start the gloo process group (env:// from torchrun) with ``ddp_timeout``: transformers starts CPU process
     groups without it (the 30-minute default), so one frozen process would hang the others that long."""
@@ -68,8 +73,9 @@ def _gloo_process_group(timeout_seconds: int) -> None:
 
 
 #: Balance fields whose config default is ``None``, chosen from the loss (see ``AdaDPOConfig.balance_spec``).
-CHOSEN_BY_LOSS = {"placement": " Unset: margin, or gradient for TRL's two-sided losses (nca_pair, bco_pair, "
-                               "sppo_hard, apo_zero, apo_down), which only it balances exactly."}
+CHOSEN_BY_LOSS = {"placement": " Unset: margin, or gradient for TRL's two-sided losses ("
+                               + ", ".join(n for n, d in TRL_LOSS_TYPES.items() if d.balanced == "two-sided")
+                               + "), which only it balances exactly."}
 
 #: ``balance_<name>`` for every field of :class:`adadpo.Balance`, same type, default and help (``placement``:
 #: unset by default, see :data:`CHOSEN_BY_LOSS`).
@@ -91,7 +97,7 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
 
     TRL's loss options (``loss_type``, ``loss_weights``, ``use_weighting``, ``ld_alpha``, ``f_divergence_type``,
     ``f_alpha_divergence_coef``, ``discopop_tau``) work as in stock ``DPOTrainer`` (see
-    :mod:`adadpo.core.trl_losses`); ``loss`` and ``loss_type`` combine by :func:`resolve_loss`.
+    :mod:`adadpo.core.registry`); ``loss`` and ``loss_type`` combine by :func:`resolve_loss`.
 
     Args:
         loss: preference loss family, one of ``dpo``, ``rdpo``, ``ipo``, ``simpo``, ``cpo``, ``orpo``
@@ -126,9 +132,9 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
                   "choices": list(LOSSES)},
     )
     balance: bool = field(default=False, metadata={"help": "Use the AdaDPO (gradient-balanced) form of the loss."})
-    gamma: float | None = field(default=None, metadata={"help": "SimPO target margin (simpo only; None means 0.5)."})
-    length_alpha: float | None = field(default=None, metadata={"help": "R-DPO length penalty (rdpo; required)."})
-    cpo_alpha: float | None = field(default=None, metadata={"help": "CPO NLL weight (cpo; default 1.0)."})
+    gamma: float | None = field(default=None, metadata={"help": _param_help("gamma")})
+    length_alpha: float | None = field(default=None, metadata={"help": _param_help("length_alpha")})
+    cpo_alpha: float | None = field(default=None, metadata={"help": _param_help("cpo_alpha")})
     logps_backend: str = field(
         default="chunked",
         metadata={
@@ -208,37 +214,39 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
             values["placement"] = "gradient" if two_sided(resolve_loss(self.loss_family, self.loss_type)) else "margin"
         return Balance(**values)
 
-    def loss_spec(self) -> LossSpec | TrlLossSpec:
-        """What ``AdaDPOTrainer`` applies each step, checked: an :class:`adadpo.LossSpec` for adadpo's families
-        (and TRL's ``sigmoid`` and ``ipo`` alone, which are adadpo's dpo and ipo), else a
-        :class:`adadpo.core.trl_losses.TrlLossSpec` for TRL's other losses and options (see :func:`resolve_loss`)."""
+    def loss_spec(self) -> LossSpec:
+        """What ``AdaDPOTrainer`` applies each step, checked: the :class:`adadpo.LossSpec` of adadpo's family (also
+        for TRL's ``sigmoid`` and ``ipo`` alone with TRL's defaults, which are adadpo's dpo and ipo), else of TRL's
+        loss types and options (see :func:`resolve_loss`)."""
         balance = self.balance_spec()
         if balance.use_reference and not get_family(self.loss_family).needs_reference:
             raise ValueError(
                 "balance_use_reference=True (Balance(use_reference=True)) needs a reference model, but "
-                f"loss={self.loss_family!r} "
-                "is reference-free; set it to False"
+                f"loss={self.loss_family!r} is reference-free ({reference_based()} take one); set it to False"
             )
+        balance = balance if self.balance else None
         loss_types = resolve_loss(self.loss_family, self.loss_type)
-        native = loss_types in (["sigmoid"], ["ipo"]) and self.loss_weights in (None, [1.0]) \
+        native = loss_types in ([t] for t in NATIVE_LOSS_TYPES.values()) and self.loss_weights in (None, [1.0]) \
             and self.f_divergence_type == "reverse_kl" and not self.use_weighting
         if loss_types is None or native:
-            native_names = {v: k for k, v in NATIVE_LOSS_TYPES.items()}
-            loss = self.loss_family if loss_types is None else native_names[loss_types[0]]
+            families = {v: k for k, v in NATIVE_LOSS_TYPES.items()}
+            loss = self.loss_family if loss_types is None else families[loss_types[0]]
             # TRL's sigmoid and ipo ignore label_smoothing: only adadpo's loss, named by `loss`, applies it
             # (conservative dpo, rdpo, simpo, cpo; ipo refuses it)
             smoothing = self.label_smoothing if self.loss is not None else None
             return LossSpec(
                 loss, beta=self.beta, gamma=self.gamma, length_alpha=self.length_alpha, cpo_alpha=self.cpo_alpha,
-                label_smoothing=smoothing, balance=balance if self.balance else None, debug=self.loss_debug,
+                label_smoothing=smoothing, balance=balance, debug=self.loss_debug,
             )
         for name in ("gamma", "length_alpha", "cpo_alpha"):
             if getattr(self, name) is not None:
                 raise ValueError(f"{name}={getattr(self, name)!r} does not apply to loss_type={loss_types!r}; "
                                  "leave it unset")
-        return TrlLossSpec(
-            loss_types, weights=self.loss_weights, beta=self.beta, label_smoothing=self.label_smoothing,
-            discopop_tau=self.discopop_tau, f_divergence_type=self.f_divergence_type,
-            f_alpha_divergence_coef=self.f_alpha_divergence_coef, use_weighting=self.use_weighting,
-            balance=balance if self.balance else None, debug=self.loss_debug,
+        takes = {p for t in loss_types if t in TRL_LOSS_TYPES for p in TRL_LOSS_TYPES[t].params}
+        return LossSpec(
+            loss_types, weights=self.loss_weights, beta=self.beta, balance=balance, debug=self.loss_debug,
+            label_smoothing=self.label_smoothing if "label_smoothing" in takes else None,  # TRL: read by those using it
+            discopop_tau=self.discopop_tau if "discopop_tau" in takes else None,
+            f_divergence_type=self.f_divergence_type, f_alpha_divergence_coef=self.f_alpha_divergence_coef,
+            use_weighting=self.use_weighting,
         )

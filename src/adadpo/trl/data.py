@@ -227,3 +227,24 @@ def report_truncation(raw: Any, prepared: Any, name: str, max_length: int | None
             "%d of %d %s pairs are longer than max_length=%d tokens; %s to fit (truncation_mode=%r).",
             cut, len(prepared), name, max_length, what, mode,
         )
+
+
+#: The token-id columns of a prepared (tokenised) preference dataset.
+TOKEN_COLUMNS = ("prompt_ids", "chosen_ids", "rejected_ids")
+
+
+def check_token_ids(dataset: Any, vocab: int, name: str = "train") -> None:
+    """``ValueError`` naming the first row and column whose token id is outside ``[0, vocab)`` (the model's
+    vocabulary): checked once here, where the data enters, so that no training step has to (``loss_debug=True``
+    checks every batch's labels again). Iterable datasets and ``None`` are skipped."""
+    if dataset is None or not hasattr(dataset, "column_names") or not hasattr(dataset, "__len__"):
+        return
+    for column in TOKEN_COLUMNS:
+        if column not in (dataset.column_names or ()):
+            continue
+        for row, ids in enumerate(dataset[column]):
+            if ids and (min(ids) < 0 or max(ids) >= vocab):
+                bad = next(i for i in ids if not 0 <= i < vocab)
+                raise ValueError(f"{name} dataset row {row}: {column} holds token id {bad}, outside the model's "
+                                 f"vocabulary [0, {vocab}); the tokenizer does not belong to this model (or the "
+                                 "embeddings were not resized after adding tokens)")

@@ -10,19 +10,13 @@ from typing import Any
 import yaml
 
 import adadpo
+from adadpo.core.registry import ADADPO_PAPER as _ADADPO
+from adadpo.core.registry import LOSSES
 
-#: The paper of each plain loss family: (name, title, arXiv id).
-PAPERS = {
-    "dpo": ("DPO", "Direct Preference Optimization: Your Language Model is Secretly a Reward Model", "2305.18290"),
-    "rdpo": ("R-DPO", "Disentangling Length from Quality in Direct Preference Optimization", "2403.19159"),
-    "ipo": ("IPO", "A General Theoretical Paradigm to Understand Learning from Human Preferences", "2310.12036"),
-    "simpo": ("SimPO", "SimPO: Simple Preference Optimization with a Reference-Free Reward", "2405.14734"),
-    "cpo": ("CPO", "Contrastive Preference Optimization: Pushing the Boundaries of LLM Performance in Machine "
-            "Translation", "2401.08417"),
-    "orpo": ("ORPO", "ORPO: Monolithic Preference Optimization without Reference Model", "2403.07691"),
-}
+#: The paper of each plain loss family, ``(name, title, arXiv id)``, from its declaration in the registry.
+PAPERS = {name: tuple(d.paper) for name, d in LOSSES.items()}
 #: AdaDPO's paper, by its arXiv id (the card names it "AdaDPO" rather than guess a title).
-ADADPO_PAPER = ("AdaDPO", "AdaDPO", "2605.28440")
+ADADPO_PAPER = tuple(_ADADPO)
 
 
 def method_paper(spec: Any, dpo_citation: str | None = None) -> tuple[str, dict[str, str]]:

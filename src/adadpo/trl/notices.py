@@ -7,18 +7,18 @@ from __future__ import annotations
 from typing import Any
 
 from adadpo.core.balance import balance_options
-from adadpo.core.trl_losses import LOSS_TYPES
+from adadpo.core.registry import TRL_LOSS_TYPES
 
 #: TRL's loss types that read ``label_smoothing`` (their ``eps``); its sigmoid and the others ignore it.
-SMOOTHED_LOSS_TYPES = ("exo_pair", "robust", "aot", "aot_unpaired")
+SMOOTHED_LOSS_TYPES = tuple(n for n, d in TRL_LOSS_TYPES.items() if "label_smoothing" in d.params)
 #: DPOConfig's default ``beta``, on the scale of DPO's summed log-ratios.
 DPO_DEFAULT_BETA = 0.1
 
 
 def two_sided(loss_types: list[str] | None) -> list[str]:
-    """The loss types among ``loss_types`` that give each side its own slope (nca_pair, bco_pair, ...): only
+    """The loss types among ``loss_types`` whose balanced form is two-sided (nca_pair, bco_pair, ...): only
     ``placement="gradient"`` balances them exactly."""
-    return [t for t in loss_types or () if t in LOSS_TYPES and LOSS_TYPES[t].kind == "sides"]
+    return [t for t in loss_types or () if t in TRL_LOSS_TYPES and TRL_LOSS_TYPES[t].balanced == "two-sided"]
 
 
 def config_notices(config: Any, loss_types: list[str] | None) -> list[str]:

@@ -1,9 +1,11 @@
-"""The reference model: whether one is needed and available, and how to train without loading one.
+"""The reference model: whether one is needed and available, how its sums are computed, and how to train without
+loading one.
 
-Reference-based losses (dpo, rdpo, ipo) take the reference's log-prob sums from a live ``ref_model``,
-precomputed columns (``precompute_ref_log_probs=True``) or the policy with its PEFT adapter disabled;
-:func:`check_reference_source` fails early when none is possible. Reference-free losses (simpo, cpo, orpo)
-load none: :func:`no_reference_model`.
+Reference-based losses (``adadpo.core.registry.reference_based()``: dpo, rdpo, ipo and TRL's loss types) take the
+reference's log-prob sums from a live ``ref_model``, precomputed columns (``precompute_ref_log_probs=True``) or the
+policy with its PEFT adapter disabled; :func:`reference_sums` is the one computation behind the live and adapter
+cases and the precomputation; :func:`check_reference_source` fails early when none is possible. Reference-free
+losses (simpo, cpo, orpo) load none: :func:`no_reference_model`.
 """
 
 from __future__ import annotations
@@ -12,8 +14,23 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+import torch
 import trl.trainer.dpo_trainer as _trl_dpo
+from torch import Tensor
 from trl.trainer.utils import get_config_model_id
+
+from adadpo.core.registry import reference_free
+
+
+def reference_sums(backend: Any, model: Any, model_kwargs: dict[str, Any], labels: Tensor, *, index: Any = None,
+                   context: Any = None) -> tuple[Tensor, Tensor]:
+    """``(R_w, R_l)``, ``[B]`` each: the summed response log-probs of a pair batch under the reference ``model``,
+    without gradients, by the log-prob ``backend`` (:mod:`adadpo.trl.backends`), inside ``context`` (e.g. the
+    policy's PEFT adapter disabled and activation checkpointing off); ``index``: the batch's counted tokens."""
+    kwargs = {k: v for k, v in model_kwargs.items() if k != "output_router_logits"}
+    with torch.no_grad(), context if context is not None else contextlib.nullcontext():
+        pairs, _ = backend(model, kwargs, labels, metrics=False, index=index)
+    return pairs.chosen_logps, pairs.rejected_logps
 
 
 @contextlib.contextmanager
@@ -55,7 +72,7 @@ def check_reference_source(model: Any, ref_model: Any, args: Any, peft_config: A
             "no "
             "name_or_path to load a reference copy from; pass ref_model=..., set precompute_ref_log_probs=True "
             "(the policy before training is the reference), train a PEFT adapter (peft_config=...), or use a "
-            "reference-free loss (simpo, cpo, orpo)"
+            f"reference-free loss ({reference_free()})"
         )
 
 

@@ -10,4 +10,4 @@ adadpo sweep --config docs/results/smollm2/superseded-world-v2/sweep_dpo.yaml --
   --title "DPO vs AdaDPO on SmolLM2-135M-Instruct" "$@"
 adadpo sweep --config docs/results/smollm2/superseded-world-v2/sweep_simpo.yaml --output-dir docs/results/smollm2/simpo \
   --title "SimPO vs AdaSimPO on SmolLM2-135M-Instruct" "$@"
-python -m adadpo.oracle.report docs/results/smollm2/dpo docs/results/smollm2/simpo > docs/results/smollm2/headline.md
+python -m adadpo.bench.report docs/results/smollm2/dpo docs/results/smollm2/simpo > docs/results/smollm2/headline.md

@@ -16,6 +16,9 @@ A :class:`SweepConfig` comes from YAML (see ``examples/sweep_dpo.yaml``)::
     reuse: [docs/results/smollm2/dpo]  # optional: take finished runs from these sweeps' output directories
     workers: 2                     # processes, one thread each
 
+The ``sweep.json`` a sweep writes beside its results is such a file too (its world's kind as ``world_kind``), so
+``adadpo sweep --config DIR/sweep.json --output_dir DIR --report_only`` rewrites a sweep's report from its results.
+
 Each finished run is appended to ``results.jsonl`` at once; a rerun skips the runs already there (same
 world, budget and key), so a killed sweep resumes where it stopped. With ``reuse``, a run already finished in
 another sweep's output directory with the same world, budget and key (the untrained model's evaluation, which
@@ -36,43 +39,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from adadpo.oracle.run import UNTRAINED, Budget, Method, RunSpec
-from adadpo.oracle.world import WorldConfig
+from adadpo.bench.run import UNTRAINED, Budget, Method, RunSpec
+from adadpo.bench.world import WORLDS, World, get_world
 
 
-@dataclass(frozen=True)
-class WorldKind:
-    """A benchmark world a sweep can run in: its config and budget types, how to build (or load) it, how to
-    train and evaluate one run in it, and how many threads each worker process uses."""
-
-    name: str
-    config_cls: type
-    budget_cls: type
-    build: Callable[..., Any]  # (config, cache_dir, progress) -> world
-    run: Callable[..., dict[str, Any]]  # (world, spec, budget, threads) -> row
-    threads: Callable[[int], int]  # workers -> threads per worker
-
-
-def world_kind(name: str) -> WorldKind:
-    """``oracle`` (the synthetic world) or ``smollm2`` (a real instruct LM, :mod:`adadpo.lmworld`)."""
-    if name == "oracle":
-        from adadpo.oracle.data import build_world
-        from adadpo.oracle.run import train_and_evaluate
-
-        # one thread per worker: the committed oracle results are reproducible on one machine that way
-        return WorldKind("oracle", WorldConfig, Budget, build_world, train_and_evaluate, lambda workers: 1)
-    if name == "smollm2":
-        from adadpo.lmworld.data import LMWorldConfig
-        from adadpo.lmworld.data import build_world as build_lm
-        from adadpo.lmworld.run import LMBudget
-        from adadpo.lmworld.run import train_and_evaluate as run_lm
-
-        return WorldKind("smollm2", LMWorldConfig, LMBudget, build_lm, run_lm,
-                         lambda workers: max(1, (os.cpu_count() or 1) // workers))
-    raise ValueError(f"world kind {name!r}: expected one of {list(WORLD_KINDS)}")
-
-
-WORLD_KINDS = ("oracle", "smollm2")
+def _oracle_config() -> Any:
+    return get_world("oracle").config_cls()
 
 
 @dataclass
@@ -81,7 +53,7 @@ class SweepConfig:
     betas: list[float]
     learning_rates: list[float]
     seeds: list[int]
-    world: Any = field(default_factory=WorldConfig)  # the kind's config (WorldConfig for the oracle)
+    world: Any = field(default_factory=_oracle_config)  # the kind's config (WorldConfig for the oracle)
     budget: Any = field(default_factory=Budget)  # the kind's budget
     comparisons: list[tuple[str, str]] = field(default_factory=list)
     workers: int = 2
@@ -91,7 +63,7 @@ class SweepConfig:
     reuse: list[str] = field(default_factory=list)  # other sweeps' output directories to take finished runs from
 
     def __post_init__(self) -> None:
-        kind = world_kind(self.world_kind)
+        kind = get_world(self.world_kind)
         for name, value, cls in (("world", self.world, kind.config_cls), ("budget", self.budget, kind.budget_cls)):
             if type(value) is not cls:
                 raise ValueError(f"{name}: a {self.world_kind} sweep needs a {cls.__name__}, got {type(value).__name__}")
@@ -182,16 +154,16 @@ def load_world_config(path: str | os.PathLike, kind: str | None = None) -> tuple
     given = str(raw.pop("kind", kind or "oracle"))
     if kind is not None and given != kind:
         raise ValueError(f"{path}: kind={given!r} but the {kind} world was asked for")
-    if given not in WORLD_KINDS:
-        raise ValueError(f"{path}: kind={given!r}; expected one of {list(WORLD_KINDS)}")
-    return given, _dataclass_from(world_kind(given).config_cls, raw, str(path))
+    if given not in WORLDS:
+        raise ValueError(f"{path}: kind={given!r}; expected one of {list(WORLDS)}")
+    return given, _dataclass_from(get_world(given).config_cls, raw, str(path))
 
 
 def load_sweep_config(path: str | os.PathLike) -> SweepConfig:
     """Read a sweep YAML file; errors name the offending key."""
     raw = _yaml_mapping(path, "a mapping at the top level")
     allowed = {"world", "budget", "betas", "learning_rates", "seeds", "methods", "comparisons", "workers", "epochs",
-               "untrained", "reuse"}
+               "untrained", "reuse", "world_kind"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise ValueError(f"{path}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
@@ -207,10 +179,13 @@ def load_sweep_config(path: str | os.PathLike) -> SweepConfig:
             raise ValueError(f"{path}: methods[{i}] has unknown key(s) {extra}; allowed: name, loss, balance, params")
         methods.append(Method(str(m["name"]), str(m["loss"]), m.get("balance"), dict(m.get("params") or {})))
     world = dict(raw.get("world") or {})
-    name = str(world.pop("kind", "oracle"))
-    if name not in WORLD_KINDS:
-        raise ValueError(f"{path}: world: kind={name!r}; expected one of {list(WORLD_KINDS)}")
-    kind = world_kind(name)
+    # a sweep's own sweep.json names its world's kind at the top level (sweep_config_dict), a YAML file in world:
+    name = str(world.pop("kind", raw.get("world_kind", "oracle")))
+    if raw.get("world_kind", name) != name:
+        raise ValueError(f"{path}: world_kind={raw['world_kind']!r} but world: kind={name!r}")
+    if name not in WORLDS:
+        raise ValueError(f"{path}: world: kind={name!r}; expected one of {list(WORLDS)}")
+    kind = get_world(name)
     return SweepConfig(
         methods=methods, betas=[float(x) for x in raw["betas"]],
         learning_rates=[float(x) for x in raw["learning_rates"]], seeds=[int(x) for x in raw["seeds"]],
@@ -294,7 +269,7 @@ def _quiet() -> None:
 
 
 _WORLD: Any = None
-_KIND: WorldKind | None = None
+_KIND: World | None = None
 _THREADS = 1
 
 
@@ -304,7 +279,7 @@ def _init_worker(kind: str, config: Any, cache_dir: str | None, threads: int) ->
 
     torch.set_num_threads(threads)
     _quiet()
-    _KIND, _THREADS = world_kind(kind), threads
+    _KIND, _THREADS = get_world(kind), threads
     _WORLD = _KIND.build(config, cache_dir)
 
 
@@ -329,7 +304,7 @@ def _run_sweep(config: SweepConfig, out: Path, cache_dir: str | None,
     (out / "sweep.json").write_text(json.dumps(sweep_config_dict(config), indent=2))
     results_path = out / "results.jsonl"
     _drop_torn_tail(results_path)
-    world_kind(config.world_kind).build(config.world, cache_dir, progress)  # once, here, before the workers load it
+    get_world(config.world_kind).build(config.world, cache_dir, progress)  # once, here, before the workers load it
     done = {r["key"] for r in finished_rows(config, out)}
     _copy_reused(config, out, done)
     todo = [s for s in config.runs() if s.key not in done]
@@ -384,7 +359,7 @@ def _run_all(config: SweepConfig, todo: list[RunSpec], results_path: Path, cache
         if progress:
             progress("training runs", finished, total)
 
-    threads = world_kind(config.world_kind).threads(config.workers)
+    threads = get_world(config.world_kind).threads(config.workers)
     if config.workers == 1:
         _init_worker(config.world_kind, config.world, cache_dir, threads)
         for spec in todo:

@@ -1,4 +1,4 @@
-"""One benchmark run: train a policy from the world's reference with ``AdaDPOTrainer``, then evaluate it.
+"""What a benchmark run is, in any world: a method, a grid cell, a seed and a budget, trained with ``AdaDPOTrainer``.
 
 The training goes through :class:`adadpo.trl.AdaDPOTrainer`, the code path users get. Every method shares
 the world, the pairs, the seed and the :class:`Budget` (batch, epochs, schedule); only the loss differs.
@@ -9,15 +9,12 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
 
 from adadpo import LOSSES
-from adadpo.oracle.data import World
-from adadpo.oracle.evaluate import evaluate_policy
 
 #: Metrics the trainer logs that make the training curves.
 CURVE_KEYS = ("rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected", "balance/log_rho", "loss")
@@ -142,22 +139,3 @@ def start_run(world: Any, threads: int | None) -> tuple[Any, Any]:
         torch.set_num_threads(threads)
     logging.getLogger("adadpo").setLevel(logging.WARNING)
     return world.load_tokenizer(), world.load_reference().train()
-
-
-def train_and_evaluate(world: World, spec: RunSpec, budget: Budget = Budget(), threads: int | None = 1) -> dict[str, Any]:
-    """Train one policy and evaluate it; returns the run's settings, metrics, curves and wall time."""
-    from datasets import Dataset
-
-    start = time.perf_counter()
-    tokenizer, policy = start_run(world, threads)
-    reference = world.load_reference()
-    history: list[dict] = []
-    if spec.trained:
-        data = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in world.train_pairs])
-        needs_ref = LOSSES[spec.method.loss].needs_reference
-        history = train_policy(policy, reference if needs_ref else None, data, tokenizer, spec, spec.budget(budget),
-                               max_length=64)
-    policy.eval()
-    metrics = evaluate_policy(world, policy, reference, tokenizer, seed=spec.seed)
-    return {**run_fields(spec, world.config.key(), budget, history), **metrics,
-            "seconds": time.perf_counter() - start}

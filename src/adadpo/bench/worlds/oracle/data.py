@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from adadpo.oracle.cache import SavedReference, build_once, default_cache_dir
-from adadpo.oracle.policy import make_model, make_tokenizer, response_logps, sample, sft
-from adadpo.oracle.world import Prompt, WorldConfig, best_and_worst, make_prompts, quality
+from adadpo.bench.cache import SavedReference, build_once, default_cache_dir
+from adadpo.bench.judge import best_and_worst
+from adadpo.bench.worlds.oracle.policy import make_model, make_tokenizer, response_logps, sample, sft
+from adadpo.bench.worlds.oracle.world import Prompt, WorldConfig, make_prompts, quality
 
 #: Reference samples per held-out prompt that each policy is judged against.
 EVAL_SAMPLES = 2

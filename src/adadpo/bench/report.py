@@ -1,4 +1,4 @@
-"""Statistics, Markdown report and plots of a sweep's runs (rows of ``results.jsonl``).
+"""The Markdown report and ``summary.json`` of a sweep's runs (rows of ``results.jsonl``), with its figures.
 
 The paper's headline statistics, per comparison ``base`` vs ``cand`` (e.g. DPO vs AdaDPO), over the grid's
 cells (``beta`` x learning rate), each cell averaged over seeds:
@@ -13,24 +13,18 @@ cells (``beta`` x learning rate), each cell averaged over seeds:
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from adadpo.oracle.plotting import figure as _figure
-from adadpo.oracle.plotting import legend_outside
-from adadpo.oracle.plotting import save as _save
+from adadpo.bench import paired
+from adadpo.bench.figures import plot_bars, plot_curves, plot_frontier, plot_heatmaps, plot_tracking
+from adadpo.bench.run import UNTRAINED
+from adadpo.bench.stats import KL_BUDGETS, METRICS, Cell, Interval, best_cell, best_within_kl, by_cell, cell_label
+from adadpo.bench.stats import cell_of, cell_order, compare, interval, tracking, value
 
-#: Metrics in the tables, with their labels.
-METRICS = {
-    "lc": "LC", "wr": "WR", "tq": "TQ", "lc_minus_wr": "LC-WR", "length": "length", "quality": "quality",
-    "kl": "KL", "reward_accuracy": "reward acc", "reward_margin": "margin", "delta_chosen": "d logp chosen",
-    "delta_rejected": "d logp rejected",
-}
 #: What each column means, for the reports and the demo's printed table.
 DEFINITIONS = {
     "lc": "length-controlled win rate against the reference (AlpacaEval 2's GLM on the biased judge's outcomes)",
@@ -46,8 +40,6 @@ DEFINITIONS = {
     "delta_rejected": "the same for the rejected answers",
 }
 HEADLINE = ("lc", "lc_minus_wr", "wr", "tq")
-CURVES = (("rewards/margins", "reward margin"), ("logps/chosen", "chosen log-likelihood"),
-          ("balance/log_rho", "log rho (imbalance)"))
 
 
 def json_ready(data: Any) -> Any:
@@ -59,130 +51,6 @@ def json_ready(data: Any) -> Any:
     if isinstance(data, (list, tuple)):
         return [json_ready(v) for v in data]
     return data
-
-
-def value(row: dict[str, Any], metric: str) -> float:
-    if metric == "lc_minus_wr":
-        return row["lc"] - row["wr"]
-    return float(row[metric])
-
-
-@dataclass(frozen=True)
-class Interval:
-    """Mean and 95% t-interval (``lo``, ``hi``; NaN with one value)."""
-
-    mean: float
-    lo: float
-    hi: float
-    n: int
-
-    @property
-    def half(self) -> float:
-        return (self.hi - self.lo) / 2
-
-    def verdict(self) -> str:
-        """``win`` / ``loss`` when the interval excludes 0, else ``tie`` (``n/a`` with one seed)."""
-        if self.n < 2 or math.isnan(self.lo):
-            return "n/a"
-        return "win" if self.lo > 0 else "loss" if self.hi < 0 else "tie"
-
-    def fmt(self, digits: int = 3) -> str:
-        if self.n < 2:
-            return f"{self.mean:.{digits}f}"
-        return f"{self.mean:.{digits}f} ± {self.half:.{digits}f}"
-
-
-def interval(values: Sequence[float]) -> Interval:
-    from scipy import stats
-
-    x = np.asarray(values, dtype=float)
-    if len(x) == 0:
-        return Interval(math.nan, math.nan, math.nan, 0)
-    mean = float(x.mean())
-    if len(x) < 2:
-        return Interval(mean, math.nan, math.nan, len(x))
-    half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return Interval(mean, mean - half, mean + half, len(x))
-
-
-Cell = tuple  # (beta, learning_rate) or, in rows that record their epochs, (beta, learning_rate, epochs)
-
-
-def cell_of(row: dict[str, Any]) -> Cell:
-    """The grid cell a run belongs to: ``(beta, learning_rate, epochs)``, or ``(beta, learning_rate)`` for rows
-    written before runs recorded their epochs."""
-    epochs = row.get("epochs")
-    return (row["beta"], row["learning_rate"]) if epochs is None else (row["beta"], row["learning_rate"], epochs)
-
-
-def by_cell(rows: list[dict], method: str, metric: str) -> dict[Cell, dict[int, float]]:
-    """``{(beta, lr, epochs): {seed: value}}`` for one method."""
-    out: dict[Cell, dict[int, float]] = defaultdict(dict)
-    for r in rows:
-        if r["method"] == method:
-            out[cell_of(r)][r["seed"]] = value(r, metric)
-    return dict(out)
-
-
-@dataclass(frozen=True)
-class Comparison:
-    base: str
-    cand: str
-    metric: str
-    cells: dict[Cell, Interval]  # seed-paired difference cand - base per cell
-    share_higher: float  # share of cells where mean(cand) > mean(base)
-    wins: int
-    ties: int
-    losses: int
-    pooled: Interval  # all seed-paired differences over all cells
-
-
-def compare(rows: list[dict], base: str, cand: str, metric: str) -> Comparison:
-    a, b = by_cell(rows, base, metric), by_cell(rows, cand, metric)
-    cells: dict[Cell, Interval] = {}
-    pooled: list[float] = []
-    for cell in sorted(set(a) & set(b)):
-        seeds = sorted(set(a[cell]) & set(b[cell]))
-        diffs = [b[cell][s] - a[cell][s] for s in seeds]
-        if diffs:
-            cells[cell] = interval(diffs)
-            pooled += diffs
-    verdicts = [c.verdict() for c in cells.values()]
-    share = float(np.mean([c.mean > 0 for c in cells.values()])) if cells else math.nan
-    return Comparison(base, cand, metric, cells, share, verdicts.count("win"), verdicts.count("tie"),
-                      verdicts.count("loss"), interval(pooled))
-
-
-def best_cell(rows: list[dict], method: str, metric: str) -> tuple[Cell, Interval] | None:
-    cells = by_cell(rows, method, metric)
-    if not cells:
-        return None
-    scored = {c: interval(list(v.values())) for c, v in cells.items()}
-    cell = max(scored, key=lambda c: scored[c].mean)
-    return cell, scored[cell]
-
-
-KL_BUDGETS = (0.5, 1.0, 2.0)
-
-
-def best_within_kl(rows: list[dict], method: str, metric: str, budget: float) -> tuple[Cell, float, float] | None:
-    """The cell with the best seed-mean ``metric`` among cells whose seed-mean KL is at most ``budget``:
-    ``(cell, metric mean, KL mean)``; ``None`` if no cell stays within the budget."""
-    kl, val = by_cell(rows, method, "kl"), by_cell(rows, method, metric)
-    inside = [(float(np.mean(list(val[c].values()))), c) for c in kl if np.mean(list(kl[c].values())) <= budget]
-    if not inside:
-        return None
-    best, cell = max(inside)
-    return cell, best, float(np.mean(list(kl[cell].values())))
-
-
-def tracking(rows: list[dict]) -> dict[str, float]:
-    """How well LC and WR track TQ over all runs: Pearson r and mean absolute gap."""
-    lc, wr, tq = (np.array([r[k] for r in rows], dtype=float) for k in ("lc", "wr", "tq"))
-    if len(rows) < 3 or tq.std() == 0:
-        return {}
-    return {"r_lc_tq": float(np.corrcoef(lc, tq)[0, 1]), "r_wr_tq": float(np.corrcoef(wr, tq)[0, 1]),
-            "mae_lc_tq": float(np.abs(lc - tq).mean()), "mae_wr_tq": float(np.abs(wr - tq).mean())}
 
 
 def summary(rows: list[dict], comparisons: Sequence[tuple[str, str]]) -> dict[str, Any]:
@@ -219,14 +87,6 @@ def summary(rows: list[dict], comparisons: Sequence[tuple[str, str]]) -> dict[st
 
 def _cell_key(cell: Cell) -> str:
     return f"beta={cell[0]:g},lr={cell[1]:g}" + (f",epochs={cell[2]}" if len(cell) > 2 else "")
-
-
-def cell_label(cell: Cell) -> str:
-    return f"β={cell[0]:g}, lr={cell[1]:g}" + (f", {cell[2]} ep" if len(cell) > 2 else "")
-
-
-def cell_order(cell: Cell) -> tuple:
-    return cell[0], cell[1], cell[2] if len(cell) > 2 else 0
 
 
 def _axes(rows: list[dict]) -> str:
@@ -271,7 +131,7 @@ def _kl_budget_table(rows: list[dict], methods: list[str]) -> list[str]:
 def markdown(rows: list[dict], comparisons: Sequence[tuple[str, str]], *, title: str, preamble: str = "",
              plots: Sequence[tuple[str, str]] = (), appendix: str = "", against_untrained: str = "") -> str:
     """The report: headline statistics (after ``against_untrained``, the section of
-    :func:`adadpo.oracle.paired.markdown`, where there is one), best cells, per-cell table, LC vs TQ, plots,
+    :func:`adadpo.bench.paired.markdown`, where there is one), best cells, per-cell table, LC vs TQ, plots,
     then ``appendix``. ``rows`` are the trained runs."""
     methods = list(dict.fromkeys(r["method"] for r in rows))
     seeds = sorted({r["seed"] for r in rows})
@@ -339,160 +199,8 @@ def markdown(rows: list[dict], comparisons: Sequence[tuple[str, str]], *, title:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------------------------------- plots
-
-
-def _scatter_by_method(ax, rows: list[dict], x: str, y: str) -> None:
-    for m in dict.fromkeys(r["method"] for r in rows):
-        ax.scatter(*zip(*[(r[x], r[y]) for r in rows if r["method"] == m]), s=14, label=m, alpha=0.7)
-
-
-def plot_heatmaps(rows: list[dict], base: str, cand: str, path: str | Path) -> None:
-    """LC, WR, TQ over the grid: ``base``, ``cand`` and ``cand - base`` (seed means). Rows of the heatmap: β,
-    or epochs where the grid varies epochs at one β (cells averaged over the axis not shown)."""
-    lrs = sorted({r["learning_rate"] for r in rows})
-    by_epochs = len({r["beta"] for r in rows}) == 1 and len({r.get("epochs") for r in rows}) > 1
-    row_axis, row_label = (2, "epochs") if by_epochs else (0, "β")
-    ys = sorted({cell_of(r)[row_axis] for r in rows})
-    metrics = ("lc", "wr", "tq")
-    fig, axes = _figure(len(metrics), 3, figsize=(11, 3.1 * len(metrics) + 0.4), squeeze=False)
-    for i, metric in enumerate(metrics):
-        grids = []
-        for m in (base, cand):
-            seed_means: dict[tuple, list[float]] = defaultdict(list)
-            for cell, per_seed in by_cell(rows, m, metric).items():
-                seed_means[(cell[row_axis], cell[1])].append(float(np.mean(list(per_seed.values()))))
-            grids.append(np.array([[np.mean(seed_means[(y, lr)]) if (y, lr) in seed_means else np.nan
-                                    for lr in lrs] for y in ys]))
-        grids.append(grids[1] - grids[0])
-        vmin, vmax = np.nanmin(grids[:2]), np.nanmax(grids[:2])
-        lim = np.nanmax(np.abs(grids[2])) or 1e-3
-        for j, (grid, name) in enumerate(zip(grids, (base, cand, f"{cand} - {base}"))):
-            ax = axes[i, j]
-            kw = {"cmap": "RdBu", "vmin": -lim, "vmax": lim} if j == 2 else {"cmap": "viridis", "vmin": vmin, "vmax": vmax}
-            im = ax.imshow(grid, origin="lower", aspect="auto", **kw)
-            for (bi, li), v in np.ndenumerate(grid):
-                ax.text(li, bi, f"{v:+.3f}" if j == 2 else f"{v:.3f}", ha="center", va="center", fontsize=8,
-                        color="black" if j == 2 else "white")
-            ax.set_xticks(range(len(lrs)), [f"{x:.0e}".replace("e-0", "e-") for x in lrs])  # 3e-5, 1e-4
-            ax.set_yticks(range(len(ys)), [f"{x:g}" for x in ys])
-            ax.set_xlabel("learning rate")
-            ax.set_ylabel(row_label)
-            ax.set_title(f"{METRICS[metric]}: {name}")
-            fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.suptitle(f"{cand} vs {base}: mean over seeds in each cell ({row_label} x learning rate); right: the difference")
-    _save(fig, path)
-
-
 def _file(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
-
-
-def cell_curves(rows: list[dict], method: str, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One method's training curve ``key`` per cell: ``(steps [S], seed means [C, S], every run [R, S])``, cut to
-    the shortest run (S steps); ``C`` cells (β, learning rate) and ``R`` runs. Empty arrays if no run logged it."""
-    runs: dict[Cell, list[list[float]]] = defaultdict(list)
-    step_lists = []
-    for r in rows:
-        curves = r.get("curves") or {}
-        if r["method"] == method and curves.get(key):
-            runs[cell_of(r)].append(curves[key])
-            step_lists.append(curves["step"])
-    if not runs:
-        return np.zeros(0), np.zeros((0, 0)), np.zeros((0, 0))
-    steps = min(step_lists, key=len)
-    n = min(len(steps), *(len(c) for cell in runs.values() for c in cell))
-    every = [np.asarray(c[:n], dtype=float) for cell in runs.values() for c in cell]
-    means = [np.nanmean([np.asarray(c[:n], dtype=float) for c in cell], 0) for cell in runs.values()]
-    return np.asarray(steps[:n], dtype=float), np.array(means), np.array(every)
-
-
-def plot_curves(rows: list[dict], methods: Sequence[str], path: str | Path, band: bool = True) -> str:
-    """Training curves (margin, chosen log-likelihood, log rho) per method; returns what lines and bands show.
-
-    Over several cells: the line is the median over cells of the seed-mean curve, the band (``band``) its
-    interquartile range over cells, so one diverging cell neither moves the line nor widens the band to the
-    whole plot. In a single cell: the line is the mean over seeds, the band min to max over seeds.
-    """
-    cells = {cell_of(r) for r in rows if r["method"] in methods}
-    if len(cells) > 1:
-        what = f"line: median over the {len(cells)} cells (β x lr) of the mean over seeds"
-        what += "; band: 25th to 75th percentile over cells" if band else ""
-    else:
-        what = "line: mean over seeds" + ("; band: min to max over seeds" if band else "")
-    fig, axes = _figure(1, len(CURVES), figsize=(4.2 * len(CURVES) + 1.6, 3.6))
-    for ax, (key, label) in zip(axes, CURVES):
-        for m in methods:
-            steps, means, every = cell_curves(rows, m, key)
-            if not len(steps):
-                continue
-            if len(cells) > 1:
-                line, lo, hi = (np.nanpercentile(means, q, 0) for q in (50, 25, 75))
-            else:
-                line, lo, hi = np.nanmean(every, 0), np.nanmin(every, 0), np.nanmax(every, 0)
-            (drawn,) = ax.plot(steps, line, label=m)
-            if band and len(every) > 1:
-                ax.fill_between(steps, lo, hi, color=drawn.get_color(), alpha=0.15, lw=0)
-        ax.set_xlabel("step")
-        ax.set_title(label)
-    legend_outside(fig, axes[0])
-    fig.suptitle(f"Training curves on the training batches ({what})", fontsize=10)
-    _save(fig, path)
-    return what
-
-
-def plot_tracking(rows: list[dict], path: str | Path) -> None:
-    """LC and WR against TQ, one point per run."""
-    fig, axes = _figure(1, 2, figsize=(10, 4.2), sharey=True)
-    for ax, metric in zip(axes, ("wr", "lc")):
-        _scatter_by_method(ax, rows, "tq", metric)
-        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
-        ax.set_xlabel("TQ (true-quality win rate)")
-        ax.set_title(f"{METRICS[metric]} vs TQ")
-    axes[0].set_ylabel("judge win rate")
-    legend_outside(fig, axes[0])
-    lo = min(min(r["tq"], r["wr"], r["lc"]) for r in rows) - 0.02
-    hi = max(max(r["tq"], r["wr"], r["lc"]) for r in rows) + 0.02
-    for ax in axes:
-        ax.set_xlim(lo, hi)
-        ax.set_ylim(lo, hi)
-    fig.suptitle(f"Judge win rates against the truth: one point per run ({len(rows)} runs); dashed: y = x",
-                 fontsize=10)
-    _save(fig, path)
-
-
-def plot_frontier(rows: list[dict], path: str | Path) -> None:
-    """TQ and LC against KL(policy || reference), one point per run: what each method buys per nat moved."""
-    fig, axes = _figure(1, 2, figsize=(10, 4), sharex=True)
-    for ax, metric in zip(axes, ("tq", "lc")):
-        _scatter_by_method(ax, rows, "kl", metric)
-        ax.set_xlabel("KL(policy || reference), nats")
-        ax.set_ylabel(METRICS[metric])
-        ax.set_title(f"{METRICS[metric]} vs KL")
-    legend_outside(fig, axes[0])
-    fig.suptitle(f"What each method buys per nat moved: one point per run ({len(rows)} runs)", fontsize=10)
-    _save(fig, path)
-
-
-def plot_bars(rows: list[dict], methods: Sequence[str], path: str | Path) -> str:
-    """One cell's LC, WR, TQ per method, with 95% intervals over seeds (the demo's plot); returns the caption."""
-    metrics = ("lc", "wr", "tq")
-    fig, ax = _figure(figsize=(6.4, 4.2))
-    width = 0.8 / len(methods)
-    seeds = min(sum(r["method"] == m for r in rows) for m in methods)
-    for i, m in enumerate(methods):
-        ivs = [interval([value(r, k) for r in rows if r["method"] == m]) for k in metrics]
-        err = [0 if math.isnan(iv.half) else iv.half for iv in ivs]
-        ax.bar(np.arange(len(metrics)) + i * width, [iv.mean for iv in ivs], width, yerr=err, capsize=3, label=m)
-    ax.axhline(0.5, color="grey", lw=0.8, ls="--", label="0.5: even with the reference")
-    ax.set_xticks(np.arange(len(metrics)) + width * (len(methods) - 1) / 2, [METRICS[k] for k in metrics])
-    ax.set_xlabel("metric (LC: length-controlled, WR: raw, TQ: true quality)")
-    ax.set_ylabel("win rate vs reference")
-    legend_outside(fig, ax, "lower center", ncols=len(methods) + 1)
-    bars = "error bars: 95% t-interval of the mean over seeds" if seeds > 1 else "one seed: no error bars"
-    fig.suptitle(f"Win rates per method in one cell\nbars: mean over {seeds} seed(s); {bars}", fontsize=10)
-    _save(fig, path)
-    return f"Win rates per method: mean over {seeds} seed(s); {bars}"
 
 
 def write_report(rows: list[dict], comparisons: Sequence[tuple[str, str]], output_dir: str | Path, *, title: str,
@@ -502,9 +210,6 @@ def write_report(rows: list[dict], comparisons: Sequence[tuple[str, str]], outpu
     ``order``: method names in the order tables and legends should list them (default: first seen).
     """
     import json
-
-    from adadpo.oracle import paired
-    from adadpo.oracle.run import UNTRAINED
 
     rank = {m: i for i, m in enumerate(order)}
     every = sorted(rows, key=lambda r: rank.get(r["method"], len(rank)))  # stable: keeps run order within a method
@@ -581,10 +286,10 @@ def headline_table(result_dirs: Sequence[str | Path]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m adadpo.oracle.report DIR...: the headline table of several sweeps
+if __name__ == "__main__":  # python -m adadpo.bench.report DIR...: the headline table of several sweeps
     import sys
 
     try:
         print(headline_table(sys.argv[1:]))
     except ValueError as err:
-        sys.exit(f"python -m adadpo.oracle.report: error: {err}")
+        sys.exit(f"python -m adadpo.bench.report: error: {err}")

@@ -1,10 +1,10 @@
 """Chat prompts, batched sampling and exact scoring of answers under a real causal LM.
 
-The sampling process is fixed and known, so its log-probabilities can be computed exactly: temperature
-``T`` on the model's logits, no top-k/top-p, special tokens other than EOS never emitted, EOS not allowed as
-the first token, an answer that reaches ``max_new_tokens`` without EOS cut there. :func:`response_logps`
-scores an answer either under that process (for the KL between two policies' sampling distributions) or
-under the model's plain distribution at temperature 1 with EOS appended (how the trainer scores a pair).
+The sampling process is the benchmark's (:mod:`adadpo.bench.sampling`: temperature ``T``, no top-k/top-p, EOS
+not first, cut at ``max_new_tokens``) with every special token other than EOS never emitted, each batch seeded
+on its own and journalled. :func:`response_logps` scores an answer either under that process (for the KL
+between two policies' sampling distributions) or under the model's plain distribution at temperature 1 with
+EOS appended (how the trainer scores a pair).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from adadpo import sequence_logps
+from adadpo.bench.sampling import answer_batch, cut_at_eos, generate, score
 
 
 @dataclass
@@ -31,10 +31,13 @@ class Samples:
     ended: list[bool]
 
 
+def messages(system: str, user: str) -> list[dict[str, str]]:
+    """A chat prompt as messages: the system prompt (when there is one) and the user's."""
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+
+
 def chat_prompt(tokenizer, system: str, user: str) -> str:
     """The prompt string the policy answers: the chat template with a generation prompt."""
-    from adadpo.lmworld.data import messages
-
     return tokenizer.apply_chat_template(messages(system, user), tokenize=False, add_generation_prompt=True)
 
 
@@ -66,37 +69,29 @@ def sample(model, tokenizer, prompts: Sequence[str], *, n: int, max_new_tokens: 
     done = _read_journal(journal, seed, batch_size, len(flat))
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"
     out = Samples([], [], [])
     if progress:
         progress(0, len(flat))
-    try:
-        with torch.no_grad():
-            for b, s in enumerate(range(0, len(flat), batch_size)):
-                if b in done:
-                    batch = done[b]
-                else:
-                    torch.manual_seed(batch_seed(seed, b))
-                    enc = tokenizer(list(flat[s : s + batch_size]), return_tensors="pt", padding=True,
-                                    add_special_tokens=False)
-                    gen = model.generate(**enc, do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
-                                         min_new_tokens=1, max_new_tokens=max_new_tokens, pad_token_id=pad,
-                                         eos_token_id=eos, suppress_tokens=never_emitted(tokenizer))
-                    batch = Samples([], [], [])
-                    for row in gen[:, enc["input_ids"].shape[1] :].tolist():
-                        ids = row[: row.index(eos)] if eos in row else row
-                        batch.tokens.append(ids)
-                        batch.ended.append(len(ids) < len(row))
-                        batch.texts.append(tokenizer.decode(ids, skip_special_tokens=True).strip())
-                    _append_journal(journal, {"seed": seed, "batch_size": batch_size, "total": len(flat),
-                                              "batch": b, **asdict(batch)})
-                out.tokens += batch.tokens
-                out.ended += batch.ended
-                out.texts += batch.texts
-                if progress:
-                    progress(min(s + batch_size, len(flat)), len(flat))
-    finally:
-        tokenizer.padding_side = side
+    with torch.no_grad():
+        for b, s in enumerate(range(0, len(flat), batch_size)):
+            if b in done:
+                batch = done[b]
+            else:
+                torch.manual_seed(batch_seed(seed, b))
+                batch = Samples([], [], [])
+                for row in generate(model, tokenizer, flat[s : s + batch_size], temperature=temperature,
+                                    max_new_tokens=max_new_tokens, never=never_emitted(tokenizer), pad=pad):
+                    ids, ended = cut_at_eos(row, eos)
+                    batch.tokens.append(ids)
+                    batch.ended.append(ended)
+                    batch.texts.append(tokenizer.decode(ids, skip_special_tokens=True).strip())
+                _append_journal(journal, {"seed": seed, "batch_size": batch_size, "total": len(flat),
+                                          "batch": b, **asdict(batch)})
+            out.tokens += batch.tokens
+            out.ended += batch.ended
+            out.texts += batch.texts
+            if progress:
+                progress(min(s + batch_size, len(flat)), len(flat))
     return out
 
 
@@ -136,25 +131,12 @@ def response_logps(model, tokenizer, prompts: Sequence[str], answers: Sequence[S
     """
     eos = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    never = never_emitted(tokenizer)
     out = []
     with torch.no_grad():
         for s in range(0, len(prompts), batch_size):
-            rows, labels = [], []
-            for i in range(s, min(s + batch_size, len(prompts))):
-                p = _encode(tokenizer, prompts[i])
-                r = list(answers[i]) + ([eos] if ended is None or ended[i] else [])
-                rows.append(p + r)
-                labels.append([-100] * len(p) + r)
-            width = max(map(len, rows))
-            ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
-            mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
-            lab = torch.tensor([r + [-100] * (width - len(r)) for r in labels])
-            logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
-            if ended is not None:
-                logits = logits / temperature
-                logits[:, :, never] = -torch.inf
-                first = (lab != -100).int().argmax(1)  # first answer position of each row
-                logits[torch.arange(len(rows)), first - 1, eos] = -torch.inf
-            out.append(sequence_logps(logits, lab).logps)
+            rows = range(s, min(s + batch_size, len(prompts)))
+            batch = answer_batch([_encode(tokenizer, prompts[i]) for i in rows], [answers[i] for i in rows],
+                                 None if ended is None else [ended[i] for i in rows], eos=eos, pad=pad)
+            out.append(score(model, batch, process=ended is not None, never=never_emitted(tokenizer), eos=eos,
+                             temperature=temperature))
     return torch.cat(out) if out else torch.zeros(0)

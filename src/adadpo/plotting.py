@@ -1,6 +1,7 @@
 """Matplotlib figures for files: the Agg backend, a constrained layout, legends kept off the data.
 
-Shared by the sweep report (:mod:`adadpo.oracle.report`) and the histogram of ``adadpo diagnose``.
+Shared by the sweep report's figures (:mod:`adadpo.bench.figures`) and the histogram of ``adadpo diagnose``;
+needs matplotlib (the ``trainer`` extra).
 """
 
 from __future__ import annotations

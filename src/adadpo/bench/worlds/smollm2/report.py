@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import textwrap
 
-from adadpo.lmworld.tasks import words
+from adadpo.bench.worlds.smollm2.tasks import words
 
 
 def _first_runs(rows: list[dict], methods: list[str]) -> dict[str, dict]:

@@ -1,12 +1,12 @@
 """The frozen trunk's output, computed once per sequence instead of once per training step.
 
-A run of the real-model world trains only the top blocks (:func:`adadpo.lmworld.run.freeze_below`); the
+A run of the real-model world trains only the top blocks (:func:`adadpo.bench.worlds.smollm2.run.freeze_below`); the
 embeddings and the blocks below never change, so their output for a given token sequence is the same in
 every step, every epoch and every run that starts from the same reference. :func:`cached_trunk` replaces
 the frozen blocks, for the duration of a ``with`` block, by one module that returns that output from a
 :class:`TrunkCache` (computing it on a miss), so a training step runs only the trained blocks and the head.
 On SmolLM2 with 4 of 30 blocks trained the frozen blocks are about three quarters of a step's forward FLOPs
-and none of its backward. Measured by ``benchmarks/lmworld_trunk.py`` (training time against the uncached
+and none of its backward. Measured by ``benchmarks/smollm2_trunk.py`` (training time against the uncached
 path): about 0.5x once every sequence is cached, about 1.5x while the cache fills (a miss runs the frozen
 blocks on one sequence, not a batch), so a worker's first run costs about what it did without the cache and
 its later runs about half.

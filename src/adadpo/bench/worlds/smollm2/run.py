@@ -8,7 +8,7 @@ through every block. Every method gets the same trainable set, data, seed, steps
 
 The reference log-probs are precomputed by TRL (``precompute_ref_log_probs``) on the world's on-disk
 dataset, so TRL's cache makes them a one-time cost per world rather than a second forward in every step.
-The frozen blocks' output is cached per token sequence (:mod:`adadpo.lmworld.trunk`), once per process and
+The frozen blocks' output is cached per token sequence (:mod:`adadpo.bench.worlds.smollm2.trunk`), once per process and
 world, so a step runs the trained blocks and the head only.
 """
 
@@ -19,15 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from adadpo import LOSSES
-from adadpo.lmworld.data import World
-from adadpo.lmworld.evaluate import evaluate_policy
-from adadpo.lmworld.trunk import TrunkCache, cached_trunk
-from adadpo.oracle.run import Budget, RunSpec, run_fields, start_run, train_policy
+from adadpo.bench.run import Budget, RunSpec, run_fields, start_run, train_policy
+from adadpo.bench.worlds.smollm2.data import World
+from adadpo.bench.worlds.smollm2.evaluate import evaluate_policy
+from adadpo.bench.worlds.smollm2.trunk import TrunkCache, cached_trunk
 
 
 @dataclass(frozen=True)
 class LMBudget(Budget):
-    """The oracle's :class:`Budget` plus how many top blocks are trained (see the module doc)."""
+    """The benchmark's :class:`~adadpo.bench.run.Budget` plus how many top blocks are trained (see the module doc)."""
 
     batch_size: int = 8
     epochs: int = 1

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from adadpo.oracle.report import Cell, Interval, cell_label, cell_order, by_cell, cell_of, compare, interval, value
-from adadpo.oracle.run import UNTRAINED
+from adadpo.bench.run import UNTRAINED
+from adadpo.bench.stats import Cell, Interval, by_cell, cell_label, cell_of, cell_order, compare, interval, value
 
 #: Metrics reported as paired differences from the untrained model, with their labels.
 DELTAS = {"tq": "ΔTQ", "lc": "ΔLC", "wr": "ΔWR", "quality": "Δ true quality", "length": "Δ words"}

