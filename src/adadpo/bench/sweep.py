@@ -340,21 +340,26 @@ def _copy_reused(config: SweepConfig, out: Path, done: set[str]) -> None:
             raise ValueError(f"reuse: {source!r} has no results.jsonl (expected a sweep's output directory)")
         if Path(source).resolve() == out.resolve():
             continue
-        rows = [r for r in finished_rows(config, source) if r["key"] not in done]
-        with open(out / "results.jsonl", "a") as f:
-            for row in rows:
-                f.write(json.dumps({**row, "reused_from": row.get("reused_from", source)}) + "\n")
+        for row in finished_rows(config, source):
+            if row["key"] not in done:
+                _append_row(out / "results.jsonl", {**row, "reused_from": row.get("reused_from", source)})
                 done.add(row["key"])
+
+
+def _append_row(path: Path, row: dict) -> None:
+    """Append one row to a ``results.jsonl``, flushed and synced: a killed sweep loses at most the row being
+    written (cut by :func:`_drop_torn_tail` on the next start)."""
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _run_all(config: SweepConfig, todo: list[RunSpec], results_path: Path, cache_dir: str | None,
              progress: Callable[[str, int, int], None] | None, finished: int, total: int) -> None:
     def record(row: dict) -> None:
         nonlocal finished
-        with open(results_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        _append_row(results_path, row)
         finished += 1
         if progress:
             progress("training runs", finished, total)
