@@ -18,6 +18,14 @@ def _build(config, cache_dir=None, progress=None):
     return build_world(config, cache_dir, progress)
 
 
+def _cores() -> int:
+    """The cores this process may run on (its affinity: ``taskset`` and cgroup cpusets count), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _run(world, spec, budget, threads=None):
     from adadpo.bench.worlds.smollm2.run import train_and_evaluate
 
@@ -35,5 +43,5 @@ def _describe(rows: list[dict]) -> str:
 
 
 WORLD = World("smollm2", LMWorldConfig, LMBudget, _build, _run, _evaluate,
-              threads=lambda workers: max(1, (os.cpu_count() or 1) // workers), title="Real-model (smollm2)",
+              threads=lambda workers: max(1, _cores() // workers), title="Real-model (smollm2)",
               describe=_describe, examples_markdown=examples_markdown, examples_text=examples_text)
