@@ -51,8 +51,10 @@ def world(tiny_model, tmp_path_factory, truth):
 
 @pytest.fixture
 def one_thread_sweeps(monkeypatch):
-    """A smollm2 sweep gives each worker cpu_count // workers threads; keep the tests on one thread."""
-    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    """A smollm2 sweep gives each worker (its cores) // workers threads; keep the tests on one thread."""
+    import adadpo.bench.worlds.smollm2 as smollm2
+
+    monkeypatch.setattr(smollm2, "_cores", lambda: 1)
     yield
     torch.set_num_threads(1)
 
@@ -100,6 +102,31 @@ def test_one_run_trains_the_top_block_and_evaluates(world, method, monkeypatch):
     assert changed and changed <= trained  # frozen parameters untouched, bit for bit
     assert any(n.startswith(top) for n in changed)
     assert not policy.training and not reference.training
+
+
+def test_the_trunk_cache_is_filled_once_saved_and_loaded_by_the_next_process(world, monkeypatch):
+    """The first run fills the frozen trunk for every training sequence (TRL's precompute plus fill_trunk for
+    a loss without a reference) and saves it beside the world; a fresh process (an empty in-memory cache)
+    loads it and computes nothing; a run then gives the same row as a run that computed its own trunk."""
+    spec = RunSpec(Method("SimPO", "simpo", params={"gamma": 0.5}), 2.0, 1e-3, 0)
+    path = lmrun.trunk_path(world, BUDGET.train_layers)
+    path.unlink(missing_ok=True)
+    monkeypatch.setattr(lmrun, "_TRUNKS", {})
+    first = train_and_evaluate(world, spec, BUDGET, threads=1)
+    (cache,) = lmrun._TRUNKS.values()
+    assert path.exists() and cache.saved
+    assert cache.misses == len(cache.outputs) == 2 * len(world.train_pairs)  # every chosen and rejected, once
+
+    monkeypatch.setattr(lmrun, "_TRUNKS", {})  # the next process
+    fill = lmrun.TrunkCache.fill
+    calls = []
+    monkeypatch.setattr(lmrun.TrunkCache, "fill", lambda self, *a: calls.append(fill(self, *a)) or calls[-1])
+    again = train_and_evaluate(world, spec, BUDGET, threads=1)
+    (loaded,) = lmrun._TRUNKS.values()
+    assert loaded.misses == 0 and loaded.hits > 0 and calls and sum(calls) == 0
+    for key in ("tq", "lc", "kl", "reward_margin", "delta_chosen", "delta_rejected"):
+        assert again[key] == first[key], key
+    assert again["curves"]["loss"] == first["curves"]["loss"]
 
 
 def _sweep_yaml(path, model, **overrides) -> str:

@@ -3,13 +3,14 @@ the same logits and gradients as running every block, each sequence computed onc
 
 from __future__ import annotations
 
+import copy
 import lmworld_fixtures
 import pytest
 import torch
 from lmworld_fixtures import LAYERS
 
 from adadpo.bench.worlds.smollm2.run import freeze_below
-from adadpo.bench.worlds.smollm2.trunk import TrunkCache, cached_trunk
+from adadpo.bench.worlds.smollm2.trunk import TrunkCache, TrunkMemo, cached_trunk, file_lock, shared_blocks, shared_trunk
 
 tiny_model = lmworld_fixtures.tiny_model  # the session's stand-in model (a fixture)
 
@@ -79,3 +80,89 @@ def test_cached_trunk_refuses_what_it_cannot_serve(tiny_model):
     with cached_trunk(unfrozen, LAYERS, TrunkCache()) as cache:  # nothing frozen: nothing to cache
         unfrozen(input_ids=ids, attention_mask=mask)
     assert cache.misses == 0
+
+
+def test_fill_save_and_load_serve_the_same_trunk(tiny_model, tmp_path):
+    model = _model(tiny_model, 1)
+    ids, mask = _batch(model.config.vocab_size, [6, 2, 4])
+    filled = TrunkCache()
+    assert filled.fill(model, 1, ids, mask) == 3 and filled.fill(model, 1, ids, mask) == 0
+    with pytest.raises(RuntimeError, match="right-padded"):
+        filled.fill(model, 1, ids, mask.flip(1))
+    served = TrunkCache()
+    with cached_trunk(model, 1, served):
+        model(input_ids=ids, attention_mask=mask)
+    assert served.outputs.keys() == filled.outputs.keys()
+    for key in served.outputs:  # fill computes a sequence exactly as a miss does
+        assert torch.equal(served.outputs[key], filled.outputs[key])
+
+    path = tmp_path / "trunk.pt"
+    filled.save(path)
+    more = TrunkCache()
+    more.fill(model, 1, ids[:1, :3], mask[:1, :3])  # another sequence (a prefix), saved into the same file
+    more.save(path)
+    loaded = TrunkCache.load(path)
+    assert loaded.outputs.keys() == filled.outputs.keys() | more.outputs.keys() and len(loaded.outputs) == 4
+    assert all(torch.equal(loaded.outputs[k], filled.outputs[k]) for k in filled.outputs)
+    assert not list(tmp_path.glob(".*tmp"))  # written through a temporary file renamed over it
+    assert TrunkCache.load(tmp_path / "missing.pt").outputs == {}
+    with file_lock(tmp_path / ".lock"):  # re-entrant across with blocks, created on first use
+        pass
+    with file_lock(tmp_path / ".lock"):
+        pass
+
+
+def test_shared_trunk_is_bit_for_bit_and_computes_a_batch_once(tiny_model):
+    from transformers import AutoModelForCausalLM
+
+    reference = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    policy = _model(tiny_model, 1).eval()
+    with torch.no_grad():  # "train" the top block
+        for p in policy.model.layers[-1].parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    assert shared_blocks(policy, reference) == LAYERS - 1 and shared_blocks(reference, reference) == LAYERS
+    ids, mask = _batch(policy.config.vocab_size, [5, 7, 2])
+    with torch.no_grad():
+        plain = [m(input_ids=ids, attention_mask=mask).logits for m in (policy, reference)]
+        memo = TrunkMemo()
+        with shared_trunk([policy, reference], LAYERS - 1, memo):
+            shared = [m(input_ids=ids, attention_mask=mask).logits for m in (policy, reference)]
+            assert (memo.misses, memo.hits) == (1, 1)
+            other = policy(input_ids=ids[:2], attention_mask=mask[:2]).logits  # another batch: computed
+            assert memo.misses == 2
+        for a, b in zip(plain, shared):
+            assert torch.equal(a, b)  # exact, not up to rounding
+        assert torch.equal(other, policy(input_ids=ids[:2], attention_mask=mask[:2]).logits)
+        # the memo is keyed by the trunk's weights: a model with another trunk does not read it
+        changed = copy.deepcopy(reference)
+        changed.model.layers[0].mlp.down_proj.weight.add_(0.01)
+        with shared_trunk([changed], LAYERS - 1, memo):
+            served = changed(input_ids=ids, attention_mask=mask).logits
+        assert memo.misses == 3 and torch.equal(served, changed(input_ids=ids, attention_mask=mask).logits)
+    assert [type(b).__name__ for b in policy.model.layers] == ["LlamaDecoderLayer"] * LAYERS
+    assert [type(b).__name__ for b in reference.model.layers] == ["LlamaDecoderLayer"] * LAYERS
+    assert shared_blocks(changed, reference) == 0
+    with pytest.raises(ValueError, match="do not share"):
+        with shared_trunk([policy, changed], LAYERS - 1, memo):
+            pass
+
+
+def test_file_lock_is_exclusive_between_holders(tmp_path):
+    import threading
+    import time
+
+    held, waited = threading.Event(), []
+
+    def hold():
+        with file_lock(tmp_path / ".lock"):
+            held.set()
+            time.sleep(0.3)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    held.wait()
+    start = time.perf_counter()
+    with file_lock(tmp_path / ".lock"):  # another open file: waits for the holder
+        waited.append(time.perf_counter() - start)
+    thread.join()
+    assert waited[0] > 0.2

@@ -7,6 +7,7 @@ the world, the pairs, the seed and the :class:`Budget` (batch, epochs, schedule)
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
@@ -96,9 +97,11 @@ def curves(log_history: list[dict]) -> dict[str, list[float]]:
 
 
 def train_policy(policy: Any, ref_model: Any, data: Any, tokenizer: Any, spec: RunSpec, budget: Budget,
-                 **config: Any) -> list[dict]:
+                 before_train: Callable[[Any], None] | None = None, **config: Any) -> list[dict]:
     """Train ``policy`` in place with ``AdaDPOTrainer`` for ``spec`` under ``budget`` (no checkpoints, no
-    reports, no progress bar); ``config`` adds or overrides ``AdaDPOConfig`` fields. Returns the log history."""
+    reports, no progress bar); ``config`` adds or overrides ``AdaDPOConfig`` fields. ``before_train(trainer)``
+    runs between the trainer's construction (dataset preparation, precomputed reference log-probs) and its
+    first step. Returns the log history."""
     from transformers import PrinterCallback
 
     from adadpo.trl import AdaDPOConfig, AdaDPOTrainer
@@ -113,6 +116,8 @@ def train_policy(policy: Any, ref_model: Any, data: Any, tokenizer: Any, spec: R
         })
         trainer = AdaDPOTrainer(policy, ref_model, args=args, train_dataset=data, processing_class=tokenizer)
         trainer.remove_callback(PrinterCallback)  # the sweep shows its own progress
+        if before_train is not None:
+            before_train(trainer)
         trainer.train()
         return trainer.state.log_history
 

@@ -18,6 +18,11 @@ answer ``i``; outcomes are the judge's probabilities (ties count half).
   ``delta_rejected`` (likelihood displacement when ``delta_chosen < 0``), over ``eval_pairs`` pairs;
 * ``examples``: the first answers to a few held-out prompts, beside the reference's, to read;
 * ``eval_seconds``: wall time of each part (``sample``, ``kl``, ``pairs``), the evaluation's profile.
+
+The scoring passes run the frozen trunk (the blocks the policy shares with the reference) once per batch:
+the policy's and the reference's KL scoring of a batch share it, and the held-out pairs' batches, the same in
+every run, are computed by a process's first run only (:func:`~adadpo.bench.worlds.smollm2.trunk.shared_trunk`);
+the results are bit for bit those of running every block.
 """
 
 from __future__ import annotations
@@ -31,9 +36,13 @@ from adadpo.bench.evaluate import judged, rewards
 from adadpo.bench.worlds.smollm2.data import World
 from adadpo.bench.worlds.smollm2.policy import response_logps, sample
 from adadpo.bench.worlds.smollm2.tasks import quality, words
+from adadpo.bench.worlds.smollm2.trunk import TrunkMemo, shared_blocks, shared_trunk
 
 #: Held-out prompts whose answers are kept in each run's row, to print side by side.
 EXAMPLES = 6
+
+#: The frozen trunk's output on the held-out pairs' batches, per world: the same batches in every run.
+_PAIR_TRUNKS: dict[str, TrunkMemo] = {}
 
 
 def evaluate_policy(world: World, policy, reference, tokenizer, seed: int) -> dict:
@@ -55,9 +64,12 @@ def evaluate_policy(world: World, policy, reference, tokenizer, seed: int) -> di
     clock.append(time.perf_counter())
     first = slice(0, len(flat_prompts), e)  # the first answer per held-out prompt
     kl = torch.zeros(1)
+    # The policy's frozen bottom blocks are the reference's: the two share one trunk pass per batch.
+    frozen = 0 if policy is reference else shared_blocks(policy, reference)
     if policy is not reference:
         kl_args = (tokenizer, flat_prompts[first], answers.tokens[first], answers.ended[first], cfg.temperature)
-        kl = response_logps(policy, *kl_args) - response_logps(reference, *kl_args)
+        with shared_trunk([policy, reference], frozen, TrunkMemo()):
+            kl = response_logps(policy, *kl_args) - response_logps(reference, *kl_args)
 
     clock.append(time.perf_counter())
     pairs = world.eval_pairs
@@ -66,8 +78,11 @@ def evaluate_policy(world: World, policy, reference, tokenizer, seed: int) -> di
     for side in ("chosen", "rejected"):
         ref_logps = torch.tensor([p[f"ref_{side}_logps"] for p in pairs])
         # the untrained reference's own rewards are 0 by definition (not rounding noise of a second pass)
-        logps = ref_logps if policy is reference else response_logps(policy, tokenizer, pair_prompts,
-                                                                        [p[side] for p in pairs])
+        if policy is reference:
+            logps = ref_logps
+        else:
+            with shared_trunk([policy], frozen, _PAIR_TRUNKS.setdefault(cfg.key(), TrunkMemo())):
+                logps = response_logps(policy, tokenizer, pair_prompts, [p[side] for p in pairs])
         delta[side] = logps - ref_logps
     clock.append(time.perf_counter())
     examples = [{"prompt": world.eval_tasks[i].text, "reference": ref_texts[i * e], "answer": answers.texts[i * e],

@@ -8,21 +8,27 @@ through every block. Every method gets the same trainable set, data, seed, steps
 
 The reference log-probs are precomputed by TRL (``precompute_ref_log_probs``) on the world's on-disk
 dataset, so TRL's cache makes them a one-time cost per world rather than a second forward in every step.
-The frozen blocks' output is cached per token sequence (:mod:`adadpo.bench.worlds.smollm2.trunk`), once per process and
-world, so a step runs the trained blocks and the head only.
+The frozen blocks' output is cached per token sequence (:mod:`adadpo.bench.worlds.smollm2.trunk`) and kept
+beside the world (``trunk-<trained blocks>.pt``), so it is computed once per world, by the first run of the
+first process (the others wait for it: :func:`shared_trunk_cache`), and a step runs the trained blocks and
+the head only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from adadpo import LOSSES
 from adadpo.bench.run import Budget, RunSpec, run_fields, start_run, train_policy
 from adadpo.bench.worlds.smollm2.data import World
 from adadpo.bench.worlds.smollm2.evaluate import evaluate_policy
-from adadpo.bench.worlds.smollm2.trunk import TrunkCache, cached_trunk
+from adadpo.bench.worlds.smollm2.trunk import TrunkCache, cached_trunk, file_lock
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,58 @@ TRUNK_CACHE = True
 _TRUNKS: dict[tuple[str, int], TrunkCache] = {}
 
 
+def trunk_path(world: World, trained: int) -> Path:
+    """Where the world's trunk cache for ``trained`` top blocks is kept between processes (beside the world)."""
+    return Path(world.path) / f"trunk-{trained}.pt"
+
+
+def fill_trunk(trainer, cache: TrunkCache, trained: int) -> int:
+    """Put every training sequence of ``trainer``'s dataset (as its collator builds them) into ``cache``;
+    returns how many were computed. After TRL's precomputed reference log-probs this finds them all."""
+    from torch.utils.data import DataLoader
+
+    computed = 0
+    loader = DataLoader(trainer.train_dataset, batch_size=trainer.args.per_device_train_batch_size,
+                        collate_fn=trainer.data_collator, shuffle=False)
+    for batch in loader:
+        computed += cache.fill(trainer.model, trained, batch["input_ids"], batch["attention_mask"])
+    return computed
+
+
+@contextmanager
+def shared_trunk_cache(world: World, policy, trained: int) -> Iterator[Callable[[Any], None]]:
+    """Serve ``policy``'s frozen trunk, inside the block, from the process's cache for ``world``, loaded from
+    :func:`trunk_path` when a process has saved it; yields the ``before_train(trainer)`` hook that completes
+    the cache (:func:`fill_trunk`) and saves it.
+
+    While no process has saved it, a run holds a lock on it from before its trainer is built (TRL's reference
+    precompute fills most of the cache) until it is saved, so two workers do not compute the same trunk
+    twice: the second waits, then loads the cache and finds TRL's reference log-probs cached as well."""
+    if trained >= len(policy.get_decoder().layers):  # nothing frozen: nothing to cache
+        yield lambda trainer: None
+        return
+    key, path = (world.config.key(), trained), trunk_path(world, trained)
+    lock = contextlib.ExitStack()
+    if not path.exists():
+        lock.enter_context(file_lock(path.with_name(f".{path.name}.lock")))
+    try:
+        cache = _TRUNKS.setdefault(key, TrunkCache())
+        if not cache.saved and path.exists():  # saved by another process (or an earlier one)
+            cache.outputs.update(TrunkCache.load(path).outputs)
+            cache.saved = True
+
+        def before_train(trainer) -> None:
+            if fill_trunk(trainer, cache, trained) or not path.exists():
+                cache.save(path)
+                cache.saved = True
+            lock.close()
+
+        with cached_trunk(policy, trained, cache):
+            yield before_train
+    finally:
+        lock.close()
+
+
 def train_and_evaluate(world: World, spec: RunSpec, budget: LMBudget = LMBudget(), threads: int | None = None
                        ) -> dict[str, Any]:
     """Train one policy and evaluate it; returns the run's settings, metrics, curves, examples and wall time."""
@@ -71,12 +129,11 @@ def train_and_evaluate(world: World, spec: RunSpec, budget: LMBudget = LMBudget(
         # No truncation (answers are at most max_new_tokens): TRL's truncation filter closes over the whole
         # config, which changes the dataset's fingerprint every run and defeats TRL's cache of the reference
         # log-probs.
-        cache = _TRUNKS.setdefault((world.config.key(), budget.train_layers), TrunkCache())
         blocks = len(policy.get_decoder().layers)
         trained = budget.train_layers if TRUNK_CACHE and 0 < budget.train_layers else blocks
-        with cached_trunk(policy, trained, cache):
+        with shared_trunk_cache(world, policy, trained) as before_train:
             history = train_policy(policy, None, data, tokenizer, spec, spec.budget(budget), max_length=None,
-                                   precompute_ref_log_probs=needs_ref)
+                                   precompute_ref_log_probs=needs_ref, before_train=before_train)
     train_seconds = time.perf_counter() - start
     policy.eval()
     metrics = evaluate_policy(world, policy, world.load_reference() if spec.trained else policy, tokenizer,

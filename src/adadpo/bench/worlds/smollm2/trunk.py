@@ -19,20 +19,88 @@ anything else raises rather than returning a wrong trunk output.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock between processes
+    fcntl = None
+
 
 class TrunkCache:
-    """Trunk outputs by token sequence: ``{tuple(ids): [n, hidden] tensor}``, shared by the runs of a process."""
+    """Trunk outputs by token sequence: ``{tuple(ids): [n, hidden] tensor}``, shared by the runs of a process
+    and, through :meth:`save` and :meth:`load`, by the processes that use the same world."""
 
     def __init__(self) -> None:
         self.outputs: dict[tuple[int, ...], Tensor] = {}
         self.hits = 0
         self.misses = 0
+        self.saved = False  # holds everything its file held when last loaded or saved
+
+    def fill(self, model: nn.Module, trained_blocks: int, input_ids: Tensor, attention_mask: Tensor) -> int:
+        """Compute the trunk output of every right-padded row not cached yet, each alone (as a miss in
+        :func:`cached_trunk` is); returns how many were computed. ``model``'s embeddings and bottom blocks
+        must be frozen (see :func:`cached_trunk`)."""
+        backbone = _backbone(model)
+        layers = list(backbone.layers)
+        # inside cached_trunk the frozen blocks' slots hold the cache: its blocks are the model's own
+        blocks = layers[0]._blocks if isinstance(layers[0], _CachedTrunk) else layers[: len(layers) - trained_blocks]
+        if len(blocks) != len(layers) - trained_blocks:
+            raise ValueError(f"TrunkCache.fill: trained_blocks={trained_blocks} is not the served trunk's")
+        trunk = _CachedTrunk(backbone, blocks, self)
+        lengths = attention_mask.sum(1)
+        if not torch.equal(attention_mask, (torch.arange(input_ids.shape[1]) < lengths[:, None]).to(attention_mask.dtype)):
+            raise RuntimeError("TrunkCache.fill: rows must be right-padded (ones then zeros in attention_mask)")
+        computed = 0
+        with torch.no_grad():
+            for row, n in zip(input_ids, lengths.tolist()):
+                key = tuple(row[:n].tolist())
+                if key not in self.outputs:
+                    self.outputs[key] = trunk._alone(backbone.embed_tokens(row[None, :n]))
+                    self.misses += 1
+                    computed += 1
+        return computed
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the cache to ``path`` atomically (a temporary file renamed over it), merged with what is there."""
+        path = Path(path)
+        merged = {**self.load(path).outputs, **self.outputs} if path.exists() else self.outputs
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save({"version": 1, "outputs": merged}, tmp)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> TrunkCache:
+        cache = cls()
+        if Path(path).exists():
+            cache.outputs = torch.load(path, weights_only=True)["outputs"]
+        return cache
+
+
+@contextmanager
+def file_lock(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if needed) between processes; released when the block ends
+    or the process dies. A no-op where ``fcntl`` is missing."""
+    if fcntl is None:
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _backbone(model: nn.Module) -> nn.Module:
+    return model.get_decoder() if hasattr(model, "get_decoder") else model.model
 
 
 class _Skip(nn.Module):
@@ -92,7 +160,7 @@ class _CachedTrunk(nn.Module):
 def cached_trunk(model: nn.Module, trained_blocks: int, cache: TrunkCache) -> Iterator[TrunkCache]:
     """Inside the block, ``model``'s bottom ``len(blocks) - trained_blocks`` decoder blocks are served from
     ``cache``. The embeddings and those blocks must be frozen (their output is returned without a graph)."""
-    backbone = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+    backbone = _backbone(model)
     layers = backbone.layers
     frozen = len(layers) - trained_blocks
     if frozen <= 0:
@@ -118,3 +186,118 @@ def cached_trunk(model: nn.Module, trained_blocks: int, cache: TrunkCache) -> It
         handle.remove()
         for i, block in enumerate(original):
             layers[i] = block
+
+
+# --------------------------------------------------------------------------------------------- evaluation
+
+
+def shared_blocks(a: nn.Module, b: nn.Module) -> int:
+    """How many bottom decoder blocks models ``a`` and ``b`` share: equal token embeddings and equal weights
+    in blocks ``0 .. k-1`` (0 when the embeddings differ). A trained policy shares its frozen trunk with the
+    reference it started from."""
+    ba, bb = _backbone(a), _backbone(b)
+    if not _equal(ba.embed_tokens, bb.embed_tokens):
+        return 0
+    k = 0
+    for block_a, block_b in zip(ba.layers, bb.layers):
+        if not _equal(block_a, block_b):
+            break
+        k += 1
+    return k
+
+
+def _equal(a: nn.Module, b: nn.Module) -> bool:
+    pa, pb = a.state_dict(), b.state_dict()
+    return pa.keys() == pb.keys() and all(torch.equal(pa[k], pb[k]) for k in pa)
+
+
+def _digest(blocks: Sequence[nn.Module], embeddings: nn.Module) -> str:
+    h = hashlib.sha256()
+    for module in (embeddings, *blocks):
+        for name, t in sorted(module.state_dict().items()):
+            h.update(name.encode())
+            h.update(t.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+class TrunkMemo:
+    """Frozen-trunk outputs by whole batch (its ``input_ids`` and ``attention_mask``) and trunk weights.
+
+    Unlike :class:`TrunkCache` a batch is computed as the model would compute it (the frozen blocks on the
+    padded batch, the decoder's own mask and positions), so a model served from the memo gives bit for bit
+    the output of running every block: sharing is exact, not up to rounding. Used where the same batch goes
+    through the same trunk twice: the policy's and the reference's KL scoring of one batch, and every run's
+    scoring of the world's fixed held-out pairs (the same batches in every run)."""
+
+    def __init__(self) -> None:
+        self.outputs: dict[tuple, Tensor] = {}
+        self.hits = 0
+        self.misses = 0
+
+
+class _MemoTrunk(nn.Module):
+    """The first shared block's slot: the frozen blocks on the batch, or their stored output for it."""
+
+    def __init__(self, blocks: list[nn.Module], memo: TrunkMemo, digest: str) -> None:
+        super().__init__()
+        self._blocks = blocks  # a plain list: the model's own blocks, not re-registered
+        self._memo, self._digest = memo, digest
+        self.input_ids: Tensor | None = None
+        self.attention_mask: Tensor | None = None
+
+    def forward(self, hidden_states: Tensor, *args, **kwargs) -> Tensor:
+        ids, mask = self.input_ids, self.attention_mask
+        if ids is None or ids.shape != hidden_states.shape[:2]:
+            raise RuntimeError("shared_trunk: the backbone was called without input_ids of the batch's shape")
+        if kwargs.get("past_key_values") is not None:  # generation: the blocks also fill a KV cache
+            raise RuntimeError("shared_trunk serves scoring passes (use_cache=False), not generation")
+        key = (self._digest, tuple(ids.shape), ids.cpu().numpy().tobytes(),
+               None if mask is None else mask.cpu().numpy().tobytes())
+        out = self._memo.outputs.get(key)
+        if out is None:
+            self._memo.misses += 1
+            out = hidden_states
+            with torch.no_grad():
+                for block in self._blocks:
+                    out = block(out, *args, **kwargs)
+            self._memo.outputs[key] = out
+        else:
+            self._memo.hits += 1
+        return out
+
+
+@contextmanager
+def shared_trunk(models: Sequence[nn.Module], frozen: int, memo: TrunkMemo) -> Iterator[TrunkMemo]:
+    """Inside the block, the bottom ``frozen`` decoder blocks of every model in ``models`` are served from
+    ``memo`` (forward only, no gradients): a batch met before, by any of them, with the same trunk weights,
+    is not computed again. The models must share those blocks and their embeddings (:func:`shared_blocks`
+    at least ``frozen`` for each against the first); ``frozen <= 0`` changes nothing."""
+    if frozen <= 0 or not models:
+        yield memo
+        return
+    first = models[0]
+    if any(shared_blocks(first, m) < frozen for m in models[1:]):
+        raise ValueError(f"shared_trunk: the models do not share their bottom {frozen} blocks and embeddings")
+    backbones = [_backbone(m) for m in models]
+    originals = [list(b.layers) for b in backbones]
+    digest = _digest(originals[0][:frozen], backbones[0].embed_tokens)
+    handles = []
+    try:
+        for backbone, original in zip(backbones, originals):
+            slot = _MemoTrunk(original[:frozen], memo, digest)
+
+            def capture(module, args, kwargs, slot=slot):
+                slot.input_ids = kwargs.get("input_ids", args[0] if args else None)
+                slot.attention_mask = kwargs.get("attention_mask")
+
+            handles.append(backbone.register_forward_pre_hook(capture, with_kwargs=True))
+            backbone.layers[0] = slot
+            for i in range(1, frozen):
+                backbone.layers[i] = _Skip()
+        yield memo
+    finally:
+        for handle in handles:
+            handle.remove()
+        for backbone, original in zip(backbones, originals):
+            for i, block in enumerate(original):
+                backbone.layers[i] = block
