@@ -196,6 +196,14 @@ def test_sweep_with_untrained_rows_and_an_epochs_axis(tiny_model, tmp_path, one_
     report = write_report(rows, config.comparisons, tmp_path / "report", title="t").read_text()
     assert "## Against the untrained model" in report and "**Gate**" in report and "| untrained, seed |" in report
     assert "β=0.1, lr=0.001, 2 ep" in report
+    # the head-to-head per cell: AdaDPO - DPO paired on the seed, against the rows themselves
+    lines = paired.head_to_head(rows, "DPO", "AdaDPO")
+    cols = [c.strip() for c in next(x for x in lines if x.startswith("| β=0.1, lr=0.001, 2 ep |")).split("|")[1:-1]]
+    ada = {r["seed"]: r["tq"] for r in rows if r["method"] == "AdaDPO" and r["epochs"] == 2}
+    dpo = {r["seed"]: r["tq"] for r in runs}
+    assert cols[1] == "2/2" and cols[4].startswith(f"{np.mean([ada[s] - dpo[s] for s in dpo]):+.3f} [")
+    assert cols[2].startswith(f"{d[(0.1, 1e-3, 2)].mean:+.3f}")
+    assert "AdaDPO vs DPO per cell" in report and lines[-1].endswith("of 2 cells with both.")
     summary = json.loads((tmp_path / "report" / "summary.json").read_text())
     assert set(summary["vs_untrained"]["pooled"]) == {"DPO", "AdaDPO"} and "DPO" in summary["vs_untrained"]["gates"]
     assert "AdaDPO" not in summary["vs_untrained"]["gates"]  # the gate is about the plain method

@@ -148,4 +148,36 @@ def markdown(rows: list[dict], methods: list[str], comparisons: list[tuple[str, 
         for b, c in comparisons:
             lines.append(f"| {c} vs {b} | {_fmt(pooled(rows, b, 'tq'))} | {_fmt(pooled(rows, c, 'tq'))} | "
                          f"{_fmt(compare(rows, b, c, 'tq').pooled)} | {_fmt(compare(rows, b, c, 'lc').pooled)} |")
+        for b, c in comparisons:
+            lines += ["", *head_to_head(rows, b, c)]
     return "\n".join(lines) + "\n"
+
+
+def head_to_head(rows: list[dict], plain: str, balanced: str) -> list[str]:
+    """Markdown lines: per cell, how many seeds each method has, each one's ΔTQ over the untrained model,
+    ``balanced - plain`` on TQ and LC paired on cell and seed, and both methods' mean answer length; then all
+    runs pooled and how many cells have the balanced form ahead on TQ by the mean."""
+    d_plain, d_bal = paired(rows, plain, "tq"), paired(rows, balanced, "tq")
+    tq, lc = compare(rows, plain, balanced, "tq"), compare(rows, plain, balanced, "lc")
+    n_plain, n_bal = by_cell(rows, plain, "tq"), by_cell(rows, balanced, "tq")
+    words = {m: by_cell(rows, m, "length") for m in (plain, balanced)}
+
+    def fmt(iv: Interval | None) -> str:
+        return "" if iv is None else _fmt(iv) + (" (1 seed)" if iv.n == 1 else "")
+
+    def mean_words(m: str, cell: Any) -> str:
+        w = list(words[m].get(cell, {}).values())
+        return f"{np.mean(w):.1f}" if w else "-"
+
+    lines = [f"{balanced} vs {plain} per cell ({balanced} - {plain} paired on cell and seed):", "",
+             f"| cell | seeds {plain}/{balanced} | {plain} ΔTQ | {balanced} ΔTQ | {balanced} - {plain}, TQ | "
+             f"{balanced} - {plain}, LC | words {plain} / {balanced} |", "|---|---|---|---|---|---|---|"]
+    for cell in sorted(set(d_plain) | set(d_bal), key=cell_order):
+        lines.append(f"| {cell_label(cell)} | {len(n_plain.get(cell, {}))}/{len(n_bal.get(cell, {}))} | "
+                     f"{fmt(d_plain.get(cell))} | {fmt(d_bal.get(cell))} | {fmt(tq.cells.get(cell))} | "
+                     f"{fmt(lc.cells.get(cell))} | {mean_words(plain, cell)} / {mean_words(balanced, cell)} |")
+    lines.append(f"| all runs | | {fmt(pooled(rows, plain, 'tq'))} | {fmt(pooled(rows, balanced, 'tq'))} | "
+                 f"{fmt(tq.pooled)} | {fmt(lc.pooled)} | |")
+    ahead = sum(iv.mean > 0 for iv in tq.cells.values())
+    lines += ["", f"{balanced} ahead of {plain} on TQ by the mean in {ahead} of {len(tq.cells)} cells with both."]
+    return lines
