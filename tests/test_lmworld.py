@@ -282,6 +282,27 @@ def test_sample_counts_ends_and_suppression(biased, tokenizer, prompts):
     assert probs[sorted(never)].sum() > 0.5
 
 
+@pytest.mark.parametrize("batch_size", [4, 5, 64])
+def test_shared_prompt_prefill_samples_what_generate_alone_samples(biased, tokenizer, prompts, monkeypatch,
+                                                                   batch_size):
+    """Several answers per prompt: the prompts' cache is computed once per distinct prompt (in batches that
+    split a prompt's answers too) and the sampled answers are those of generate's own prefill, token for
+    token, with prompts of different lengths (left padding)."""
+    import adadpo.bench.sampling as sampling
+
+    assert len({len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts}) > 1
+    kwargs = dict(n=3, max_new_tokens=6, temperature=1.0, seed=7, batch_size=batch_size)
+    calls = []
+    shared = sampling._shared_prompts
+    monkeypatch.setattr(sampling, "_shared_prompts", lambda *a: calls.append(shared(*a)) or calls[-1])
+    with_sharing = sample(biased, tokenizer, prompts, **kwargs)
+    assert calls and all(calls)  # every batch repeats a prompt here
+    monkeypatch.setattr(sampling, "_shared_prompts", lambda *a: {})
+    assert sample(biased, tokenizer, prompts, **kwargs) == with_sharing
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    assert shared(biased, prompts, enc) == {}  # nothing repeats: generate's own prefill
+
+
 def test_sample_is_prompt_major(tiny_model, tokenizer, prompts):
     """Near-greedy sampling (temperature 0.01) makes each prompt's answers its greedy answer: answers
     ``i * n .. i * n + n - 1`` belong to prompt ``i``."""

@@ -29,8 +29,32 @@ def generate(model, tokenizer, prompts: Sequence[str], *, temperature: float, ma
         tokenizer.padding_side = side
     gen = model.generate(**enc, do_sample=True, temperature=temperature, top_k=0, top_p=1.0, min_new_tokens=1,
                          max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id,
-                         suppress_tokens=never)
+                         suppress_tokens=never, **_shared_prompts(model, prompts, enc))
     return gen[:, enc["input_ids"].shape[1] :].tolist()
+
+
+def _shared_prompts(model, prompts: Sequence[str], enc) -> dict:
+    """When a batch repeats prompts (several answers per prompt), the ``past_key_values`` of every prompt but
+    its last token, computed once per distinct prompt and copied to its rows; ``generate`` then runs only the
+    last prompt token and the answer. The same positions as ``generate``'s own prefill (from the left-padded
+    mask), so only float rounding of another batch shape differs. ``{}`` when nothing repeats."""
+    first: dict[str, int] = {}
+    rows = [first.setdefault(p, i) for i, p in enumerate(prompts)]
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    if len(first) == len(prompts) or ids.shape[1] < 2:
+        return {}
+    distinct = torch.tensor(sorted(first.values()))
+    where = {row: i for i, row in enumerate(distinct.tolist())}
+    head_ids, head_mask = ids[distinct, :-1], mask[distinct, :-1]
+    position_ids = (head_mask.long().cumsum(-1) - 1).masked_fill(head_mask == 0, 1)
+    with torch.no_grad():
+        out = model(input_ids=head_ids, attention_mask=head_mask, position_ids=position_ids, use_cache=True,
+                    logits_to_keep=1)
+    # transformers 5.x renamed ``past_key_values`` to ``cache`` (outputs and generate's keyword; the old name warns)
+    name = "cache" if "cache" in out.keys() else "past_key_values"
+    cache = out[name]
+    cache.batch_select_indices(torch.tensor([where[r] for r in rows]))
+    return {name: cache}
 
 
 def cut_at_eos(row: list[int], eos: int) -> tuple[list[int], bool]:
