@@ -4,13 +4,15 @@ the same logits and gradients as running every block, each sequence computed onc
 from __future__ import annotations
 
 import copy
+
 import lmworld_fixtures
 import pytest
 import torch
 from lmworld_fixtures import LAYERS
 
 from adadpo.bench.worlds.smollm2.run import freeze_below
-from adadpo.bench.worlds.smollm2.trunk import TrunkCache, TrunkMemo, cached_trunk, file_lock, shared_blocks, shared_trunk
+from adadpo.bench.worlds.smollm2.trunk import (TrunkCache, TrunkMemo, cached_trunk, file_lock, shared_blocks,
+                                               shared_trunk)
 
 tiny_model = lmworld_fixtures.tiny_model  # the session's stand-in model (a fixture)
 

@@ -7,9 +7,9 @@ the world, the pairs, the seed and the :class:`Budget` (batch, epochs, schedule)
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 

@@ -75,15 +75,13 @@ def evaluate_policy(world: World, policy, reference, tokenizer, seed: int) -> di
     pairs = world.eval_pairs
     pair_prompts = [prompts[p["prompt"]] for p in pairs]
     delta = {}
-    for side in ("chosen", "rejected"):
-        ref_logps = torch.tensor([p[f"ref_{side}_logps"] for p in pairs])
-        # the untrained reference's own rewards are 0 by definition (not rounding noise of a second pass)
-        if policy is reference:
-            logps = ref_logps
-        else:
-            with shared_trunk([policy], frozen, _PAIR_TRUNKS.setdefault(cfg.key(), TrunkMemo())):
-                logps = response_logps(policy, tokenizer, pair_prompts, [p[side] for p in pairs])
-        delta[side] = logps - ref_logps
+    with shared_trunk([policy], frozen, _PAIR_TRUNKS.setdefault(cfg.key(), TrunkMemo())):
+        for side in ("chosen", "rejected"):
+            ref_logps = torch.tensor([p[f"ref_{side}_logps"] for p in pairs])
+            # the untrained reference's own rewards are 0 by definition (not rounding noise of a second pass)
+            logps = ref_logps if policy is reference else response_logps(policy, tokenizer, pair_prompts,
+                                                                            [p[side] for p in pairs])
+            delta[side] = logps - ref_logps
     clock.append(time.perf_counter())
     examples = [{"prompt": world.eval_tasks[i].text, "reference": ref_texts[i * e], "answer": answers.texts[i * e],
                  "quality": float(q[i * e]), "ref_quality": float(q_ref[i * e])}

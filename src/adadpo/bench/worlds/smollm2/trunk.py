@@ -55,9 +55,7 @@ class TrunkCache:
         if len(blocks) != len(layers) - trained_blocks:
             raise ValueError(f"TrunkCache.fill: trained_blocks={trained_blocks} is not the served trunk's")
         trunk = _CachedTrunk(backbone, blocks, self)
-        lengths = attention_mask.sum(1)
-        if not torch.equal(attention_mask, (torch.arange(input_ids.shape[1]) < lengths[:, None]).to(attention_mask.dtype)):
-            raise RuntimeError("TrunkCache.fill: rows must be right-padded (ones then zeros in attention_mask)")
+        lengths = _right_padded_lengths(input_ids, attention_mask, "TrunkCache.fill")
         computed = 0
         with torch.no_grad():
             for row, n in zip(input_ids, lengths.tolist()):
@@ -97,6 +95,16 @@ def file_lock(path: str | os.PathLike) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _right_padded_lengths(input_ids: Tensor, attention_mask: Tensor | None, who: str) -> Tensor:
+    """``[B]`` row lengths of a right-padded batch (all of ``input_ids`` without a mask); raises otherwise."""
+    if attention_mask is None:
+        return torch.full(input_ids.shape[:1], input_ids.shape[1])
+    lengths = attention_mask.sum(1)
+    if not torch.equal(attention_mask, (torch.arange(input_ids.shape[1]) < lengths[:, None]).to(attention_mask.dtype)):
+        raise RuntimeError(f"{who}: rows must be right-padded (ones then zeros in attention_mask)")
+    return lengths
 
 
 def _backbone(model: nn.Module) -> nn.Module:
@@ -139,9 +147,7 @@ class _CachedTrunk(nn.Module):
         ids, mask = self.input_ids, self.attention_mask
         if ids is None or ids.shape != hidden_states.shape[:2]:
             raise RuntimeError("cached_trunk: the backbone was called without input_ids of the batch's shape")
-        lengths = mask.sum(1) if mask is not None else torch.full(ids.shape[:1], ids.shape[1])
-        if mask is not None and not torch.equal(mask, (torch.arange(ids.shape[1]) < lengths[:, None]).to(mask.dtype)):
-            raise RuntimeError("cached_trunk: rows must be right-padded (ones then zeros in attention_mask)")
+        lengths = _right_padded_lengths(ids, mask, "cached_trunk")
         out = torch.zeros_like(hidden_states)
         with torch.no_grad():
             for i, n in enumerate(lengths.tolist()):
