@@ -149,6 +149,25 @@ def test_shared_trunk_is_bit_for_bit_and_computes_a_batch_once(tiny_model):
             pass
 
 
+def test_an_error_inside_either_trunk_restores_the_model(tiny_model):
+    """Layers and the capturing pre-hook are put back also when the block raises (a failed step, an OOM)."""
+    model = _model(tiny_model, 1)
+    ids, mask = _batch(model.config.vocab_size, [4, 3])
+    with torch.no_grad():
+        before = model(input_ids=ids, attention_mask=mask).logits
+    own = list(model.model.layers)
+    serving = [lambda: cached_trunk(model, 1, TrunkCache()), lambda: shared_trunk([model], LAYERS - 1, TrunkMemo())]
+    for enter in serving:
+        with pytest.raises(KeyError, match="boom"):
+            with enter():
+                assert type(model.model.layers[0]).__name__ != "LlamaDecoderLayer"
+                assert len(model.model._forward_pre_hooks) == 1
+                raise KeyError("boom")
+        assert list(model.model.layers) == own and not model.model._forward_pre_hooks
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids, attention_mask=mask).logits, before)
+
+
 def test_file_lock_is_exclusive_between_holders(tmp_path):
     import threading
     import time

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import torch
@@ -118,7 +118,44 @@ class _Skip(nn.Module):
         return hidden_states
 
 
-class _CachedTrunk(nn.Module):
+class _Slot(nn.Module):
+    """Layer 0's stand-in for a served trunk: sees the backbone's ``input_ids`` and ``attention_mask`` (set by
+    :func:`_serving`'s pre-hook) and returns the frozen blocks' output for the batch."""
+
+    input_ids: Tensor | None = None
+    attention_mask: Tensor | None = None
+
+    def batch(self, hidden_states: Tensor, who: str) -> tuple[Tensor, Tensor | None]:
+        ids = self.input_ids
+        if ids is None or ids.shape != hidden_states.shape[:2]:
+            raise RuntimeError(f"{who}: the backbone was called without input_ids of the batch's shape")
+        return ids, self.attention_mask
+
+
+@contextmanager
+def _serving(backbone: nn.Module, frozen: int, slot: _Slot) -> Iterator[None]:
+    """Inside the block, ``backbone``'s layer 0 is ``slot`` and layers ``1 .. frozen-1`` pass their input
+    through; a forward pre-hook hands each call's ``input_ids`` and ``attention_mask`` to ``slot``. The
+    original layers and hooks are restored on exit, also after an exception."""
+    original = list(backbone.layers)
+
+    def capture(module, args, kwargs):
+        slot.input_ids = kwargs.get("input_ids", args[0] if args else None)
+        slot.attention_mask = kwargs.get("attention_mask")
+
+    handle = backbone.register_forward_pre_hook(capture, with_kwargs=True)
+    try:
+        backbone.layers[0] = slot
+        for i in range(1, frozen):
+            backbone.layers[i] = _Skip()
+        yield
+    finally:
+        handle.remove()
+        for i, block in enumerate(original):
+            backbone.layers[i] = block
+
+
+class _CachedTrunk(_Slot):
     """The first frozen block's slot: returns the whole frozen trunk's output for each row of the batch."""
 
     def __init__(self, backbone: nn.Module, blocks: list[nn.Module], cache: TrunkCache) -> None:
@@ -126,8 +163,6 @@ class _CachedTrunk(nn.Module):
         self._backbone = [backbone]  # not a submodule: its parameters stay where they are
         self._blocks = blocks
         self._cache = cache
-        self.input_ids: Tensor | None = None
-        self.attention_mask: Tensor | None = None
 
     def _alone(self, embeds: Tensor) -> Tensor:
         """The frozen blocks on one unpadded sequence ``[1, n, hidden]``."""
@@ -144,9 +179,7 @@ class _CachedTrunk(nn.Module):
         return h[0]
 
     def forward(self, hidden_states: Tensor, *args, **kwargs) -> Tensor:
-        ids, mask = self.input_ids, self.attention_mask
-        if ids is None or ids.shape != hidden_states.shape[:2]:
-            raise RuntimeError("cached_trunk: the backbone was called without input_ids of the batch's shape")
+        ids, mask = self.batch(hidden_states, "cached_trunk")
         lengths = _right_padded_lengths(ids, mask, "cached_trunk")
         out = torch.zeros_like(hidden_states)
         with torch.no_grad():
@@ -176,22 +209,8 @@ def cached_trunk(model: nn.Module, trained_blocks: int, cache: TrunkCache) -> It
     if any(p.requires_grad for block in original[:frozen] for p in block.parameters()) or \
             any(p.requires_grad for p in backbone.embed_tokens.parameters()):
         raise ValueError("cached_trunk: the embeddings and the bottom blocks must be frozen")
-    trunk = _CachedTrunk(backbone, original[:frozen], cache)
-
-    def capture(module, args, kwargs):
-        ids = kwargs.get("input_ids", args[0] if args else None)
-        trunk.input_ids, trunk.attention_mask = ids, kwargs.get("attention_mask")
-
-    handle = backbone.register_forward_pre_hook(capture, with_kwargs=True)
-    layers[0] = trunk
-    for i in range(1, frozen):
-        layers[i] = _Skip()
-    try:
+    with _serving(backbone, frozen, _CachedTrunk(backbone, original[:frozen], cache)):
         yield cache
-    finally:
-        handle.remove()
-        for i, block in enumerate(original):
-            layers[i] = block
 
 
 # --------------------------------------------------------------------------------------------- evaluation
@@ -241,20 +260,16 @@ class TrunkMemo:
         self.misses = 0
 
 
-class _MemoTrunk(nn.Module):
+class _MemoTrunk(_Slot):
     """The first shared block's slot: the frozen blocks on the batch, or their stored output for it."""
 
     def __init__(self, blocks: list[nn.Module], memo: TrunkMemo, digest: str) -> None:
         super().__init__()
         self._blocks = blocks  # a plain list: the model's own blocks, not re-registered
         self._memo, self._digest = memo, digest
-        self.input_ids: Tensor | None = None
-        self.attention_mask: Tensor | None = None
 
     def forward(self, hidden_states: Tensor, *args, **kwargs) -> Tensor:
-        ids, mask = self.input_ids, self.attention_mask
-        if ids is None or ids.shape != hidden_states.shape[:2]:
-            raise RuntimeError("shared_trunk: the backbone was called without input_ids of the batch's shape")
+        ids, mask = self.batch(hidden_states, "shared_trunk")
         if kwargs.get("past_key_values") is not None:  # generation: the blocks also fill a KV cache
             raise RuntimeError("shared_trunk serves scoring passes (use_cache=False), not generation")
         key = (self._digest, tuple(ids.shape), ids.cpu().numpy().tobytes(),
@@ -285,25 +300,9 @@ def shared_trunk(models: Sequence[nn.Module], frozen: int, memo: TrunkMemo) -> I
     if any(shared_blocks(first, m) < frozen for m in models[1:]):
         raise ValueError(f"shared_trunk: the models do not share their bottom {frozen} blocks and embeddings")
     backbones = [_backbone(m) for m in models]
-    originals = [list(b.layers) for b in backbones]
-    digest = _digest(originals[0][:frozen], backbones[0].embed_tokens)
-    handles = []
-    try:
-        for backbone, original in zip(backbones, originals):
-            slot = _MemoTrunk(original[:frozen], memo, digest)
-
-            def capture(module, args, kwargs, slot=slot):
-                slot.input_ids = kwargs.get("input_ids", args[0] if args else None)
-                slot.attention_mask = kwargs.get("attention_mask")
-
-            handles.append(backbone.register_forward_pre_hook(capture, with_kwargs=True))
-            backbone.layers[0] = slot
-            for i in range(1, frozen):
-                backbone.layers[i] = _Skip()
+    blocks = list(backbones[0].layers)[:frozen]
+    digest = _digest(blocks, backbones[0].embed_tokens)
+    with ExitStack() as stack:
+        for backbone in backbones:
+            stack.enter_context(_serving(backbone, frozen, _MemoTrunk(list(backbone.layers)[:frozen], memo, digest)))
         yield memo
-    finally:
-        for handle in handles:
-            handle.remove()
-        for backbone, original in zip(backbones, originals):
-            for i, block in enumerate(original):
-                backbone.layers[i] = block
