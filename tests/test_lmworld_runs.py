@@ -208,6 +208,9 @@ def test_sweep_with_untrained_rows_and_an_epochs_axis(tiny_model, tmp_path, one_
     assert set(summary["vs_untrained"]["pooled"]) == {"DPO", "AdaDPO"} and "DPO" in summary["vs_untrained"]["gates"]
     assert "AdaDPO" not in summary["vs_untrained"]["gates"]  # the gate is about the plain method
     assert summary["runs"] == 8  # the untrained rows are not runs of a method
+    # one seed so far (a grid in progress): no interval, and never a NaN in the report
+    first = paired.markdown([r for r in rows if r["seed"] == 0], ["DPO", "AdaDPO"], config.comparisons)
+    assert "over 1 seed (no interval yet)" in first and "nan" not in first.lower()
 
 
 @pytest.mark.parametrize(("overrides", "match"), [

@@ -138,9 +138,10 @@ def markdown(rows: list[dict], methods: list[str], comparisons: list[tuple[str, 
         lines += ["", f"**Gate** (the plain method's best cell must improve on the untrained model: ΔTQ interval "
                       f"above 0 and held-out reward accuracy on truly-better pairs above {GATE_ACCURACY}):", ""]
         for g in gates:
-            lines.append(f"- {g['method']}, {g['label']}: ΔTQ {g['d_tq']:+.3f} [{g['lo']:+.3f}, {g['hi']:+.3f}] over "
-                         f"{g['seeds']} seeds, reward accuracy {g['reward_accuracy']:.3f}: "
-                         f"**{'passed' if g['passed'] else 'not passed'}**")
+            spread = (f"[{g['lo']:+.3f}, {g['hi']:+.3f}] over {g['seeds']} seeds" if g["seeds"] >= 2
+                      else f"over {g['seeds']} seed (no interval yet)")
+            lines.append(f"- {g['method']}, {g['label']}: ΔTQ {g['d_tq']:+.3f} {spread}, reward accuracy "
+                         f"{g['reward_accuracy']:.3f}: **{'passed' if g['passed'] else 'not passed'}**")
     if comparisons:
         lines += ["", "Balanced vs plain on the same cell and seed (ΔTQ of each, and their difference):", "",
                   "| comparison | ΔTQ plain | ΔTQ balanced | balanced - plain, TQ | balanced - plain, LC |",
