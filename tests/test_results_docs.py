@@ -154,3 +154,42 @@ def test_readme_summary_quotes_the_results():
               f"(LC {cell['lc']:.3f}, TQ {cell['tq']:.3f} in its best cell)",
               f"no choice beats the defaults by more than {max(ablation):.3f}"):
         assert q in text, f"README.md: expected {q!r}"
+
+
+def _interval(d: dict) -> str:
+    return f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
+
+
+def _smollm2_grids() -> list[str]:
+    """The real-model grids committed so far (each has a summary), not the gate or the superseded world."""
+    root = RESULTS / "smollm2"
+    return sorted(p.parent.name for p in root.glob("*/summary.json") if p.parent.name != "gate")
+
+
+def test_smollm2_docs_quote_every_grid_against_the_untrained_model():
+    """docs/results/smollm2/README.md gives, for every committed grid, both forms' pooled ΔTQ over the untrained
+    model and the balanced - plain difference on TQ and LC, as the grid's summary has them; README.md's
+    paragraph quotes the DPO grid's and the gate's."""
+    grids = _smollm2_grids()
+    assert "dpo" in grids
+    doc = _text(RESULTS / "smollm2" / "README.md").replace("**", "")
+    readme = _text(ROOT / "README.md").replace("**", "")
+    for grid in grids:
+        s = _summary(f"smollm2/{grid}")
+        pooled = s["vs_untrained"]["pooled"]
+        for c in s["comparisons"]:
+            if c["metric"] != "tq":
+                continue
+            base, cand = c["base"], c["cand"]
+            lc = _by_metric(s)[(base, cand, "lc")]
+            figures = [_interval(pooled[base]["tq"]), _interval(pooled[cand]["tq"]), _ci(c), _ci(lc)]
+            for q in figures:
+                assert q in doc, f"docs/results/smollm2/README.md: expected {grid}'s {q!r}"
+            if grid == "dpo":
+                for q in figures:
+                    assert q in readme, f"README.md: expected the DPO grid's {q!r}"
+    gate = _summary("smollm2/gate")["vs_untrained"]["gates"]["DPO"]
+    quoted = f"ΔTQ {gate['d_tq']:+.3f} [{gate['lo']:+.3f}, {gate['hi']:+.3f}]"
+    assert quoted in _text(RESULTS / "smollm2" / "gate" / "report.md")
+    best = _summary("smollm2/gate")["vs_untrained"]["cells"]["DPO"]
+    assert any(_interval(cell["tq"]) in readme for cell in best.values()), "README.md: the gate's ΔTQ"
