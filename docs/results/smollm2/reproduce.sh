@@ -12,6 +12,8 @@ adadpo sweep --config examples/smollm2/sweep_dpo.yaml --output_dir docs/results/
   --title "DPO vs AdaDPO on SmolLM2-135M-Instruct" "$@"
 adadpo sweep --config examples/smollm2/sweep_simpo.yaml --output_dir docs/results/smollm2/simpo \
   --title "SimPO vs AdaSimPO on SmolLM2-135M-Instruct" "$@"
-for family in ipo rdpo cpo orpo; do
-  adadpo sweep --config "examples/smollm2/$family.yaml" --output_dir "docs/results/smollm2/$family" "$@"
+for family_title in "ipo:IPO vs AdaIPO" "rdpo:R-DPO vs AdaR-DPO" "cpo:CPO vs AdaCPO" "orpo:ORPO vs AdaORPO"; do
+  family=${family_title%%:*}
+  adadpo sweep --config "examples/smollm2/$family.yaml" --output_dir "docs/results/smollm2/$family" \
+    --title "${family_title#*:} on SmolLM2-135M-Instruct" "$@"
 done
