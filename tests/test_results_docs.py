@@ -193,3 +193,30 @@ def test_smollm2_docs_quote_every_grid_against_the_untrained_model():
     assert quoted in _text(RESULTS / "smollm2" / "gate" / "report.md")
     best = _summary("smollm2/gate")["vs_untrained"]["cells"]["DPO"]
     assert any(_interval(cell["tq"]) in readme for cell in best.values()), "README.md: the gate's ΔTQ"
+
+
+def test_smollm2_families_md_is_generated_from_the_grids():
+    """docs/results/smollm2/families.md is `python -m adadpo.bench.families` over every committed grid, in the
+    docs' order, and its figure is there."""
+    from adadpo.bench.families import families_table
+
+    root = RESULTS / "smollm2"
+    order = ["dpo", "simpo", "ipo", "rdpo", "cpo", "orpo"]
+    assert sorted(order) == _smollm2_grids()
+    text = (root / "families.md").read_text()
+    assert text.startswith(families_table([root / g for g in order]) + "\n")
+    assert (root / "families.png").is_file() and "(families.png)" in text
+
+
+def test_readme_family_table_quotes_every_grid():
+    """README.md's real-model table: one row per family, its figures from the grid's summary."""
+    from adadpo.bench.families import load
+
+    readme = _text(ROOT / "README.md").replace("**", "")
+    root = RESULTS / "smollm2"
+    for f in load([root / g for g in _smollm2_grids()]):
+        words = [f"{f.pooled(m, 'length')['mean']:+.1f}".replace("-0.0", "+0.0") for m in (f.plain, f.balanced)]
+        row = (f"| {f.plain} ({f.diff('tq')['cells']}) | {_interval(f.pooled(f.plain, 'tq'))} "
+               f"| {_interval(f.pooled(f.balanced, 'tq'))} | {_ci(f.diff('tq'))} | {_ci(f.diff('lc'))} "
+               f"| {words[0]} / {words[1]} |")
+        assert row in readme, f"README.md: expected the row {row!r}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The real-model results under docs/results/smollm2 (SmolLM2-135M-Instruct, world lmworld-0b4cf880d41a, shipped in
-# the package). First the gate (does plain DPO improve on the untrained model at all?), then the grids; each sweep
+# the package). First the gate (does plain DPO improve on the untrained model at all?), then the six grids, then
+# families.md (every grid side by side against the untrained model); each sweep
 # skips the runs already in its results.jsonl, so this resumes after an interruption and, when everything is there,
 # only rewrites the reports. Extra arguments go to every `adadpo sweep`.
 set -euo pipefail
@@ -17,3 +18,5 @@ for family_title in "ipo:IPO vs AdaIPO" "rdpo:R-DPO vs AdaR-DPO" "cpo:CPO vs Ada
   adadpo sweep --config "examples/smollm2/$family.yaml" --output_dir "docs/results/smollm2/$family" \
     --title "${family_title#*:} on SmolLM2-135M-Instruct" "$@"
 done
+# every family side by side, against the untrained model: families.md and families.png
+(cd docs/results/smollm2 && python -m adadpo.bench.families . dpo simpo ipo rdpo cpo orpo)
