@@ -68,3 +68,13 @@ def test_the_command_line_reports_errors_without_a_traceback(tmp_path):
                          capture_output=True, text=True)
     assert res.returncode != 0 and "error: " in res.stderr and "Traceback" not in res.stderr
     assert "x: no summary.json" in res.stderr
+
+
+def test_a_grid_of_one_seed_has_no_interval_and_says_so(tmp_path):
+    rows = [r for r in rows_for({(0.1, 1e-4): 0.05}, seeds=(0,))]
+    rows.append({**rows[0], "method": "untrained", "seed": 0, "tq": 0.55})
+    write_report(rows, [("DPO", "AdaDPO")], tmp_path / "one", title="one")
+    table = families_table([tmp_path / "one"]).splitlines()
+    assert table[2].count("(no interval: one run)") >= 4 and "nan" not in table[2]
+    write(tmp_path, [tmp_path / "one"])
+    assert (tmp_path / "families.png").is_file()

@@ -63,12 +63,21 @@ def load(result_dirs: Sequence[str | Path]) -> list[Family]:
     return families
 
 
+def _interval(mean: float | None, lo: float | None, hi: float | None) -> str:
+    """``+m [+lo, +hi]``; a bound that summary.json holds as null (one run: no interval) gives the mean alone."""
+    if mean is None:
+        return "n/a"
+    if lo is None or hi is None:
+        return f"{mean:+.3f} (no interval: one run)"
+    return f"{mean:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
 def _ci(iv: dict[str, float]) -> str:
-    return f"{iv['mean']:+.3f} [{iv['lo']:+.3f}, {iv['hi']:+.3f}]"
+    return _interval(iv["mean"], iv["lo"], iv["hi"])
 
 
 def _diff_ci(c: dict[str, Any]) -> str:
-    return f"{c['pooled_diff']:+.3f} [{c['pooled_lo']:+.3f}, {c['pooled_hi']:+.3f}]"
+    return _interval(c["pooled_diff"], c["pooled_lo"], c["pooled_hi"])
 
 
 def _gate(f: Family) -> str:
@@ -76,7 +85,7 @@ def _gate(f: Family) -> str:
     if g is None:
         return "n/a"
     verdict = "passes" if g["passed"] else "does not pass"
-    return f"{g['label']}: {g['d_tq']:+.3f} [{g['lo']:+.3f}, {g['hi']:+.3f}], acc {g['reward_accuracy']:.3f} ({verdict})"
+    return f"{g['label']}: {_interval(g['d_tq'], g['lo'], g['hi'])}, acc {g['reward_accuracy']:.3f} ({verdict})"
 
 
 def families_table(result_dirs: Sequence[str | Path]) -> str:
@@ -102,8 +111,10 @@ def _words(x: float) -> str:
     return "+0.0" if text == "-0.0" else text
 
 
-def _err(mean: float, lo: float, hi: float) -> list[list[float]]:
-    return [[0.0 if math.isnan(lo) else mean - lo], [0.0 if math.isnan(hi) else hi - mean]]
+def _err(mean: float, lo: float | None, hi: float | None) -> list[list[float]]:
+    """Error-bar lengths below and above ``mean``; none for a bound that is missing (one run)."""
+    missing = lo is None or hi is None or math.isnan(lo) or math.isnan(hi)
+    return [[0.0 if missing else mean - lo], [0.0 if missing else hi - mean]]
 
 
 def plot_families(result_dirs: Sequence[str | Path], path: str | Path) -> str:
