@@ -537,7 +537,7 @@ def test_a_killed_build_resumes_its_sampling_from_the_journal(tiny_model, tmp_pa
 
 
 def test_a_failed_build_leaves_nothing(tiny_model, tmp_path, monkeypatch):
-    def broken(config, out, model_path, progress, journal):
+    def broken(config, out, model_path, progress, journal, samples_from=None):
         (out / "train_pairs.jsonl").write_text("half")
         raise RuntimeError("killed")
 

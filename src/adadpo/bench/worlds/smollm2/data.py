@@ -20,6 +20,7 @@ lengths and the program of :func:`adadpo.bench.worlds.smollm2.tasks.quality` as 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -170,8 +171,41 @@ def truth_pairs(q: list[float], texts: list[str], n_pairs: int) -> list[tuple[in
     return out
 
 
+def sampling_settings(config: LMWorldConfig) -> dict:
+    """What the world's samples depend on: two worlds that agree on these sampled the same answers, whatever
+    their truth program and judge (so one's samples can build the other: :func:`build_world` ``samples_from``)."""
+    keys = ("model", "system", "kinds", "n_train_prompts", "n_eval_prompts", "samples_per_prompt",
+            "max_new_tokens", "temperature", "seed")
+    return {k: getattr(config, k) for k in keys} | {"kinds": list(config.kinds)}
+
+
+def _save_samples(path: Path, config: LMWorldConfig, train, held) -> None:
+    """Every sampled answer of the world (training and held-out prompts, prompt-major), gzipped JSON."""
+    with gzip.open(path, "wt") as f:
+        json.dump({"sampling": sampling_settings(config), "train": asdict(train), "held_out": asdict(held)}, f)
+
+
+def load_samples(world_dir: str | os.PathLike, config: LMWorldConfig):
+    """The training and held-out :class:`~adadpo.bench.worlds.smollm2.policy.Samples` kept in ``world_dir``
+    (a built world or a snapshot), after checking they were sampled with ``config``'s sampling settings."""
+    from adadpo.bench.worlds.smollm2.policy import Samples
+
+    path = Path(world_dir) / SAMPLES_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"samples_from={str(world_dir)!r}: no {SAMPLES_FILE} there (a world built before "
+                                "its samples were kept cannot give them)")
+    with gzip.open(path, "rt") as f:
+        data = json.load(f)
+    want = sampling_settings(config)
+    if data["sampling"] != want:
+        diff = sorted(k for k in want if data["sampling"].get(k) != want[k])
+        raise ValueError(f"samples_from={str(world_dir)!r}: sampled with other settings ({', '.join(diff)}), "
+                         "so its answers are not this world's")
+    return Samples(**data["train"]), Samples(**data["held_out"])
+
+
 def _build(config: LMWorldConfig, out: Path, model_path: str, progress: Progress | None,
-           journal_dir: Path | None = None) -> None:
+           journal_dir: Path | None = None, samples_from: Path | None = None) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -186,15 +220,19 @@ def _build(config: LMWorldConfig, out: Path, model_path: str, progress: Progress
     def stage(name: str):
         return (lambda i, n: progress(name, i, n)) if progress else None
 
-    with torch.random.fork_rng():
-        train = sample(model, tokenizer, [chat_prompt(tokenizer, config.system, t.text) for t in train_tasks], n=k,
-                       max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed + 3,
-                       progress=stage("sampling training answers"),
-                       journal=journal_dir / "train.jsonl" if journal_dir else None)
-        held = sample(model, tokenizer, [chat_prompt(tokenizer, config.system, t.text) for t in eval_tasks], n=k,
-                      max_new_tokens=config.max_new_tokens, temperature=config.temperature, seed=config.seed + 4,
-                      progress=stage("sampling held-out answers"),
-                      journal=journal_dir / "held_out.jsonl" if journal_dir else None)
+    if samples_from is not None:
+        train, held = load_samples(samples_from, config)
+    else:
+        with torch.random.fork_rng():
+            train = sample(model, tokenizer, [chat_prompt(tokenizer, config.system, t.text) for t in train_tasks],
+                           n=k, max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+                           seed=config.seed + 3, progress=stage("sampling training answers"),
+                           journal=journal_dir / "train.jsonl" if journal_dir else None)
+            held = sample(model, tokenizer, [chat_prompt(tokenizer, config.system, t.text) for t in eval_tasks],
+                          n=k, max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+                          seed=config.seed + 4, progress=stage("sampling held-out answers"),
+                          journal=journal_dir / "held_out.jsonl" if journal_dir else None)
+    _save_samples(out / SAMPLES_FILE, config, train, held)
 
     rows = []
     for i, task in enumerate(train_tasks):
@@ -258,7 +296,9 @@ def _save_dataset(rows: list[dict], out: Path) -> None:
 #: pairs, the held-out set), so the committed benchmark's world is the same on every machine (a rebuild on
 #: another CPU samples an equivalent but different world: one rounding difference changes a sampled token).
 SHIPPED = Path(__file__).parent / "snapshots"
-SNAPSHOT_FILES = ("world.json", "eval.json", "train_pairs.jsonl")
+#: Every answer the world sampled (:func:`load_samples`); worlds built before it was kept lack it.
+SAMPLES_FILE = "samples.json.gz"
+SNAPSHOT_FILES = ("world.json", "eval.json", "train_pairs.jsonl", SAMPLES_FILE)
 
 
 def save_snapshot(world: World, directory: str | os.PathLike = SHIPPED) -> Path:
@@ -266,7 +306,8 @@ def save_snapshot(world: World, directory: str | os.PathLike = SHIPPED) -> Path:
     dest = Path(directory) / world.config.key()
     dest.mkdir(parents=True, exist_ok=True)
     for name in SNAPSHOT_FILES[1:]:
-        shutil.copyfile(world.path / name, dest / name)
+        if (world.path / name).exists():
+            shutil.copyfile(world.path / name, dest / name)
     meta = json.loads((world.path / "world.json").read_text())
     (dest / "world.json").write_text(json.dumps({**meta, "model_path": world.config.model}, indent=2))
     return dest
@@ -275,7 +316,8 @@ def save_snapshot(world: World, directory: str | os.PathLike = SHIPPED) -> Path:
 def _from_snapshot(snapshot: Path, out: Path, model_path: str) -> None:
     """A build from a shipped snapshot: its files, this machine's model path, the dataset made from the pairs."""
     for name in SNAPSHOT_FILES[1:]:
-        shutil.copyfile(snapshot / name, out / name)
+        if (snapshot / name).exists():  # the samples: only in snapshots made since they were kept
+            shutil.copyfile(snapshot / name, out / name)
     meta = json.loads((snapshot / "world.json").read_text())
     (out / "world.json").write_text(json.dumps({**meta, "model_path": model_path}, indent=2))
     with open(snapshot / "train_pairs.jsonl") as f:
@@ -283,11 +325,13 @@ def _from_snapshot(snapshot: Path, out: Path, model_path: str) -> None:
 
 
 def build_world(config: LMWorldConfig, cache_dir: str | os.PathLike | None = None,
-                progress: Progress | None = None) -> World:
+                progress: Progress | None = None, samples_from: str | os.PathLike | None = None) -> World:
     """Load the world for ``config`` from ``cache_dir`` (default ``$ADADPO_CACHE`` or ``~/.cache/adadpo``),
     building it first if absent: from the shipped snapshot of this key (:data:`SHIPPED`) when there is one
-    (seconds), else by sampling (SmolLM2 on 2 CPU cores: about 35 minutes alone; a killed build resumes its
-    sampling from ``cache_dir/.lmworld-<key>.samples``)."""
+    (seconds), else from the samples kept in ``samples_from`` (a built world or snapshot with the same sampling
+    settings: a new truth program or judge without sampling again), else by sampling (SmolLM2 on 2 CPU cores:
+    about 35 minutes alone at 48 new tokens; a killed build resumes its sampling from
+    ``cache_dir/.lmworld-<key>.samples``)."""
     from adadpo.bench.worlds.smollm2.model import prepare_model
 
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -305,7 +349,8 @@ def build_world(config: LMWorldConfig, cache_dir: str | os.PathLike | None = Non
             # samples are journalled beside the world, so a killed build resumes its sampling (the longest part)
             journal = root / f".{path.name}.samples"
             journal.mkdir(parents=True, exist_ok=True)
-            build_once(path, "world.json", lambda tmp: _build(config, tmp, model_path, progress, journal))
+            source = Path(samples_from) if samples_from is not None else None
+            build_once(path, "world.json", lambda tmp: _build(config, tmp, model_path, progress, journal, source))
             shutil.rmtree(journal, ignore_errors=True)
     meta = json.loads((path / "world.json").read_text())
     data = json.loads((path / "eval.json").read_text())
