@@ -11,6 +11,8 @@ rule, before the truth was changed to meet them. Pure Python: no model.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adadpo.bench.worlds.smollm2.tasks import (
     CAPITALS,
@@ -81,6 +83,7 @@ CAPITAL = [
     (capital("France"), "Paris or Berlin, I am not sure.", 0.5),
     (capital("France"), "Paris, not London.", 1.0),
     (capital("France"), "Berlin is the capital of France.", 0.0),
+    (capital("France"), "Paris is the capital of France, and Berlin is the capital of Germany.", 1.0),
     (capital("Germany"), "Berlin is not the capital of Germany.", 0.0),  # denied
     (capital("France"), "Paris, Paris, Paris.", 1.0),
     (capital("France"), "What is the capital of France?", 0.0),  # echo
@@ -109,6 +112,8 @@ ARITHMETIC = [
     (arithmetic(10, "-", 5), "10 - 5", 0.0),
     (arithmetic(10, "-", 5), "10 - 5 = 5", 1.0),
     (arithmetic(10, "-", 5), "Five.", 1.0),
+    (arithmetic(6, "-", 3), "Six minus three.", 0.0),  # the question in words
+    (arithmetic(6, "-", 3), "Six minus three is three.", 1.0),
     (arithmetic(20, "-", 10), "20 minus 10 is 10.", 1.0),
     (arithmetic(12, "x", 9), "12 * 9 = 108.", 1.0),  # SmolLM2
     (arithmetic(10, "x", 10), "10 × 10 = 100.", 1.0),
@@ -179,6 +184,7 @@ COLOR = [
     (color("a fire truck"), "Red red red", 1.0),
     (color("a stop sign"), "A stop sign is grey.", 0.0),
     (color("coal"), "Coal is jet black.", 1.0),
+    (color("a lime"), "Lime green.", 1.0),
     (color("a flamingo"), "A flamingo is pink because of the shrimp it eats.", 1.0),
     (color("a banana"), "A banana is a sweet fruit that we use in many ways, from eating to enjoying, but its true "
                         "color is actually a sweet red fruit with a green skin.", 0.0),  # SmolLM2
@@ -237,6 +243,8 @@ LIMIT = [
     (limit("sleeping better", 8), "Avoid screens an hour before bed.", 1.0),
     (limit("sleeping better", 10), "Keep your bedroom cool, dark and quiet.", 1.0),
     (limit("sleeping better", 8), "Drink more water.", 0.0),  # off topic
+    (limit("sleeping better", 12), "Drink more water. Give one tip for sleeping better in at most 12 words.",
+     0.0),  # on topic only in the echo
     (limit("sleeping better", 12), "Here is one tip for sleeping better: no caffeine after noon.", 1.0),
     (limit("staying healthy", 8), "Staying healthy is 8 words.", 0.0),  # SmolLM2
     (limit("staying healthy", 10), "Walk for thirty minutes every day.", 1.0),
@@ -362,6 +370,8 @@ def test_every_item_is_named_as_written_and_counted_once_however_often(category)
             assert quality(name(category, template), f"I like the {item}.") == 1.0, item
     for item in ITEMS[category]:
         assert quality(listing(category, 2), f"{item}, {item.upper()}, {item}") == 0.5, item
+        if item[-1] not in "sxyfo" and item[-2:] not in ("ch", "sh", "fe"):  # a regular plural: +s
+            assert quality(listing(category, 2), f"{item}, {item}s") == 0.5, item
 
 
 @pytest.mark.parametrize("topic", sorted(TOPICS))
@@ -373,3 +383,20 @@ def test_required_words_count_where_used_not_where_quoted(topic):
         assert quality(task, f'It uses the words "{w1}" and "{w2}".') == 0.0
         assert quality(task, f"It uses the words {w1} and {w2}.") == 0.0
         assert quality(task, f'The {w1} was there; I quoted "{w2}".') == 0.5
+
+
+# Fragments of answers: names, numbers, denials, quotes and filler, for answers built at random.
+FRAGMENTS = ("Paris", "Kiev", "Canberra", "Sydney", "not", "12", "twelve", "thirty-five", "7 + 5 =", "apple", "apples",
+             "drum", "drums", "green", "purple", "orange", "an orange", "is", "the", "wave", "salt", '"salt"',
+             'the words "wave" and', "sleep", "budget", "money", "save", "carrot", "blue jay", ",", ".", "!", "\n",
+             "I think", "It is", "Sure!", "words")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(TRAIN[:70]), st.lists(st.sampled_from(FRAGMENTS), max_size=14), st.booleans())
+def test_a_copy_of_the_prompt_never_raises_the_score(task, fragments, before):
+    """Property: adding the prompt to any answer, before or after it, earns nothing (the score stays in [0, 1])."""
+    answer = " ".join(fragments)
+    q = quality(task, answer)
+    assert 0.0 <= q <= 1.0
+    assert quality(task, f"{task.text} {answer}" if before else f"{answer} {task.text}") <= q + 1e-12

@@ -79,7 +79,7 @@ def matcher(table: tuple[tuple[str, str | None], ...]) -> tuple[re.Pattern, dict
 def category_table(category: str) -> tuple[tuple[str, str | None], ...]:
     pairs = [(form, canonical) for name, canonical in entries(CATEGORIES[category].split()) for form in forms(name)]
     known = {f for f, _ in pairs}
-    return tuple(pairs + [(n, None) for n in NOT_ITEMS if n not in known])
+    return tuple(pairs + [(n, None) for n in NOT_ITEMS.get(category, ()) if n not in known])
 
 
 def mentions(text: str, table: tuple[tuple[str, str | None], ...]) -> list[tuple[int, int, str]]:

@@ -83,7 +83,7 @@ from adadpo.bench.worlds.smollm2.wordlists import (
 )
 
 #: Canonical names of each category's items (the first name of each entry of :data:`CATEGORIES`).
-ITEMS = {c: tuple(entry.split("/")[0].replace("_", " ") for entry in words.split()) for c, words in CATEGORIES.items()}
+ITEMS = {c: tuple(dict.fromkeys(e.split("/")[0].replace("_", " ") for e in words.split())) for c, words in CATEGORIES.items()}
 
 NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five"}
 SINGULAR = {"fruits": "fruit", "animals": "animal", "colors": "color", "vegetables": "vegetable", "sports": "sport",
@@ -199,8 +199,19 @@ def _capital_table(country: str) -> tuple[tuple[str, str | None], ...]:
 
 
 def _capital(country: str, text: str) -> float:
+    """A capital named beside its own country ("Berlin is the capital of Germany", "Berlin (Germany)") is a
+    true remark about that country, not a second answer."""
     named = affirmed(text, _capital_table(country))
+    for s, e, c in mentions(text, _capital_table(country)):
+        if c in CAPITALS and re.search(rf"\b{re.escape(fold(c))}\b", _sentence_around(text, s, e)):
+            named.discard(c)
     return (0.5 if named - {"right"} else 1.0) if "right" in named else 0.0
+
+
+def _sentence_around(text: str, start: int, end: int) -> str:
+    """The sentence holding ``text[start:end]``, at most 40 characters either side of it."""
+    head, tail = text[max(0, start - 40):start], text[end:end + 40]
+    return re.split(r"[.;!?\n]", head)[-1] + text[start:end] + re.split(r"[.;!?\n]", tail)[0]
 
 
 # arithmetic -----------------------------------------------------------------------------------------------
@@ -243,7 +254,7 @@ def _arithmetic_quality(a: int, op: str, b: int, text: str) -> float:
     text = _digits(text, result)
     pairs = [(a, b), (b, a)] if op in "+x" else [(a, b)]
     for x, y in pairs:  # the question's own expression is no answer: "10 - 5" does not say 5
-        text = re.sub(rf"(?<![\w.]){x}\s*(?:{_OPERATORS[op]})\s*{y}(?![\w.])", " ", text)
+        text = re.sub(rf"(?<![\w.]){x}\s*(?:{_OPERATORS[op]})\s*{y}(?!\w|\.\d)", " ", text)
     numbers = {float(m.group(0)) for m in _NUMBER.finditer(text) if not negated(text, m.start(), m.end())}
     if result not in numbers:
         return 0.0
@@ -331,8 +342,8 @@ def quality(task: Task, answer: str) -> float:
         used = sum(_used(text, w, task.text) for w in p[1:]) / len(p[1:])
         return used / _sentences(answer)
     if kind == "limit":
-        goal, k = p[0], int(p[1])
-        if restates(text, task.text) or not _on_topic(text, GOALS[goal]):
+        goal, k, own = p[0], int(p[1]), without_prompt(text, task.text)  # the goal's words in a copy don't count
+        if restates(own, task.text) or not _on_topic(own, GOALS[goal]):
             return 0.0
         n = len(words(answer))
         return 1.0 if n <= k else max(0.0, 1.0 - (n - k) / k)

@@ -106,13 +106,21 @@ CATEGORIES = {
              "sassafras mulberry holly",
 }
 CATEGORIES["animals"] += " " + CATEGORIES["birds"]  # a bird is an animal
-#: Names that contain an item but are not one ("Golden Raspberry" is an award, "Big Apple" a city): an item
-#: counts only where it is not part of one of these.
-NOT_ITEMS = ("golden raspberry", "big apple", "apple inc", "apple watch", "apple music", "orange county",
-             "black pepper", "hot dog", "sea lion", "pine nut", "pine cone", "to date", "up to date", "play date",
-             "first date", "python code", "peanut butter", "bat mitzvah", "palm of", "your palm", "duck tape",
-             "lime green", "rose gold", "sea bass", "chili powder", "chilli powder", "ginger powder", "garlic powder",
-             "onion powder")
+#: Names that contain an item of a category but are not one ("Golden Raspberry" is an award, "Big Apple" a
+#: city, "hot dog" food): there the item does not count.
+_FRUIT_NAMES = ("golden raspberry", "big apple", "apple inc", "apple watch", "apple music", "apple computer",
+                "orange county", "to date", "up to date", "play date", "first date")
+NOT_ITEMS = {
+    "fruits": _FRUIT_NAMES + ("lime green",),
+    "trees": _FRUIT_NAMES + ("pine nut", "pine cone", "palm of", "your palm", "his palm", "her palm"),
+    "animals": ("hot dog", "python code", "python programming", "bat mitzvah", "duck tape", "bear in mind",
+                "bear with", "mouse click", "computer mouse"),
+    "birds": ("duck tape", "crane lift", "construction crane"),
+    "vegetables": ("black pepper", "chili powder", "chilli powder", "ginger powder", "garlic powder",
+                   "onion powder", "peanut butter", "corn syrup"),
+    "musical instruments": ("sea bass", "organ donor", "body organ", "organs of"),
+    "flowers": ("rose gold", "iris of"),
+}
 
 #: Colours a reader takes as a shade of another (the sky is "azure": blue). A shade answers like its colour.
 SHADES = {"purple": "violet lavender lilac mauve magenta", "red": "crimson scarlet burgundy maroon",
@@ -258,4 +266,5 @@ STOPWORDS = frozenset(
     "which who whom whose when where why how all any each every some no not only just also very too more most "
     "less much many such than up down out over under again once one tip tips give given word words at most "
     "least make get got go going let lets let's sure okay ok please thank thanks yes well way ways really "
-    "always never try good better best great important key remember simply simple".split())
+    "always never try good better best great important key remember simply simple don't doesn't can't won't "
+    "isn't aren't i'm you're here's that's there's".split())
