@@ -400,3 +400,30 @@ def test_a_copy_of_the_prompt_never_raises_the_score(task, fragments, before):
     q = quality(task, answer)
     assert 0.0 <= q <= 1.0
     assert quality(task, f"{task.text} {answer}" if before else f"{answer} {task.text}") <= q + 1e-12
+
+
+def test_the_disagreement_report_counts_what_differs():
+    """benchmarks/truth_disagreement.py on the shipped world: a truth against itself differs nowhere; against a
+    truth that scores everything 0 it differs on exactly the answers the new truth scores above 0."""
+    import importlib.util
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from adadpo.bench.worlds.smollm2 import tasks
+    from adadpo.bench.worlds.smollm2.data import SHIPPED
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "truth_disagreement.py"
+    spec = importlib.util.spec_from_file_location("truth_disagreement", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    snapshot = next(p for p in sorted(SHIPPED.iterdir()) if (p / "world.json").exists())
+    answers, pairs = script.snapshot_answers(snapshot, tasks)
+    assert len(answers) == 384 + 2 * len(pairs) and {t.kind for _, t, _ in answers} == set(tasks.KINDS)
+    same = script.report(tasks, tasks, answers, pairs, 3, "HEAD")
+    rows = [line for line in same.splitlines() if line.startswith("| ") and line.split(" | ")[0][2:] in
+            (*tasks.KINDS, "all")]
+    assert len(rows) == 8 and all(" | 0 (0%) | " in r and r.endswith(" | 0 |") for r in rows)
+    zero = SimpleNamespace(quality=lambda task, text: 0.0, VERSION=0, KINDS=tasks.KINDS)
+    text = script.report(zero, tasks, answers, pairs, 3, "zero")
+    positive = sum(tasks.quality(t, a) > 0 for _, t, a in answers)
+    assert f"| all | {len(answers)} | {positive} (" in text
