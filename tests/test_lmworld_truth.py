@@ -113,6 +113,10 @@ ARITHMETIC = [
     (arithmetic(10, "-", 5), "10 - 5 = 5", 1.0),
     (arithmetic(10, "-", 5), "Five.", 1.0),
     (arithmetic(6, "-", 3), "Six minus three.", 0.0),  # the question in words
+    (arithmetic(10, "-", 5), "Subtract 5 from 10.", 0.0),
+    (arithmetic(10, "-", 5), "The difference between 10 and 5 is 5.", 1.0),
+    (arithmetic(7, "x", 5), "Multiply 7 by 5 to get 35.", 1.0),
+    (arithmetic(7, "x", 5), "The result is 35, since 7 x 5 = 35 and 5 x 7 = 35.", 1.0),
     (arithmetic(6, "-", 3), "Six minus three is three.", 1.0),
     (arithmetic(20, "-", 10), "20 minus 10 is 10.", 1.0),
     (arithmetic(12, "x", 9), "12 * 9 = 108.", 1.0),  # SmolLM2

@@ -222,7 +222,7 @@ _TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
 _NUMBER_WORD = "|".join(_UNITS + _TENS + ["hundred", "thousand"])
 _SPELLED = re.compile(rf"\b(?:{_NUMBER_WORD})(?:(?:[\s-]+and)?[\s-]+(?:{_NUMBER_WORD}))*\b")
 _COUNTED = re.compile(r"\s+(?:numbers|values|terms|operands|digits|integers|of them)\b")
-_OPERATORS = {"+": r"\+|plus|and|added to", "-": r"-|minus|take away|less", "x": r"x|\*|times|multiplied by|by"}
+_OPERATORS = {"+": r"\+|plus|and|added to", "-": r"-|minus|take away|less|and", "x": r"x|\*|times|multiplied by|by|and"}
 
 
 def _spelled_value(phrase: str) -> int:
@@ -252,9 +252,9 @@ def _digits(text: str, result: int) -> str:
 def _arithmetic_quality(a: int, op: str, b: int, text: str) -> float:
     result = {"+": a + b, "-": a - b, "x": a * b}[op]
     text = _digits(text, result)
-    pairs = [(a, b), (b, a)] if op in "+x" else [(a, b)]
-    for x, y in pairs:  # the question's own expression is no answer: "10 - 5" does not say 5
-        text = re.sub(rf"(?<![\w.]){x}\s*(?:{_OPERATORS[op]})\s*{y}(?!\w|\.\d)", " ", text)
+    pairs = [(a, _OPERATORS[op], b), (b, _OPERATORS[op], a)] if op in "+x" else [(a, _OPERATORS[op], b), (b, "from", a)]
+    for x, ops, y in pairs:  # the question's own expression is no answer: "10 - 5", "5 from 10" do not say 5
+        text = re.sub(rf"(?<![\w.]){x}\s*(?:{ops})\s*{y}(?!\w|\.\d)", " ", text)
     numbers = {float(m.group(0)) for m in _NUMBER.finditer(text) if not negated(text, m.start(), m.end())}
     if result not in numbers:
         return 0.0
