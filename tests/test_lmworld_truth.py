@@ -146,6 +146,8 @@ LIST = [
     (listing("animals", 5, 2), "Sure, here are five animals:\n1. Gorilla\n2. Zombie\n3. Zombie\n4. Whales\n"
                                "5. Gorillas", 0.4),  # SmolLM2
     (listing("animals", 3), "Lion, tiger, sea lion.", 1.0),
+    (listing("animals", 4, 1), "1. lions (big cats)\n2. elephants (lungs, limbs, necks, etc)\n3. bears (lungs, limbs, "
+                               "etc)\n4. tigers (lungs, etc.)", 1.0),  # SmolLM2: the glosses list nothing
     (listing("animals", 3), "Mice, mouse and geese.", 2 / 3),
     (listing("fruits", 3), "Apples, apple, banana.", 2 / 3),
     (listing("fruits", 4, 2), "I'd say kiwi, lychee, guava and dragon fruit.", 1.0),

@@ -30,8 +30,9 @@ How an answer is read (version 4, issue 31: a careful reader's judgement, tested
 
 * Folded to lower-case ASCII: "Brasília" is "brasilia". Names are whole words or phrases, longest first ("bass
   guitar" is one instrument, "sea lion" no lion), in any plural; an item's synonyms and its singular and plural
-  are one item ("drum, drums" and "hen, chicken" count once). The lists hold what a reader accepts: a capital's
-  other spellings and former names of the same city ("Kiev", "Peking"), many items per category.
+  are one item ("drum, drums" and "hen, chicken" count once); in a list, a gloss in parentheses is not an item
+  ("lions (big cats)" lists one animal). The lists hold what a reader accepts: a capital's other spellings and
+  former names of the same city ("Kiev", "Peking"), many items per category.
 * A denied name is neither an answer nor a wrong one: "It is not Sydney, it is Canberra" scores 1, "Blood is red,
   not blue" 1, "The answer is not 12" 0 (the denial in the name's own clause: "not", "isn't", "rather than", ...,
   or "X is not the ...").
@@ -333,7 +334,8 @@ def quality(task: Task, answer: str) -> float:
     if kind == "arithmetic":
         return _arithmetic_quality(int(p[0]), p[1], int(p[2]), text)
     if kind == "list":
-        v = len({c for _, _, c in mentions(without_prompt(text, task.text), category_table(p[0]))})
+        listed = re.sub(r"\([^()]*\)", " ", without_prompt(text, task.text))  # "lions (big cats)": a gloss
+        v = len({c for _, _, c in mentions(listed, category_table(p[0]))})
         n = int(p[1])
         return min(v, n) / n * n / max(v, n) if v else 0.0
     if kind == "color":
