@@ -123,6 +123,9 @@ ARITHMETIC = [
     (arithmetic(10, "x", 10), "10 × 10 = 100.", 1.0),
     (arithmetic(16, "x", 12), "One hundred and ninety-two.", 1.0),
     (arithmetic(4, "x", 3), "four times three is twelve", 1.0),
+    (arithmetic(5, "+", 7), "Five and seven.", 0.0),  # two numbers, not twelve
+    (arithmetic(10, "x", 10), "A hundred.", 1.0),
+    (arithmetic(19, "+", 11), "Thirty, not twenty-nine.", 1.0),
     (arithmetic(10, "x", 10), "10 times 10 is a simple mathematical operation that is equivalent to 10 times itself "
                               "(10).", 0.0),  # SmolLM2
     (arithmetic(14, "+", 8), "14 + 8 is 12.", 0.0),  # SmolLM2

@@ -183,6 +183,8 @@ def make_tasks(n_train: int, n_eval: int, seed: int, kinds: tuple[str, ...] = KI
 # ----------------------------------------------------------------------------------------------- the truth
 
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w])")
+
+
 def words(text: str) -> list[str]:
     """The answer's words (letters, digits and apostrophes), as the judge and the length measure count them."""
     return re.findall(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?", text)
@@ -220,8 +222,10 @@ def _sentence_around(text: str, start: int, end: int) -> str:
 _UNITS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen " \
          "seventeen eighteen nineteen".split()
 _TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
-_NUMBER_WORD = "|".join(_UNITS + _TENS + ["hundred", "thousand"])
-_SPELLED = re.compile(rf"\b(?:{_NUMBER_WORD})(?:(?:[\s-]+and)?[\s-]+(?:{_NUMBER_WORD}))*\b")
+_BELOW_100 = rf"(?:(?:{'|'.join(_TENS)})(?:[\s-]+(?:{'|'.join(_UNITS[1:10])}))?|{'|'.join(_UNITS[::-1])})"
+_BELOW_1000 = rf"(?:(?:{'|'.join(_UNITS[1:10])}|a)\s+hundred(?:(?:\s+and)?\s+{_BELOW_100})?|{_BELOW_100})"
+#: A number in words, as English writes one: "thirty-five", "one hundred and ninety-two" (not "five and seven").
+_SPELLED = re.compile(rf"\b{_BELOW_1000}(?:\s+thousand(?:(?:\s+and)?\s+{_BELOW_1000})?)?\b")
 _COUNTED = re.compile(r"\s+(?:numbers|values|terms|operands|digits|integers|of them)\b")
 _OPERATORS = {"+": r"\+|plus|and|added to", "-": r"-|minus|take away|less|and", "x": r"x|\*|times|multiplied by|by|and"}
 
@@ -231,6 +235,8 @@ def _spelled_value(phrase: str) -> int:
     for w in re.split(r"[\s-]+", phrase):
         if w in _UNITS:
             current += _UNITS.index(w)
+        elif w == "a":
+            current = 1
         elif w in _TENS:
             current += 20 + 10 * _TENS.index(w)
         elif w == "hundred":
