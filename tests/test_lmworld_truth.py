@@ -133,6 +133,7 @@ ARITHMETIC = [
     (arithmetic(2, "+", 10), "Two is a romantic term for two, and ten is an example of a mathematical expression.",
      0.0),  # SmolLM2
     (arithmetic(17, "+", 12), "One-thirty.\n\nI hope that helps.", 0.0),  # SmolLM2
+    (arithmetic(12, "+", 8), "One-twenty + eight is nonsensical.", 0.0),  # SmolLM2: "one-twenty" is no 20
     (arithmetic(8, "-", 2), 'The answer to the question "What is 8 minus 2?" is 18.', 0.0),  # SmolLM2
     (arithmetic(15, "-", 3), "-12", 0.0),
 ]

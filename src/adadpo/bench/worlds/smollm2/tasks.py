@@ -248,9 +248,11 @@ def _spelled_value(phrase: str) -> int:
 
 def _digits(text: str, result: int) -> str:
     """``text`` with spelled numbers written in digits ("thirty-five" -> "35"). A lone "one" stays a word unless
-    1 is the result (it is mostly a pronoun), and so does a count of the operands ("the two numbers")."""
+    1 is the result (it is mostly a pronoun), and so do a count of the operands ("the two numbers") and number
+    words hyphened to a number they do not compose with ("one-twenty", a time)."""
     def repl(m: re.Match) -> str:
-        if (m.group(0) == "one" and result != 1) or _COUNTED.match(text, m.end()):
+        joined = text[m.start() - 1:m.start()] == "-" or text[m.end():m.end() + 1] == "-"
+        if (m.group(0) == "one" and result != 1) or _COUNTED.match(text, m.end()) or joined:
             return m.group(0)
         return str(_spelled_value(m.group(0)))
     return _SPELLED.sub(repl, text)
