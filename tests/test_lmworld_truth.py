@@ -94,6 +94,8 @@ CAPITAL = [
                          "the United States, and the Federated States of China.", 1.0),  # SmolLM2
     (capital("Nigeria"), "Abuja replaced Lagos in 1991.", 1.0),
     (capital("Peru"), "Lima or London.", 0.5),
+    (capital("Peru"), "The capital of Peru is Lima. It is a long flight from London.", 1.0),  # a remark
+    (capital("Peru"), "Lima. Some say the capital is Quito.", 0.5),
 ]
 
 ARITHMETIC = [

@@ -8,7 +8,7 @@ so that a 135M-parameter instruct model's own samples vary in true quality and i
 kind          example                                          true quality ``q`` in [0, 1]
 ============  ===============================================  ==================================================
 capital       What is the capital of Peru?                     1 if the capital is named and no other capital
-                                                               is; 0.5 if a wrong one is named too; else 0
+                                                               is offered; 0.5 if a wrong one is too; else 0
 arithmetic    What is 7 + 5?                                   1 if the result is the only number besides the
                                                                operands; 0.5 if other numbers appear too; else 0
                                                                (digits or words: "thirty-five")
@@ -33,6 +33,9 @@ How an answer is read (version 4, issue 31: a careful reader's judgement, tested
   are one item ("drum, drums" and "hen, chicken" count once); in a list, a gloss in parentheses is not an item
   ("lions (big cats)" lists one animal). The lists hold what a reader accepts: a capital's other spellings and
   former names of the same city ("Kiev", "Peking"), many items per category.
+* A wrong capital is offered only in a sentence about the capital asked for (saying "capital", the country or
+  its capital) and not beside its own country: "It is a long flight from London." and "Berlin is the capital of
+  Germany." are remarks, not second answers.
 * A denied name is neither an answer nor a wrong one: "It is not Sydney, it is Canberra" scores 1, "Blood is red,
   not blue" 1, "The answer is not 12" 0 (the denial in the name's own clause: "not", "isn't", "rather than", ...,
   or "X is not the ...").
@@ -202,18 +205,24 @@ def _capital_table(country: str) -> tuple[tuple[str, str | None], ...]:
 
 
 def _capital(country: str, text: str) -> float:
-    """A capital named beside its own country ("Berlin is the capital of Germany", "Berlin (Germany)") is a
-    true remark about that country, not a second answer."""
-    named = affirmed(text, _capital_table(country))
-    for s, e, c in mentions(text, _capital_table(country)):
-        if c in CAPITALS and re.search(rf"\b{re.escape(fold(c))}\b", _sentence_around(text, s, e)):
+    """A wrong capital is a second answer only where it is offered as one: in a sentence that says "capital" or
+    names the country asked about or its capital, and not beside its own country ("Berlin is the capital of
+    Germany", "Berlin (Germany)"). "Paris is the capital. It is near London." names one capital."""
+    table = _capital_table(country)
+    named = affirmed(text, table)
+    asked = rf"\bcapital|\b{re.escape(fold(country))}\b|" + "|".join(
+        rf"\b{re.escape(n)}\b" for n, c in table if c == "right")
+    for s, e, c in mentions(text, table):
+        sentence = _sentence_of(text, s, e)
+        own = c in CAPITALS and re.search(rf"\b{re.escape(fold(c))}\b", sentence)
+        if c != "right" and (own or not re.search(asked, sentence)):
             named.discard(c)
     return (0.5 if named - {"right"} else 1.0) if "right" in named else 0.0
 
 
-def _sentence_around(text: str, start: int, end: int) -> str:
-    """The sentence holding ``text[start:end]``, at most 40 characters either side of it."""
-    head, tail = text[max(0, start - 40):start], text[end:end + 40]
+def _sentence_of(text: str, start: int, end: int) -> str:
+    """The sentence holding ``text[start:end]``."""
+    head, tail = text[:start], text[end:]
     return re.split(r"[.;!?\n]", head)[-1] + text[start:end] + re.split(r"[.;!?\n]", tail)[0]
 
 
