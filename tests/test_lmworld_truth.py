@@ -439,3 +439,11 @@ def test_the_disagreement_report_counts_what_differs():
     text = script.report(zero, tasks, answers, pairs, 3, "zero")
     positive = sum(tasks.quality(t, a) > 0 for _, t, a in answers)
     assert f"| all | {len(answers)} | {positive} (" in text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(TRAIN[:70]), st.text(max_size=80))
+def test_any_text_gets_a_score_in_range(task, answer):
+    """Property: whatever the model writes (accents, emoji, stray quotes and brackets), the truth scores it in
+    [0, 1] without failing."""
+    assert 0.0 <= quality(task, answer) <= 1.0
