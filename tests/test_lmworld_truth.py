@@ -182,6 +182,8 @@ COLOR = [
     (color("an orange"), "Oranges are orange, not green.", 1.0),
     (color("grass"), "Grass is not blue, it is green.", 1.0),
     (color("grass"), "Green or blue.", 0.5),
+    (color("grass"), "Grass is green because chlorophyll absorbs red and blue light.", 1.0),
+    (color("grass"), "Grass is green, like the sea is blue.", 0.5),  # a second colour in the answer's sentence
     (color("grass"), "What color is grass?", 0.0),  # echo
     (color("the sky on a clear day"), "Azure.", 1.0),
     (color("snow"), "Snow is white.", 1.0),

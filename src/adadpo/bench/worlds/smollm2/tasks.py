@@ -281,13 +281,15 @@ def _arithmetic_quality(a: int, op: str, b: int, text: str) -> float:
 
 # color ----------------------------------------------------------------------------------------------------
 
+_LIGHT = re.compile(r"(?:(?:\s*,\s*|\s+(?:and|or)\s+)[a-z]+){0,3}\s+(?:light|wavelengths?|rays?)\b")
 _DETERMINERS = frozenset("a an the this that these those each every ripe fresh my your its one their".split())
 
 
 def _color(thing: str, text: str) -> float:
     """The subject's own words are not an answer: in "An orange is orange." the first "orange" is the fruit (it
     follows a determiner), "violets" (a plural) is the flower, never a colour, and a subject named without an
-    article ("ivory") is never its own colour."""
+    article ("ivory") is never its own colour. A wrong colour said of light ("absorbs red and blue light") is no
+    second answer."""
     right = {COLORS_OF[thing]} | set(SHADES.get(COLORS_OF[thing], "").replace("_", " ").split())
     subject = set(fold(thing).split())
     plurals = {f for w in subject for f in forms(w)[1:]}
@@ -297,6 +299,8 @@ def _color(thing: str, text: str) -> float:
         said, before = text[s:e], (text[:s].split() or [""])[-1]
         if said in plurals or said in subject and (bare or before in _DETERMINERS or text.startswith("'s", e)):
             continue  # the thing asked about, not its colour
+        if c not in right and _LIGHT.match(text, e):
+            continue  # "absorbs red and blue light": colours of light, not of the thing
         if not negated(text, s, e):
             named.add(c)
     return (0.5 if named - right else 1.0) if named & right else 0.0
