@@ -4,8 +4,9 @@ Each table holds answers to the world's own prompts (their exact templates), jud
 stated rule (the module table of ``adadpo.bench.worlds.smollm2.tasks``): right and wrong answers, other
 spellings and former names, number words, echoes of the prompt, one-word and repeated answers, answers that
 name the question's own words, items and tips the first word lists did not hold, singular/plural duplicates and
-denials. Answers marked ``# SmolLM2`` are the shipped world's own samples. The scores were written from the
-rule, before the truth was changed to meet them. Pure Python: no model.
+denials. Answers marked ``# SmolLM2`` are the shipped world's own samples. Each score is what a reader gives
+under the rule, written before the truth was changed to meet it, never read off the program. Below the tables,
+the same classes over every generated prompt, and two properties. Pure Python: no model.
 """
 
 from __future__ import annotations
