@@ -250,6 +250,9 @@ INCLUDE = [
 LIMIT = [
     (limit("saving money", 10), "Cook at home instead of eating out.", 1.0),
     (limit("saving money", 10), "Save money.", 0.0),  # the goal restated
+    (limit("saving money", 10), "Exercise daily.", 0.0),  # a tip, but for another goal
+    (limit("saving money", 10), "Do what you want.", 0.0),
+    (limit("saving energy at home", 10), "Save money.", 0.0),
     (limit("saving money", 8), "Buy generic brands instead of name brands.", 1.0),
     (limit("saving money", 15), "Pack your lunch instead of buying it.", 1.0),
     (limit("saving money", 10), "Set a budget and track every expense you make each month carefully.", 0.8),
