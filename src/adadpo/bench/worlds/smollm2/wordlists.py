@@ -244,7 +244,7 @@ GOALS = {  # goal -> stems of words that show a tip is on topic (a word starting
                               "refrigerator", "freezer", "oven", "stove", "microwave", "kettle", "device", "charger",
                               "standby", "tv", "television", "computer", "efficien", "star rating", "energy star",
                               "smart", "timer", "seal", "caulk", "weather", "sweater", "blanket", "cold", "wash",
-                              "full load", "air dry", "line dry", "daylight", "natural", "room", "plug", "battery",
+                              "full load", "air dry", "line dry", "daylight", "natural", "room", "plug",
                               "socket", "outlet", "kwh", "watt", "meter", "usage", "consum", "waste", "reduce"),
 }
 
