@@ -98,7 +98,8 @@ def _task(kind: str, *params: str) -> Task:
     (_task("capital", "France"), "Paris.", 1.0),
     (_task("capital", "France"), "The capital of France is Paris, a city on the Seine.", 1.0),
     (_task("capital", "France"), "paris", 1.0),  # case-insensitive
-    (_task("capital", "France"), "It is Paris, not Berlin.", 0.5),
+    (_task("capital", "France"), "It is Paris, or Berlin.", 0.5),
+    (_task("capital", "France"), "It is Paris, not Berlin.", 1.0),  # a denied capital is no second answer (v4)
     (_task("capital", "France"), "Berlin.", 0.0),
     (_task("capital", "France"), "France is a country in Europe.", 0.0),
     (_task("capital", "France"), "Parisian food is great.", 0.0),  # whole words only
@@ -110,7 +111,7 @@ def _task(kind: str, *params: str) -> Task:
     (_task("arithmetic", "7", "+", "5"), "It is 12, or maybe 13.", 0.5),
     (_task("arithmetic", "7", "+", "5"), "12 apples for 3 friends", 0.5),
     (_task("arithmetic", "7", "+", "5"), "13", 0.0),
-    (_task("arithmetic", "7", "+", "5"), "twelve", 0.0),
+    (_task("arithmetic", "7", "+", "5"), "twelve", 1.0),  # number words count (v4)
     (_task("arithmetic", "7", "+", "5"), "12.0", 1.0),
     (_task("arithmetic", "7", "+", "5"), "12.5", 0.0),
     (_task("arithmetic", "15", "-", "3"), "15 - 3 = 12", 1.0),

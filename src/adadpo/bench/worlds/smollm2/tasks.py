@@ -1,139 +1,93 @@
 """Prompts with a checkable truth, and the program that scores an answer against it.
 
-Every prompt comes from a template and small word lists written here, so the truth is known without a
-judge model (nine categories of things, ten goals, forty colored things). Seven kinds, chosen so that a
-135M-parameter instruct model's own samples vary in true quality and in length:
+Every prompt comes from a template and word lists (:mod:`adadpo.bench.worlds.smollm2.wordlists`), so the truth
+is known without a judge model (nine categories of things, ten goals, forty colored things). Seven kinds, chosen
+so that a 135M-parameter instruct model's own samples vary in true quality and in length:
 
 ============  ===============================================  ==================================================
 kind          example                                          true quality ``q`` in [0, 1]
 ============  ===============================================  ==================================================
-capital       What is the capital of Peru?                     1 if the capital is named and no other listed
-                                                               capital is; 0.5 if a wrong one is named too; else 0
+capital       What is the capital of Peru?                     1 if the capital is named and no other capital
+                                                               is offered; 0.5 if a wrong one is too; else 0
 arithmetic    What is 7 + 5?                                   1 if the result is the only number besides the
                                                                operands; 0.5 if other numbers appear too; else 0
+                                                               (digits or words: "thirty-five")
 list          List three fruits. (four wordings)               ``min(v, n) / n * n / max(v, n)`` for ``v`` distinct
                                                                valid items (recall, and precision against listing
                                                                more than asked)
-color         What color is grass?                             1 if the color is named and no other listed color
-                                                               is; 0.5 if another is named too; else 0
+color         What color is grass?                             1 if the color (or a shade of it) is named and no
+                                                               other color is; 0.5 if another is named too; else 0
 include       Write one sentence about the sea that uses the   share of the required words used, times
               words "wave" and "salt".                         ``1 / sentences``
-limit         Give one tip for sleeping better in at most 12   on topic (a word starts with a topic stem), times
-              words.                                           ``max(0, 1 - (words - k) / k)`` past the limit
+limit         Give one tip for sleeping better in at most 12   on topic (a word starts with a topic stem) and not
+              words.                                           the prompt restated, times
+                                                               ``max(0, 1 - (words - k) / k)`` past the limit
 name          Name a vegetable and say one thing about it.     1 if a listed vegetable is named, else 0
               (four wordings)
 ============  ===============================================  ==================================================
 
-Most kinds are length-neutral (padding neither helps nor hurts unless it adds a wrong answer); ``include``
-and ``limit`` ask for brevity, where a judge that likes length and the truth disagree, as they do
-for real instructions. Pure Python; no model is needed here.
+How an answer is read (version 4, issue 31: a careful reader's judgement, tested by tests/test_lmworld_truth.py):
+
+* Folded to lower-case ASCII: "Brasília" is "brasilia". Names are whole words or phrases, longest first ("bass
+  guitar" is one instrument, "sea lion" no lion), in any plural; an item's synonyms and its singular and plural
+  are one item ("drum, drums" and "hen, chicken" count once); in a list, a gloss in parentheses is not an item
+  ("lions (big cats)" lists one animal). The lists hold what a reader accepts: a capital's other spellings and
+  former names of the same city ("Kiev", "Peking"), many items per category.
+* A wrong capital is offered only in a sentence about the capital asked for (saying "capital", the country or
+  its capital) and not beside its own country: "It is a long flight from London." and "Berlin is the capital of
+  Germany." are remarks, not second answers.
+* A denied name is neither an answer nor a wrong one: "It is not Sydney, it is Canberra" scores 1, "Blood is red,
+  not blue" 1, "The answer is not 12" 0 (the denial in the name's own clause: "not", "isn't", "rather than", ...,
+  or "X is not the ...").
+* The question's own words are not an answer: the thing a color question asks about is never its colour ("An
+  orange is orange." 1, "A violet is purple." 1, "Violets are blue." 0), the arithmetic question's expression
+  holds no result ("10 - 5" does not answer 10 - 5), and a copy of the prompt never names an item or a capital.
+* Echoing the prompt never earns credit. ``include`` counts a required word only where the answer *uses* it
+  (any inflection: "waves", "running", "ran"), not where it only names it: inside a copy of the prompt, inside
+  a quotation of one or two words ('uses the words "wave" and "salt"') or right after "word(s)"/"term(s)".
+  ``limit`` gives 0 to a tip whose every word that says something comes from the prompt ("Save money.",
+  "Staying healthy is 8 words.", the prompt itself).
+
+Version 3 missed these (accents, former names, number words, synonyms and plurals counted twice, the subject
+of a color question counted as a second colour, quoted words and restated prompts earning full credit); the
+formulas are the same, the reading changed. Most kinds are length-neutral (padding neither helps nor hurts
+unless it adds a wrong answer); ``include`` and ``limit`` ask for brevity, where a judge that likes length and
+the truth disagree, as they do for real instructions. Pure Python; no model is needed here.
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 from dataclasses import dataclass
 
-CAPITALS = {
-    "France": "Paris", "Germany": "Berlin", "Italy": "Rome", "Spain": "Madrid", "Japan": "Tokyo",
-    "China": "Beijing", "Russia": "Moscow", "Egypt": "Cairo", "Greece": "Athens", "Peru": "Lima",
-    "Canada": "Ottawa", "Australia": "Canberra", "Brazil": "Brasilia", "Argentina": "Buenos Aires",
-    "Mexico": "Mexico City", "India": "New Delhi", "Kenya": "Nairobi", "Norway": "Oslo", "Sweden": "Stockholm",
-    "Finland": "Helsinki", "Poland": "Warsaw", "Portugal": "Lisbon", "Ireland": "Dublin", "Austria": "Vienna",
-    "Hungary": "Budapest", "Turkey": "Ankara", "Thailand": "Bangkok", "Vietnam": "Hanoi", "Cuba": "Havana",
-    "Chile": "Santiago", "Colombia": "Bogota", "Denmark": "Copenhagen", "Belgium": "Brussels",
-    "Netherlands": "Amsterdam", "Switzerland": "Bern", "Iran": "Tehran", "Iraq": "Baghdad",
-    "South Korea": "Seoul", "Indonesia": "Jakarta", "Nigeria": "Abuja", "Morocco": "Rabat", "Ukraine": "Kyiv",
-    "Czech Republic": "Prague", "Romania": "Bucharest", "Philippines": "Manila", "Venezuela": "Caracas",
-    "Scotland": "Edinburgh", "Ethiopia": "Addis Ababa",
-}
+from adadpo.bench.worlds.smollm2.reading import (
+    affirmed,
+    category_table,
+    entries,
+    fold,
+    forms,
+    inflections,
+    mentions,
+    negated,
+    stem,
+    without_prompt,
+)
+from adadpo.bench.worlds.smollm2.wordlists import (
+    CAPITAL_NAMES,
+    CAPITALS,
+    CATEGORIES,
+    COLORS_OF,
+    GOALS,
+    OTHER_CAPITALS,
+    SHADES,
+    STOPWORDS,
+    TOPICS,
+)
 
-CATEGORIES = {
-    "fruits": "apple banana orange grape mango pear peach cherry strawberry lemon lime kiwi pineapple "
-              "watermelon melon plum apricot blueberry raspberry coconut papaya fig pomegranate grapefruit "
-              "avocado blackberry cranberry nectarine tangerine date",
-    "animals": "dog cat horse cow pig sheep goat lion tiger elephant bear wolf fox rabbit deer monkey giraffe "
-               "zebra kangaroo panda mouse rat camel dolphin whale shark eagle owl snake frog turtle duck "
-               "chicken penguin hippo rhino squirrel leopard cheetah koala",
-    "colors": "red blue green yellow orange purple pink black white brown gray grey violet indigo turquoise "
-              "beige maroon navy teal cyan magenta gold silver",
-    "vegetables": "carrot potato tomato onion garlic broccoli cabbage lettuce spinach pepper cucumber pea "
-                  "bean corn celery cauliflower zucchini eggplant pumpkin radish beet kale asparagus leek "
-                  "turnip",
-    "sports": "soccer football basketball tennis baseball golf hockey cricket rugby volleyball swimming "
-              "cycling boxing running skiing badminton wrestling surfing rowing fencing",
-    "musical instruments": "piano guitar violin drum drums flute trumpet saxophone cello harp clarinet "
-                           "trombone ukulele banjo accordion harmonica oboe bass organ tuba",
-    "birds": "eagle owl sparrow robin pigeon crow parrot penguin duck swan goose hawk falcon flamingo peacock "
-             "ostrich hummingbird woodpecker seagull chicken turkey raven pelican stork heron",
-    "flowers": "rose tulip daisy lily sunflower orchid daffodil lavender jasmine violet peony carnation "
-               "marigold poppy iris lotus dandelion hibiscus magnolia chrysanthemum",
-    "trees": "oak maple pine birch willow cedar elm ash spruce fir palm cherry apple redwood sequoia cypress "
-             "beech poplar baobab eucalyptus bamboo mahogany teak",
-}
-#: Items of each category (words or phrases; their plurals also count, see :func:`_forms`).
-ITEMS = {c: tuple(words.split()) for c, words in CATEGORIES.items()}
-#: Names that contain an item but are not one ("Golden Raspberry" is an award, "Big Apple" a city): an item
-#: counts only where it is not part of one of these.
-NOT_ITEMS = ("golden raspberry", "big apple", "apple inc", "apple watch", "apple music", "orange county",
-             "black pepper", "hot dog", "hot dogs", "sea lion", "sea lions", "pine nut", "pine nuts", "pineapple",
-             "pineapples")
-
-COLORS_OF = {
-    "grass": "green", "the sky on a clear day": "blue", "snow": "white", "coal": "black", "a banana": "yellow",
-    "a ripe tomato": "red", "a lemon": "yellow", "milk": "white", "a carrot": "orange", "chocolate": "brown",
-    "a strawberry": "red", "the sun in a child's drawing": "yellow", "a lime": "green", "an orange": "orange",
-    "a crow": "black", "a polar bear": "white", "an eggplant": "purple", "a fire truck": "red",
-    "a cucumber": "green", "the sea": "blue", "a flamingo": "pink", "blood": "red", "a pumpkin": "orange",
-    "an emerald": "green", "a sapphire": "blue", "a ruby": "red", "charcoal": "black", "ivory": "white",
-    "a school bus in the United States": "yellow", "a violet": "purple", "a tree trunk": "brown",
-    "a blueberry": "blue", "a pig in a cartoon": "pink", "a canary": "yellow", "a swan": "white",
-    "coffee without milk": "brown", "a raven": "black", "a frog": "green", "a stop sign": "red",
-    "a cloud on a sunny day": "white",
-}
-
-TOPICS = {  # topic -> words a sentence about it might use as required words
-    "the sea": ("wave", "salt", "ship", "fish", "blue", "sand"),
-    "a forest": ("tree", "green", "bird", "leaf", "quiet", "path"),
-    "winter": ("snow", "cold", "white", "ice", "warm", "fire"),
-    "a city": ("street", "car", "light", "people", "night", "busy"),
-    "breakfast": ("egg", "bread", "coffee", "milk", "morning", "sweet"),
-    "a dog": ("run", "ball", "happy", "friend", "bark", "park"),
-    "the moon": ("night", "light", "sky", "bright", "star", "round"),
-    "summer": ("sun", "hot", "beach", "swim", "day", "ice"),
-}
-
-GOALS = {  # goal -> stems of words that show a tip is on topic (a word starting with a stem counts)
-    "sleeping better": ("sleep", "bed", "night", "caffein", "coffee", "tea", "screen", "phone", "dark", "routine",
-                        "rest", "nap", "tired", "relax", "alarm", "pillow", "mattress", "dream", "evening",
-                        "morning", "wake", "quiet", "cool", "room", "schedule", "hour", "meditat", "breath"),
-    "saving money": ("money", "sav", "budget", "spend", "buy", "cost", "cash", "price", "bank", "expens", "pay",
-                     "dollar", "cheap", "coupon", "discount", "debt", "income", "purchas", "shop", "track",
-                     "invest", "bill", "account", "financ", "afford"),
-    "staying healthy": ("health", "exercis", "water", "eat", "food", "sleep", "walk", "vegetable", "fruit",
-                        "diet", "drink", "hydrat", "active", "workout", "fit", "nutri", "meal", "rest", "stress",
-                        "doctor", "move", "run", "sugar", "body", "weight"),
-    "learning a language": ("word", "practic", "speak", "language", "read", "listen", "vocabular", "daily",
-                            "native", "learn", "grammar", "convers", "app", "phrase", "lesson", "class",
-                            "talk", "immers", "flashcard", "tutor", "study", "fluent", "translat", "write"),
-    "studying for an exam": ("study", "studi", "exam", "note", "review", "practic", "read", "sleep", "break",
-                             "test", "question", "learn", "plan", "schedul", "focus", "revis", "material",
-                             "quiz", "memor", "subject", "topic", "class", "book", "time"),
-    "keeping a plant alive": ("water", "sun", "light", "soil", "plant", "pot", "leaves", "leaf", "fertiliz",
-                              "sunlight", "root", "drain", "window", "prun", "grow", "moist", "dry", "feed",
-                              "humid", "shade", "garden"),
-    "writing clearly": ("sentence", "word", "short", "simple", "clear", "read", "write", "writ", "edit",
-                        "paragraph", "concise", "jargon", "plain", "reader", "idea", "point", "grammar",
-                        "proofread", "draft", "revis", "outline", "active voice"),
-    "cooking pasta": ("water", "salt", "boil", "pasta", "minute", "sauce", "pot", "cook", "drain", "taste",
-                      "al dente", "noodle", "spaghetti", "stir", "oil", "heat", "time", "timer"),
-    "making friends": ("friend", "people", "talk", "club", "join", "group", "smil", "listen", "conversation",
-                       "meet", "social", "kind", "hobb", "event", "class", "volunteer", "ask", "interest"),
-    "saving energy at home": ("energy", "light", "lamp", "bulb", "led", "turn", "switch", "power", "heat",
-                              "thermostat", "unplug", "electric", "appliance", "insulat", "window", "water",
-                              "off", "solar", "bill", "temperature"),
-}
+#: Canonical names of each category's items (the first name of each entry of :data:`CATEGORIES`).
+ITEMS = {c: tuple(dict.fromkeys(e.split("/")[0].replace("_", " ") for e in words.split())) for c, words in CATEGORIES.items()}
 
 NUMBER_WORDS = {2: "two", 3: "three", 4: "four", 5: "five"}
 SINGULAR = {"fruits": "fruit", "animals": "animal", "colors": "color", "vegetables": "vegetable", "sports": "sport",
@@ -143,7 +97,7 @@ NAME_TEMPLATES = ("name {a} {x} and say one thing about it.", "which {x} would y
                   "pick {a} {x} and describe it.", "tell me about {a} {x} you like.")
 KINDS = ("capital", "arithmetic", "list", "color", "include", "limit", "name")
 #: Version of the truth program and templates; part of a world's cache key, so a change rebuilds worlds.
-VERSION = 3
+VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -232,7 +186,6 @@ def make_tasks(n_train: int, n_eval: int, seed: int, kinds: tuple[str, ...] = KI
 # ----------------------------------------------------------------------------------------------- the truth
 
 _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w])")
-_WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
 
 
 def words(text: str) -> list[str]:
@@ -240,34 +193,134 @@ def words(text: str) -> list[str]:
     return re.findall(r"[A-Za-z0-9]+(?:'[A-Za-z]+)?", text)
 
 
-def _forms(phrase: str) -> list[str]:
-    """``phrase`` and its regular English plurals: ``+s``, ``+es``, ``y -> ies``, ``f``/``fe -> ves``."""
-    p = phrase.lower()
-    forms = [p, p + "s", p + "es"]
-    if p.endswith("y"):
-        forms.append(p[:-1] + "ies")
-    if p.endswith("fe"):
-        forms.append(p[:-2] + "ves")
-    elif p.endswith("f"):
-        forms.append(p[:-1] + "ves")
-    return forms
+# capital -------------------------------------------------------------------------------------------------
 
 
-def _has(text: str, phrase: str) -> bool:
-    """Whole-word, case-insensitive match of ``phrase`` or one of its plurals (:func:`_forms`), outside the
-    names of :data:`NOT_ITEMS` that merely contain it."""
-    alternatives = "|".join(re.escape(f) for f in _forms(phrase))
-    text = text.lower()
-    for name in NOT_ITEMS:
-        if name != phrase.lower() and phrase.lower() in name:
-            text = re.sub(rf"\b{re.escape(name)}\b", " ", text)
-    return re.search(rf"\b(?:{alternatives})\b", text) is not None
+@functools.lru_cache(maxsize=None)
+def _capital_table(country: str) -> tuple[tuple[str, str | None], ...]:
+    names = [(fold(CAPITALS[c]), c) for c in CAPITALS]
+    names += [(n, c) for c, extra in CAPITAL_NAMES.items() for n, _ in entries(extra.split("/"))]
+    names += [(n, canonical) for n, canonical in entries(OTHER_CAPITALS)]
+    return tuple((n, "right" if c == country else c) for n, c in names)
 
 
-def _on_topic(text: str, stems: tuple[str, ...]) -> bool:
-    """Some word of ``text`` starts with one of ``stems`` (case-insensitive): ``sleep`` finds "sleeping"."""
-    lower = text.lower()
-    return any(re.search(rf"\b{re.escape(stem)}", lower) for stem in stems)
+def _capital(country: str, text: str) -> float:
+    """A wrong capital is a second answer only where it is offered as one: in a sentence that says "capital" or
+    names the country asked about or its capital, and not beside its own country ("Berlin is the capital of
+    Germany", "Berlin (Germany)"). "Paris is the capital. It is near London." names one capital."""
+    table = _capital_table(country)
+    named = affirmed(text, table)
+    asked = rf"\bcapital|\b{re.escape(fold(country))}\b|" + "|".join(
+        rf"\b{re.escape(n)}\b" for n, c in table if c == "right")
+    for s, e, c in mentions(text, table):
+        sentence = _sentence_of(text, s, e)
+        own = c in CAPITALS and re.search(rf"\b{re.escape(fold(c))}\b", sentence)
+        if c != "right" and (own or not re.search(asked, sentence)):
+            named.discard(c)
+    return (0.5 if named - {"right"} else 1.0) if "right" in named else 0.0
+
+
+def _sentence_of(text: str, start: int, end: int) -> str:
+    """The sentence holding ``text[start:end]``."""
+    head, tail = text[:start], text[end:]
+    return re.split(r"[.;!?\n]", head)[-1] + text[start:end] + re.split(r"[.;!?\n]", tail)[0]
+
+
+# arithmetic -----------------------------------------------------------------------------------------------
+
+_UNITS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen " \
+         "seventeen eighteen nineteen".split()
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+_BELOW_100 = rf"(?:(?:{'|'.join(_TENS)})(?:[\s-]+(?:{'|'.join(_UNITS[1:10])}))?|{'|'.join(_UNITS[::-1])})"
+_BELOW_1000 = rf"(?:(?:{'|'.join(_UNITS[1:10])}|a)\s+hundred(?:(?:\s+and)?\s+{_BELOW_100})?|{_BELOW_100})"
+#: A number in words, as English writes one: "thirty-five", "one hundred and ninety-two" (not "five and seven").
+_SPELLED = re.compile(rf"\b{_BELOW_1000}(?:\s+thousand(?:(?:\s+and)?\s+{_BELOW_1000})?)?\b")
+_COUNTED = re.compile(r"\s+(?:numbers|values|terms|operands|digits|integers|of them)\b")
+_OPERATORS = {"+": r"\+|plus|and|added to", "-": r"-|minus|take away|less|and", "x": r"x|\*|times|multiplied by|by|and"}
+
+
+def _spelled_value(phrase: str) -> int:
+    total = current = 0
+    for w in re.split(r"[\s-]+", phrase):
+        if w in _UNITS:
+            current += _UNITS.index(w)
+        elif w == "a":
+            current = 1
+        elif w in _TENS:
+            current += 20 + 10 * _TENS.index(w)
+        elif w == "hundred":
+            current = max(current, 1) * 100
+        elif w == "thousand":
+            total, current = total + max(current, 1) * 1000, 0
+    return total + current
+
+
+def _digits(text: str, result: int) -> str:
+    """``text`` with spelled numbers written in digits ("thirty-five" -> "35"). A lone "one" stays a word unless
+    1 is the result (it is mostly a pronoun), and so do a count of the operands ("the two numbers") and number
+    words hyphened to a number they do not compose with ("one-twenty", a time)."""
+    def repl(m: re.Match) -> str:
+        joined = text[m.start() - 1:m.start()] == "-" or text[m.end():m.end() + 1] == "-"
+        if (m.group(0) == "one" and result != 1) or _COUNTED.match(text, m.end()) or joined:
+            return m.group(0)
+        return str(_spelled_value(m.group(0)))
+    return _SPELLED.sub(repl, text)
+
+
+def _arithmetic_quality(a: int, op: str, b: int, text: str) -> float:
+    result = {"+": a + b, "-": a - b, "x": a * b}[op]
+    text = _digits(text, result)
+    pairs = [(a, _OPERATORS[op], b), (b, _OPERATORS[op], a)] if op in "+x" else [(a, _OPERATORS[op], b), (b, "from", a)]
+    for x, ops, y in pairs:  # the question's own expression is no answer: "10 - 5", "5 from 10" do not say 5
+        text = re.sub(rf"(?<![\w.]){x}\s*(?:{ops})\s*{y}(?!\w|\.\d)", " ", text)
+    numbers = {float(m.group(0)) for m in _NUMBER.finditer(text) if not negated(text, m.start(), m.end())}
+    if result not in numbers:
+        return 0.0
+    return 1.0 if numbers <= {float(a), float(b), float(result)} else 0.5
+
+
+# color ----------------------------------------------------------------------------------------------------
+
+_LIGHT = re.compile(r"(?:(?:\s*,\s*|\s+(?:and|or)\s+)[a-z]+){0,3}\s+(?:light|wavelengths?|rays?)\b")
+_DETERMINERS = frozenset("a an the this that these those each every ripe fresh my your its one their".split())
+
+
+def _color(thing: str, text: str) -> float:
+    """The subject's own words are not an answer: in "An orange is orange." the first "orange" is the fruit (it
+    follows a determiner), "violets" (a plural) is the flower, never a colour, and a subject named without an
+    article ("ivory") is never its own colour. A wrong colour said of light ("absorbs red and blue light") is no
+    second answer."""
+    right = {COLORS_OF[thing]} | set(SHADES.get(COLORS_OF[thing], "").replace("_", " ").split())
+    subject = set(fold(thing).split())
+    plurals = {f for w in subject for f in forms(w)[1:]}
+    bare = thing.split()[0] not in ("a", "an", "the")  # "ivory": every "ivory" may be the thing itself
+    named = set()
+    for s, e, c in mentions(text, category_table("colors")):
+        said, before = text[s:e], (text[:s].split() or [""])[-1]
+        if said in plurals or said in subject and (bare or before in _DETERMINERS or text.startswith("'s", e)):
+            continue  # the thing asked about, not its colour
+        if c not in right and _LIGHT.match(text, e):
+            continue  # "absorbs red and blue light": colours of light, not of the thing
+        if not negated(text, s, e):
+            named.add(c)
+    return (0.5 if named - right else 1.0) if named & right else 0.0
+
+
+# include and limit ----------------------------------------------------------------------------------------
+
+_SHORT_QUOTE = re.compile(r'"\s*[^"\n]{0,30}?"|(?<![a-z])\'[^\'\n]{0,30}?\'(?![a-z])')
+
+
+def _used(text: str, required: str, prompt: str) -> bool:
+    """The answer uses ``required`` (an inflection of it, :func:`inflections`) outside what only names it: a
+    copy of the prompt, a quotation of one or two words ('the words "wave" and "salt"', '"ball"'), or the words
+    written after "word(s)"/"term(s)"."""
+    text = without_prompt(text, prompt)
+    text = _SHORT_QUOTE.sub(lambda m: " " if len(m.group(0).split()) <= 2 else m.group(0), text)
+    alts = "|".join(re.escape(f) for f in inflections(required))
+    text = re.sub(rf"\b(?:words?|terms?)\s+(?:like\s+|such as\s+)?(?:[a-z]+(?:\s*(?:,|and|&)\s*)?){{1,2}}",
+                  lambda m: " " if re.search(rf"\b(?:{alts})\b", m.group(0)) else m.group(0), text)
+    return re.search(rf"(?<![a-z0-9])(?:{alts})(?![a-z0-9])", text) is not None
 
 
 def _sentences(text: str) -> int:
@@ -276,43 +329,47 @@ def _sentences(text: str) -> int:
     return max(1, len(parts))
 
 
-def _arithmetic(a: int, op: str, b: int) -> int:
-    return {"+": a + b, "-": a - b, "x": a * b}[op]
+def restates(text: str, prompt: str) -> bool:
+    """Every word of the answer that says something (not in :data:`STOPWORDS`, not a number) comes from the
+    prompt: "Sleep better.", "Staying healthy is 8 words.", the prompt itself. Such an answer is no tip."""
+    own = {stem(w) for w in re.findall(r"[a-z]+", fold(prompt))}
+    said = [w for w in re.findall(r"[a-z]+(?:'[a-z]+)?", text) if w not in STOPWORDS]
+    return all(stem(w) in own for w in said)
+
+
+def _on_topic(text: str, stems: tuple[str, ...]) -> bool:
+    """Some word of ``text`` starts with one of ``stems``: ``sleep`` finds "sleeping", ``eat out`` "eat out"."""
+    return any(re.search(rf"(?<![a-z0-9]){re.escape(stem)}", text) for stem in stems)
 
 
 def quality(task: Task, answer: str) -> float:
-    """True quality of ``answer`` to ``task`` in ``[0, 1]`` (formulas in the module table). Empty: 0."""
+    """True quality of ``answer`` to ``task`` in ``[0, 1]`` (formulas in the module table). Empty: 0.
+
+    The answer is read folded (:func:`fold`); what the prompt itself says never earns credit (a copy of it is
+    blanked before any match); a denied name ("not Sydney") is neither an answer nor a wrong one."""
     if not answer.strip():
         return 0.0
-    kind, p = task.kind, task.params
+    kind, p, text = task.kind, task.params, fold(answer)
     if kind == "capital":
-        right = CAPITALS[p[0]]
-        wrong = any(_has(answer, c) for c in CAPITALS.values() if c != right)
-        return (0.5 if wrong else 1.0) if _has(answer, right) else 0.0
+        return _capital(p[0], without_prompt(text, task.text))
     if kind == "arithmetic":
-        a, op, b = int(p[0]), p[1], int(p[2])
-        result = _arithmetic(a, op, b)
-        numbers = {float(x) for x in _NUMBER.findall(answer)}
-        if result not in numbers:
-            return 0.0
-        return 1.0 if numbers <= {float(a), float(b), float(result)} else 0.5
+        return _arithmetic_quality(int(p[0]), p[1], int(p[2]), text)
     if kind == "list":
-        category, n = p[0], int(p[1])
-        v = sum(_has(answer, item) for item in ITEMS[category])
+        listed = re.sub(r"\([^()]*\)", " ", without_prompt(text, task.text))  # "lions (big cats)": a gloss
+        v = len({c for _, _, c in mentions(listed, category_table(p[0]))})
+        n = int(p[1])
         return min(v, n) / n * n / max(v, n) if v else 0.0
     if kind == "color":
-        right = COLORS_OF[p[0]]
-        wrong = any(_has(answer, c) for c in ITEMS["colors"] if c != right)
-        return (0.5 if wrong else 1.0) if _has(answer, right) else 0.0
+        return _color(p[0], without_prompt(text, task.text))
     if kind == "include":
-        used = sum(_has(answer, w) for w in p[1:]) / len(p[1:])
+        used = sum(_used(text, w, task.text) for w in p[1:]) / len(p[1:])
         return used / _sentences(answer)
     if kind == "limit":
-        goal, k = p[0], int(p[1])
-        if not _on_topic(answer, GOALS[goal]):
+        goal, k, own = p[0], int(p[1]), without_prompt(text, task.text)  # the goal's words in a copy don't count
+        if restates(own, task.text) or not _on_topic(own, GOALS[goal]):
             return 0.0
         n = len(words(answer))
         return 1.0 if n <= k else max(0.0, 1.0 - (n - k) / k)
     if kind == "name":
-        return 1.0 if any(_has(answer, item) for item in ITEMS[p[0]]) else 0.0
+        return 1.0 if mentions(without_prompt(text, task.text), category_table(p[0])) else 0.0
     raise ValueError(f"task kind={kind!r}: expected one of {KINDS}")
