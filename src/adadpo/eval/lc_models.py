@@ -18,8 +18,8 @@ Why the pull: AlpacaEval's leaderboard fit adds annotations of verbose and conci
 (weight 0.2 in all), which anchor the length coefficient of a model whose lengths barely vary in sign (e.g. one
 that always answers in a few words: its length term is nearly collinear with its bias). Those annotations are not
 public in AlpacaEval's repository, so here the other models anchor it. Measured on AlpacaEval 2's 56 stored
-models (docs/results/alpaca_eval_lc.md): without the pull 1.29 LC points from the leaderboard on average, 15.7 at
-worst; with ``pool_length=0.03`` 0.75 on average, 3.3 at worst.
+models (docs/results/alpaca_eval_lc.md): without the pull 1.31 LC points from the leaderboard on average, 15.9 at
+worst (gpt4_gamed, 69-character answers); with ``pool_length=0.03`` 0.76 on average, 3.3 at worst.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ __all__ = ["POOL_LENGTH", "ModelsLC", "length_controlled_winrates"]
 POOL_LENGTH = 0.03
 """Precision per comparison of the pull of each model's length coefficient towards the models' median (a model
 with 805 comparisons: precision 24, a prior standard deviation of 0.2 on a coefficient that ranges 1 to 4).
-Measured (docs/results/alpaca_eval_lc.md): 0.01, 0.03, 0.1 give 0.78, 0.75, 0.77 LC points from the leaderboard."""
+Measured on AlpacaEval 2's 56 stored models: 0.01, 0.03, 0.1 give 0.79, 0.76, 0.79 LC points from the leaderboard on
+average, 5.1, 3.3, 4.9 at worst."""
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,12 @@ class ModelsLC:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable: model names as strings, rates as fractions."""
+        def plain(value: Any) -> Any:  # NaN (a standard error of one comparison) is not JSON
+            return None if isinstance(value, float) and math.isnan(value) else value
+
         return {
-            "models": {str(m): {**r.to_dict(), "mean_length": self.mean_length[m]} for m, r in self.models.items()},
+            "models": {str(m): {k: plain(v) for k, v in {**r.to_dict(), "mean_length": self.mean_length[m]}.items()}
+                       for m, r in self.models.items()},
             "difficulty_source": self.difficulty_source,
             "length_centre": self.length_centre,
         }
@@ -120,6 +125,7 @@ def length_controlled_winrates(
     *,
     difficulty: Mapping[Hashable, float] | None = None,
     pool_length: float = POOL_LENGTH,
+    length_centre: float | None = None,
     C: float = DEFAULT_C,
 ) -> ModelsLC:
     """LC of every model against the shared baseline, with instruction difficulty (module docstring).
@@ -134,6 +140,9 @@ def length_controlled_winrates(
             model there is nothing to estimate it from, LC has no difficulty term, and a warning (once per
             process) says that it is not comparable with AlpacaEval's leaderboard.
         pool_length: see :data:`POOL_LENGTH`; 0 fits each model's length coefficient on its own data only.
+        length_centre: where the pull goes; ``None``: the median of these models' unpulled length coefficients.
+            Given (with ``difficulty``), each model's result no longer depends on which other models are in the
+            call: e.g. the centre and difficulty of a larger evaluation, reused for one new model.
         C: inverse strength of the weak L2 penalty on every coefficient (:data:`adadpo.eval.DEFAULT_C`).
 
     Returns:
@@ -170,8 +179,10 @@ def length_controlled_winrates(
             for k, r in enumerate(rows)]
     centre = None
     length_coefs = [theta[1] for k, (theta, _, _) in enumerate(fits) if scale[k] > 0]
-    if pool_length > 0 and length_coefs:
-        centre = float(np.median(length_coefs))
+    if length_centre is not None and not (isinstance(length_centre, (int, float)) and math.isfinite(length_centre)):
+        raise ValueError(f"length_centre = {length_centre!r} is invalid; expected a finite number or None")
+    if pool_length > 0 and (length_coefs or length_centre is not None):
+        centre = float(np.median(length_coefs)) if length_centre is None else float(length_centre)
         fits = [_fit_model(p[r], t[r], scale[k] > 0, None if d_rows is None else d_rows[r], C,
                            (centre, pool_length * r.size)) for k, r in enumerate(rows)]
 
