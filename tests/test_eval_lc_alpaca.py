@@ -84,3 +84,41 @@ def test_lc_from_the_sample_alone_beats_the_old_estimator(sample):
     assert err_new < 0.75 * err_old, (err_new, err_old)
     ms = list(board)
     assert spearmanr([new[m] for m in ms], [board[m] for m in ms]).statistic >= 0.95
+
+
+def test_the_benchmark_runs_on_a_clone_and_reports_what_the_api_gives(sample, tmp_path):
+    """benchmarks/alpaca_eval_lc.py on a small clone-shaped copy of the sample (answers rebuilt as text of the stored
+    lengths): its summary row for the new estimator is the API's own figure, and its test-data writer round-trips."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.spec_from_file_location("alpaca_eval_lc", DATA.parents[2] / "benchmarks" / "alpaca_eval_lc.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    (models, instructions, p, len_m, len_b), _, meta = sample
+    models = np.array(models)
+    for m in meta["leaderboard"]:
+        rows = np.flatnonzero(models == m)
+        recs = [{"instruction": instructions[r], "output_1": "b" * int(len_b[r]), "output_2": "m" * int(len_m[r]),
+                 "generator_1": bench.BASELINE, "generator_2": m, "preference": 1 + p[r]} for r in rows]
+        path = tmp_path / "results" / m / bench.ANNOTATOR / "annotations.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(recs))
+    for rel, header, values in ((bench.LEADERBOARD, ",win_rate,length_controlled_winrate",
+                                 lambda b: f"{b['win_rate']},{b['length_controlled_winrate']}"),
+                                (bench.WEIGHTS, ",np.tanh(std_delta_len),instruction_difficulty,"
+                                 "not_gamed_baseline.astype(float)", lambda b: "-2.0,1.0,-1.0")):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(header + "\n" + "".join(f"{m},{values(b)}\n" for m, b in meta["leaderboard"].items()))
+    md = tmp_path / "out.md"
+    assert bench.main([str(tmp_path), "--markdown", str(md), "--test-data", str(tmp_path / "data")]) == 0
+    row = next(line for line in md.read_text().splitlines() if line.startswith("| **new"))
+    reported = float(row.split("|")[2])
+    res = length_controlled_winrates(*sample[0])
+    board = {m: b["length_controlled_winrate"] for m, b in meta["leaderboard"].items()}
+    assert reported == pytest.approx(np.mean([abs(100 * res.models[m].lc - board[m]) for m in board]), abs=0.006)
+    assert len(re.findall(r"^\| [\w.-]+ \| \d+ \|", md.read_text(), flags=re.MULTILINE)) == len(board)
+    with (tmp_path / "data" / "annotations.csv").open(newline="") as fh:
+        written = list(csv.DictReader(fh))
+    assert [float(r["preference"]) for r in written] == pytest.approx(list(p), abs=1e-6)
+    assert [float(r["len_model"]) for r in written] == list(len_m)
