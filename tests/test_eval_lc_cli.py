@@ -101,7 +101,9 @@ def test_failed_judge_calls_are_dropped_and_counted(tmp_path, capsys):
     recs = _alpaca(_comparisons(2, n_models=2))
     recs[3]["preference"] = None
     assert main(["lc", _write(tmp_path / "a.json", recs)]) == 0
-    assert "dropped 1 comparisons without a preference" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "dropped 1 comparisons without a preference" in err
+    assert "adadpo lc: note: 1 of 60 instructions were answered by only one model" in err
 
 
 def _bad_cases(tmp_path):
@@ -169,3 +171,20 @@ def test_a_bad_difficulty_table_is_named(tmp_path, capsys, table, message):
         main(["lc", f, "--difficulty", str(tmp_path / "d.csv")])
     assert exc.value.code == 2
     assert __import__("re").search(message, capsys.readouterr().err)
+
+
+def test_grid_records_with_prompt_and_answer_index_keys(tmp_path):
+    """A grid's records: instruction = [held-out prompt id, answer index], lengths in words; the keys match across
+    runs as tuples, as length_controlled_winrates gets them from Python."""
+    rows = _comparisons(5, n_models=3, n_instructions=40)
+    records = [{**r, "instruction": [i % 20, i // 20]} for r in _own(rows)
+               for i in [int(r["instruction"].split()[2].rstrip("?"))]]
+    out = tmp_path / "o.json"
+    assert main(["lc", _write(tmp_path / "grid.jsonl", records, jsonl=True), "--json", str(out)]) == 0
+    expected = length_controlled_winrates([r["model"] for r in records],
+                                          [(r["instruction"][0], r["instruction"][1]) for r in records],
+                                          [r["preference"] for r in records], [r["len_model"] for r in records],
+                                          [r["len_baseline"] for r in records])
+    data = json.loads(out.read_text())
+    assert {m: v["lc"] for m, v in data["models"].items()} == pytest.approx(
+        {m: r.lc for m, r in expected.models.items()}, abs=1e-12)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 EXTRA = "eval"
@@ -40,8 +41,12 @@ def run(args: argparse.Namespace) -> int:
     pool = POOL_LENGTH if args.pool_length is None else args.pool_length
     if not pool >= 0:
         raise ValueError(f"--pool_length={args.pool_length}: expected a number >= 0")
-    result = length_controlled_winrates(data.model, data.instruction, data.preference, data.len_model,
-                                        data.len_baseline, difficulty=difficulty, pool_length=pool)
+    with warnings.catch_warnings(record=True) as caught:  # said as one plain line each, not as Python warnings
+        warnings.simplefilter("always")
+        result = length_controlled_winrates(data.model, data.instruction, data.preference, data.len_model,
+                                            data.len_baseline, difficulty=difficulty, pool_length=pool)
+    for w in caught:
+        print(f"adadpo lc: note: {w.message}", file=sys.stderr)
     if data.dropped:
         print(f"dropped {data.dropped} comparisons without a preference (failed judge calls)", file=sys.stderr)
     baseline = next(iter(data.baselines), "the baseline")
