@@ -262,3 +262,20 @@ def test_bad_table_and_options_name_the_value():
         length_controlled_winrates(*_args(cols), pool_length=-1)
     with pytest.raises(ValueError, match=r"length_centre = 'x' is invalid"):
         length_controlled_winrates(*_args(cols), length_centre="x")
+
+
+def test_standard_error_is_calibrated_with_an_estimated_difficulty():
+    """60 worlds of 8 models x 200 instructions: the spread of LC around its equal-length value matches the mean
+    lc_se (the estimated difficulty counted as fixed costs little here), and +-1.96 se covers it ~95% of the time."""
+    errs, ses = [], []
+    for rep in range(60):
+        cols, a, d = _world(np.random.default_rng(1000 + rep), n_models=8, n_instructions=200)
+        res = length_controlled_winrates(*_args(cols))
+        for m in range(8):
+            r = res.models[f"model-{m}"]
+            errs.append(r.lc - float(np.mean(sigmoid(a[m] + d))))
+            ses.append(r.lc_se)
+    errs, ses = np.array(errs), np.array(ses)
+    assert np.std(errs) == pytest.approx(np.mean(ses), rel=0.15)
+    assert 0.90 <= np.mean(np.abs(errs) < 1.96 * ses) <= 0.99
+    assert abs(np.mean(errs)) < 3 * np.std(errs) / np.sqrt(len(errs))
