@@ -279,3 +279,55 @@ def test_standard_error_is_calibrated_with_an_estimated_difficulty():
     assert np.std(errs) == pytest.approx(np.mean(ses), rel=0.15)
     assert 0.90 <= np.mean(np.abs(errs) < 1.96 * ses) <= 0.99
     assert abs(np.mean(errs)) < 3 * np.std(errs) / np.sqrt(len(errs))
+
+
+def _anchor_data(rng, d, len_b, slope=1.5):
+    """Verbose and concise rewrites of the baseline's answers, judged against it by the same GLM with no model term."""
+    rows = {k: [] for k in ("instruction", "preference", "len_model", "len_baseline", "set")}
+    for name, shift in (("verbose", 0.7), ("concise", -0.7)):
+        lm = len_b * np.exp(rng.normal(shift, 0.3, len(d)))
+        delta = lm - len_b
+        rows["preference"] += list((rng.random(len(d)) < sigmoid(slope * np.tanh(delta / delta.std(ddof=1)) + d))
+                                   .astype(float))
+        rows["len_model"] += list(lm)
+        rows["len_baseline"] += list(len_b)
+        rows["instruction"] += [("prompt", i) for i in range(len(d))]
+        rows["set"] += [name] * len(d)
+    return rows
+
+
+def test_the_baseline_anchor_pins_the_length_coefficient():
+    """AlpacaEval's regularisation towards the baseline: with rewrites of the baseline's answers as anchor, a model
+    that is always much shorter gets a length coefficient near the truth and a far tighter LC around its
+    equal-length value, without any pull towards the other models."""
+    rng = np.random.default_rng(9)
+    cols, a, d = _world(rng, n_models=2, n_instructions=600)
+    rows = [k for k, name in enumerate(cols["model"]) if name == "model-0"]
+    len_b = cols["len_baseline"][rows]
+    short = len_b * np.exp(rng.normal(-3.0, 0.05, len(rows)))
+    cols["len_model"][rows] = short
+    delta = short - len_b
+    cols["p"][rows] = (rng.random(len(rows)) < sigmoid(a[0] + 1.5 * np.tanh(delta / delta.std(ddof=1)) + d)).astype(float)
+    table = {("prompt", i): float(v) for i, v in enumerate(d)}
+    anchor = _anchor_data(rng, d, len_b)
+    truth = float(np.mean(sigmoid(a[0] + d)))
+    alone = length_controlled_winrates(*_args(cols), difficulty=table, pool_length=0).models["model-0"]
+    anchored = length_controlled_winrates(*_args(cols), difficulty=table, pool_length=0, anchor=anchor).models["model-0"]
+    assert abs(anchored.length_coef - 1.5) < 0.3 < abs(alone.length_coef - 1.5)
+    assert abs(anchored.lc - truth) < 4 * anchored.lc_se
+    assert anchored.lc_se < 0.5 * alone.lc_se  # alone, LC at equal length is a far extrapolation
+    faint = length_controlled_winrates(*_args(cols), difficulty=table, pool_length=0, anchor=anchor,
+                                       anchor_weight=1e-12).models["model-0"]
+    assert faint.lc == pytest.approx(alone.lc, abs=1e-6)
+
+
+def test_bad_anchor_is_named():
+    rng = np.random.default_rng(10)
+    cols, _, d = _world(rng, n_models=2, n_instructions=10)
+    anchor = _anchor_data(rng, d, rng.gamma(4.0, 100.0, 10))
+    with pytest.raises(ValueError, match=r"anchor has no len_baseline"):
+        length_controlled_winrates(*_args(cols), anchor={k: v for k, v in anchor.items() if k != "len_baseline"})
+    with pytest.raises(ValueError, match=r"anchor_weight = 0 is invalid"):
+        length_controlled_winrates(*_args(cols), anchor=anchor, anchor_weight=0)
+    with pytest.raises(ValueError, match=r"anchor instruction\[0\] = 'elsewhere' is not a key of the difficulty table"):
+        length_controlled_winrates(*_args(cols), anchor={**anchor, "instruction": ["elsewhere"] * 20})

@@ -34,7 +34,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from adadpo.eval.difficulty import estimate_difficulty, length_features
-from adadpo.eval.glm import fit_soft_logistic, lc_and_se
+from adadpo.eval.glm import fit_soft_logistic, lc_and_se, sigmoid
 from adadpo.eval.lc import DEFAULT_C, LCResult, _check_C, _warn_not_comparable_once, validated_comparisons
 
 __all__ = ["POOL_LENGTH", "ModelsLC", "length_controlled_winrates"]
@@ -89,11 +89,12 @@ def _keys(name: str, values: Sequence[Hashable], n: int) -> list[Hashable]:
     return values
 
 
-def _table_values(difficulty: Mapping[Hashable, float], instruction: list[Hashable]) -> np.ndarray:
+def _table_values(difficulty: Mapping[Hashable, float], instruction: list[Hashable],
+                  name: str = "instruction") -> np.ndarray:
     out = np.empty(len(instruction))
     for r, key in enumerate(instruction):
         if key not in difficulty:
-            raise ValueError(f"instruction[{r}] = {key!r:.80} is not a key of the difficulty table "
+            raise ValueError(f"{name}[{r}] = {key!r:.80} is not a key of the difficulty table "
                              f"({len(difficulty)} keys); expected every instruction to have a difficulty")
         value = difficulty[key]
         if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
@@ -103,9 +104,38 @@ def _table_values(difficulty: Mapping[Hashable, float], instruction: list[Hashab
     return out
 
 
+@dataclass(frozen=True)
+class _Anchor:
+    """Anchor comparisons, per row: the standardised length feature, the instruction key, the verdict, and the row's
+    share of the anchor's total weight (the sets share it evenly, and each set's rows share theirs evenly)."""
+
+    t: np.ndarray
+    instruction: list[Hashable]
+    p: np.ndarray
+    share: np.ndarray
+
+
+def _anchor(anchor: Mapping[str, Any]) -> _Anchor:
+    """Validated anchor rows, each set's length difference standardised by its own sd."""
+    missing = [k for k in ("instruction", "preference", "len_model", "len_baseline") if k not in anchor]
+    if missing:
+        raise ValueError(f"anchor has no {', '.join(missing)}; expected instruction, preference, len_model, "
+                         "len_baseline (and optionally set) per comparison of a rewrite of the baseline's answer")
+    p, len_m, len_b = validated_comparisons(anchor["preference"], anchor["len_model"], anchor["len_baseline"])
+    instruction = _keys("anchor instruction", anchor["instruction"], p.size)
+    sets = _keys("anchor set", anchor.get("set", [0] * p.size), p.size)
+    names = list(dict.fromkeys(sets))
+    si = np.array([names.index(x) for x in sets])
+    t, _ = length_features(si, len_m - len_b, len(names))
+    return _Anchor(t, instruction, p, 1.0 / (len(names) * np.bincount(si)[si]))
+
+
 def _fit_model(p: np.ndarray, t: np.ndarray, has_length: bool, d: np.ndarray | None, C: float,
-               length_prior: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``theta``, design ``X`` and penalty precision for one model; columns [bias, length?, difficulty?]."""
+               length_prior: tuple[float, float] | None,
+               anchor: tuple[_Anchor, np.ndarray | None, float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``theta``, design ``X`` (the model's rows) and the Hessian of everything else in the objective (penalty and
+    anchor rows) for one model; columns [bias, length?, difficulty?]. Anchor rows have no model term: they share the
+    length and difficulty coefficients only."""
     columns = [np.ones(p.size)] + ([t] if has_length else []) + ([d] if d is not None else [])
     X = np.column_stack(columns)
     precision = np.full(X.shape[1], 1.0 / C if math.isfinite(C) else 0.0)
@@ -113,7 +143,15 @@ def _fit_model(p: np.ndarray, t: np.ndarray, has_length: bool, d: np.ndarray | N
     if has_length and length_prior is not None:
         precision[1] += length_prior[1]
         mean[1] = length_prior[0]
-    return fit_soft_logistic(X, p, precision, mean), X, precision
+    if anchor is None:
+        return fit_soft_logistic(X, p, precision, mean), X, np.diag(precision)
+    rows, d_anchor, total = anchor
+    weight = total * rows.share
+    Xa = np.column_stack([np.zeros(rows.p.size)] + ([rows.t] if has_length else [])
+                         + ([d_anchor] if d is not None else []))
+    theta = fit_soft_logistic(np.r_[X, Xa], np.r_[p, rows.p], precision, mean, np.r_[np.ones(p.size), weight])
+    mu = sigmoid(Xa @ theta)
+    return theta, X, np.diag(precision) + Xa.T @ (Xa * (weight * mu * (1 - mu))[:, None])
 
 
 def length_controlled_winrates(
@@ -126,6 +164,8 @@ def length_controlled_winrates(
     difficulty: Mapping[Hashable, float] | None = None,
     pool_length: float = POOL_LENGTH,
     length_centre: float | None = None,
+    anchor: Mapping[str, Any] | None = None,
+    anchor_weight: float = 0.2,
     C: float = DEFAULT_C,
 ) -> ModelsLC:
     """LC of every model against the shared baseline, with instruction difficulty (module docstring).
@@ -143,6 +183,15 @@ def length_controlled_winrates(
         length_centre: where the pull goes; ``None``: the median of these models' unpulled length coefficients.
             Given (with ``difficulty``), each model's result no longer depends on which other models are in the
             call: e.g. the centre and difficulty of a larger evaluation, reused for one new model.
+        anchor: AlpacaEval's regularisation towards the baseline, when you have its data: comparisons of rewrites
+            of the baseline's own answers (e.g. a verbose and a concise version) against the baseline, as a mapping
+            of per-row sequences ``instruction``, ``preference`` (P(rewrite wins)), ``len_model`` (the rewrite's
+            length), ``len_baseline`` and optionally ``set`` (which rewrite; each set's length difference is
+            standardised on its own). They join every model's fit with no model term (a rewrite of the baseline is
+            the baseline), sharing its length and difficulty coefficients. Their instructions need a difficulty.
+        anchor_weight: the anchor's total weight per comparison of the model (AlpacaEval's
+            ``regularize_to_baseline_lambda``, 0.2: a model with 805 comparisons gets anchor rows weighing 161 in
+            all), split evenly over the sets and each set's rows.
         C: inverse strength of the weak L2 penalty on every coefficient (:data:`adadpo.eval.DEFAULT_C`).
 
     Returns:
@@ -175,24 +224,35 @@ def length_controlled_winrates(
 
     t, scale = length_features(mi, len_m - len_b, len(names))
     rows = [np.flatnonzero(mi == k) for k in range(len(names))]
-    fits = [_fit_model(p[r], t[r], scale[k] > 0, None if d_rows is None else d_rows[r], C, None)
-            for k, r in enumerate(rows)]
+    anchored = None
+    if anchor is not None:
+        if isinstance(anchor_weight, bool) or not isinstance(anchor_weight, (int, float)) or not anchor_weight > 0 \
+                or not math.isfinite(anchor_weight):
+            raise ValueError(f"anchor_weight = {anchor_weight!r} is invalid; expected a finite number > 0")
+        anchor_rows = _anchor(anchor)
+        d_anchor = None if table is None else _table_values(table, anchor_rows.instruction, "anchor instruction")
+        anchored = (anchor_rows, d_anchor)
+
+    def fit(k: int, r: np.ndarray, prior: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return _fit_model(p[r], t[r], scale[k] > 0, None if d_rows is None else d_rows[r], C, prior,
+                          None if anchored is None else (*anchored, anchor_weight * r.size))
+
+    fits = [fit(k, r, None) for k, r in enumerate(rows)]
     centre = None
     length_coefs = [theta[1] for k, (theta, _, _) in enumerate(fits) if scale[k] > 0]
     if length_centre is not None and not (isinstance(length_centre, (int, float)) and math.isfinite(length_centre)):
         raise ValueError(f"length_centre = {length_centre!r} is invalid; expected a finite number or None")
     if pool_length > 0 and (length_coefs or length_centre is not None):
         centre = float(np.median(length_coefs)) if length_centre is None else float(length_centre)
-        fits = [_fit_model(p[r], t[r], scale[k] > 0, None if d_rows is None else d_rows[r], C,
-                           (centre, pool_length * r.size)) for k, r in enumerate(rows)]
+        fits = [fit(k, r, (centre, pool_length * r.size)) for k, r in enumerate(rows)]
 
     results: dict[Hashable, LCResult] = {}
-    for k, (name, r, (theta, X, precision)) in enumerate(zip(names, rows, fits)):
+    for k, (name, r, (theta, X, other_hessian)) in enumerate(zip(names, rows, fits)):
         has_length = scale[k] > 0
         Z = X.copy()
         if has_length:
             Z[:, 1] = 0.0
-        lc, lc_se = lc_and_se(X, Z, p[r], theta, np.diag(precision))
+        lc, lc_se = lc_and_se(X, Z, p[r], theta, other_hessian)
         wr_se = float(np.std(p[r], ddof=1) / math.sqrt(r.size)) if r.size > 1 else math.nan
         results[name] = LCResult(
             lc=lc, wr=float(p[r].mean()), lc_se=lc_se, wr_se=wr_se, n=int(r.size), model_coef=float(theta[0]),
