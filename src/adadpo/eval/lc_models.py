@@ -11,8 +11,10 @@ Input: one row per comparison, as plain arrays: the model's name, the instructio
 
    fitted with a weak L2 penalty (``1 / C``) and, unless ``pool_length=0``, a Gaussian pull of ``theta_len``
    towards the median of the models' unpulled length coefficients, of precision ``pool_length * n_m``.
+   With ``anchor=`` (verdicts on rewrites of the baseline's own answers), those rows join every model's fit with
+   no model term, which is AlpacaEval's own regularisation towards the baseline.
 3. ``LC_m = mean_r sigmoid(theta_m + theta_d * d_i(r))`` with its influence-function standard error (the
-   difficulty and the pooled centre count as fixed).
+   difficulty, the pooled centre and the anchor count as fixed).
 
 Why the pull: AlpacaEval's leaderboard fit adds annotations of verbose and concise rewrites of its baseline
 (weight 0.2 in all), which anchor the length coefficient of a model whose lengths barely vary in sign (e.g. one
@@ -209,6 +211,9 @@ def length_controlled_winrates(
     if isinstance(pool_length, bool) or not isinstance(pool_length, (int, float)) or not pool_length >= 0 \
             or not math.isfinite(pool_length):
         raise ValueError(f"pool_length = {pool_length!r} is invalid; expected a finite number >= 0 (0: no pooling)")
+    if length_centre is not None and (isinstance(length_centre, bool) or not isinstance(length_centre, (int, float))
+                                      or not math.isfinite(length_centre)):
+        raise ValueError(f"length_centre = {length_centre!r} is invalid; expected a finite number or None")
 
     names = list(dict.fromkeys(model))
     index = {m: k for k, m in enumerate(names)}
@@ -237,13 +242,11 @@ def length_controlled_winrates(
         return _fit_model(p[r], t[r], scale[k] > 0, None if d_rows is None else d_rows[r], C, prior,
                           None if anchored is None else (*anchored, anchor_weight * r.size))
 
-    fits = [fit(k, r, None) for k, r in enumerate(rows)]
-    centre = None
+    centre = None if length_centre is None or pool_length == 0 else float(length_centre)
+    fits = [fit(k, r, None if centre is None else (centre, pool_length * r.size)) for k, r in enumerate(rows)]
     length_coefs = [theta[1] for k, (theta, _, _) in enumerate(fits) if scale[k] > 0]
-    if length_centre is not None and not (isinstance(length_centre, (int, float)) and math.isfinite(length_centre)):
-        raise ValueError(f"length_centre = {length_centre!r} is invalid; expected a finite number or None")
-    if pool_length > 0 and (length_coefs or length_centre is not None):
-        centre = float(np.median(length_coefs)) if length_centre is None else float(length_centre)
+    if pool_length > 0 and length_centre is None and length_coefs:  # second pass, pulled to the first's median
+        centre = float(np.median(length_coefs))
         fits = [fit(k, r, (centre, pool_length * r.size)) for k, r in enumerate(rows)]
 
     results: dict[Hashable, LCResult] = {}
@@ -260,8 +263,9 @@ def length_controlled_winrates(
             difficulty_coef=None if d_rows is None else float(theta[-1]),
             length_scale=float(scale[k]),
         )
-    if len(names) > 1 and any(scale[k] == 0 and np.any(len_m[r] != len_b[r]) for k, r in enumerate(rows)):
-        warnings.warn("a model has the same length difference in every comparison: its LC has no length term",
-                      UserWarning, stacklevel=2)
+    constant = [str(names[k]) for k, r in enumerate(rows) if scale[k] == 0 and np.any(len_m[r] != len_b[r])]
+    if constant:
+        warnings.warn(f"{', '.join(constant)}: the same length difference in every comparison (or one comparison): "
+                      "no length term, LC estimates WR there", UserWarning, stacklevel=2)
     mean_length = {name: float(len_m[r].mean()) for name, r in zip(names, rows)}
     return ModelsLC(results, table, source, centre, mean_length)
