@@ -92,7 +92,8 @@ def test_the_benchmark_runs_on_a_clone_and_reports_what_the_api_gives(sample, tm
     import importlib.util
     import re
 
-    spec = importlib.util.spec_from_file_location("alpaca_eval_lc", DATA.parents[2] / "benchmarks" / "alpaca_eval_lc.py")
+    script = DATA.parents[2] / "benchmarks" / "alpaca_eval_lc.py"
+    spec = importlib.util.spec_from_file_location("alpaca_eval_lc", script)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     (models, instructions, p, len_m, len_b), _, meta = sample
@@ -109,7 +110,8 @@ def test_the_benchmark_runs_on_a_clone_and_reports_what_the_api_gives(sample, tm
                                 (bench.WEIGHTS, ",np.tanh(std_delta_len),instruction_difficulty,"
                                  "not_gamed_baseline.astype(float)", lambda b: "-2.0,1.0,-1.0")):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text(header + "\n" + "".join(f"{m},{values(b)}\n" for m, b in meta["leaderboard"].items()))
+        lines = "".join(f"{m},{values(b)}\n" for m, b in meta["leaderboard"].items())
+        (tmp_path / rel).write_text(header + "\n" + lines)
     md = tmp_path / "out.md"
     assert bench.main([str(tmp_path), "--markdown", str(md), "--test-data", str(tmp_path / "data")]) == 0
     row = next(line for line in md.read_text().splitlines() if line.startswith("| **new"))

@@ -1,4 +1,4 @@
-"""adadpo.eval.length_controlled_winrates: LC of several models with instruction difficulty, on cases with known answers.
+"""adadpo.eval.length_controlled_winrates: LC of several models with instruction difficulty, on known answers.
 
 Independent references: the data-generating GLM's own LC (synthetic worlds), and the single-model
 ``length_controlled_winrate`` (scikit-learn's fit, not this module's Newton solver) for the per-model step.
@@ -307,12 +307,14 @@ def test_the_baseline_anchor_pins_the_length_coefficient():
     short = len_b * np.exp(rng.normal(-3.0, 0.05, len(rows)))
     cols["len_model"][rows] = short
     delta = short - len_b
-    cols["p"][rows] = (rng.random(len(rows)) < sigmoid(a[0] + 1.5 * np.tanh(delta / delta.std(ddof=1)) + d)).astype(float)
+    prob = sigmoid(a[0] + 1.5 * np.tanh(delta / delta.std(ddof=1)) + d)
+    cols["p"][rows] = (rng.random(len(rows)) < prob).astype(float)
     table = {("prompt", i): float(v) for i, v in enumerate(d)}
     anchor = _anchor_data(rng, d, len_b)
     truth = float(np.mean(sigmoid(a[0] + d)))
     alone = length_controlled_winrates(*_args(cols), difficulty=table, pool_length=0).models["model-0"]
-    anchored = length_controlled_winrates(*_args(cols), difficulty=table, pool_length=0, anchor=anchor).models["model-0"]
+    anchored = length_controlled_winrates(*_args(cols), difficulty=table, pool_length=0,
+                                          anchor=anchor).models["model-0"]
     assert abs(anchored.length_coef - 1.5) < 0.3 < abs(alone.length_coef - 1.5)
     assert abs(anchored.lc - truth) < 4 * anchored.lc_se
     assert anchored.lc_se < 0.5 * alone.lc_se  # alone, LC at equal length is a far extrapolation

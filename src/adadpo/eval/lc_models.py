@@ -134,7 +134,8 @@ def _anchor(anchor: Mapping[str, Any]) -> _Anchor:
 
 def _fit_model(p: np.ndarray, t: np.ndarray, has_length: bool, d: np.ndarray | None, C: float,
                length_prior: tuple[float, float] | None,
-               anchor: tuple[_Anchor, np.ndarray | None, float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+               anchor: tuple[_Anchor, np.ndarray | None, float] | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``theta``, design ``X`` (the model's rows) and the Hessian of everything else in the objective (penalty and
     anchor rows) for one model; columns [bias, length?, difficulty?]. Anchor rows have no model term: they share the
     length and difficulty coefficients only."""

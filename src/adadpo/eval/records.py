@@ -122,8 +122,9 @@ def read_comparisons(paths: Sequence[str | PathLike[str]]) -> Comparisons:
                 out.dropped += 1
                 continue
             if (model, instruction) in seen:
-                raise ValueError(f"{where}: model {model!r} already has a comparison on this instruction ({seen[model, instruction]}); "
-                                 "expected each model judged once per instruction (is a file given twice?)")
+                raise ValueError(f"{where}: model {model!r} already has a comparison on this instruction "
+                                 f"({seen[model, instruction]}); expected each model judged once per instruction "
+                                 "(is a file given twice?)")
             seen[model, instruction] = where
             if baseline is not None:
                 out.baselines.add(str(baseline))
@@ -151,9 +152,11 @@ def read_difficulty_table(path: str | PathLike[str]) -> dict[Hashable, float]:
         try:
             table = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON ({err}); expected an object {{instruction: difficulty}}") from None
+            raise ValueError(f"{path} is not valid JSON ({err}); expected an object "
+                             "{instruction: difficulty}") from None
         if not isinstance(table, dict):
-            raise ValueError(f"{path} holds a JSON {type(table).__name__}; expected an object {{instruction: difficulty}}")
+            raise ValueError(f"{path} holds a JSON {type(table).__name__}; expected an object "
+                             "{instruction: difficulty}")
         return {k: _number(f"{path}: key {k!r:.60}", "difficulty", v, "a number") for k, v in table.items()}
     with path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
