@@ -19,6 +19,7 @@ OWN = {
     "demo": {"world", "seeds", "workers", "cache_dir", "no_progress"},
     "sweep": {"config", "workers", "cache_dir", "title", "no_progress", "report_only"},
     "explain": set(),
+    "lc": {"json", "difficulty", "pool_length"},
 }
 #: Spellings of training settings that the commands once used or a user might guess: none may be an option.
 SYNONYMS = ("model", "dataset", "data", "split", "kappa", "clip", "level", "use_reference", "normalize", "placement",

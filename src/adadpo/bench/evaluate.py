@@ -24,7 +24,7 @@ def judged(config: JudgeConfig, q: np.ndarray, q_ref: np.ndarray, n: np.ndarray,
     qualities ``q`` and lengths ``n`` against the reference's ``q_ref`` and ``n_ref`` (see the module doc)."""
     pref = judge_prob(config, q, q_ref, n, n_ref)
     true_pref = judge_prob(config, q, q_ref, n, n_ref, eta=0.0)
-    lc = length_controlled_winrate(pref, n, n_ref)
+    lc = length_controlled_winrate(pref, n, n_ref, warn_incomparable=False)  # runs compared among themselves
     return {
         "wr": float(pref.mean()), "lc": float(lc.lc), "tq": float(true_pref.mean()),
         "length": float(n.mean()), "quality": float(q.mean()),

@@ -9,10 +9,10 @@ import argparse
 import sys
 
 from adadpo import __version__
-from adadpo.cli import demo, diagnose, explain, sweep, train
+from adadpo.cli import demo, diagnose, explain, lc, sweep, train
 from adadpo.cli.options import accept_dashes, rename_old_options
 
-COMMANDS = {"explain": explain, "demo": demo, "train": train, "diagnose": diagnose, "sweep": sweep}
+COMMANDS = {"explain": explain, "demo": demo, "train": train, "diagnose": diagnose, "sweep": sweep, "lc": lc}
 
 #: The extra that installs each optional dependency (``pip install "adadpo[extra]"``).
 EXTRAS = {

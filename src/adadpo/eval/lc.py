@@ -25,14 +25,20 @@ What AlpacaEval does, and what this module does the same way (``alpaca_eval/metr
 * the raw win rate is ``mean(p)``, and annotation files use ``preference`` in ``[1, 2]`` (2: ``output_2``
   preferred; the legacy value 0 is a tie) with lengths counted in characters.
 
-Where it differs (all documented in ``docs/evaluation.md``):
+Where it differs (measured on AlpacaEval 2's published annotations, ``docs/results/alpaca_eval_lc.md``):
 
-* The penalty: AlpacaEval chooses an L1 strength by 5-fold cross-validation and, for its leaderboard,
-  also fits on annotations of deliberately verbose and concise versions of its baseline. Here the penalty is
-  a fixed, weak L2 (``C=1e4`` by default, ``C=math.inf`` for the plain maximum-likelihood fit), there only to
-  keep the fit finite when outcomes are perfectly separated (e.g. the model wins every comparison).
-* The instruction difficulty is an input (AlpacaEval ships one estimated from many leaderboard models; one
-  model's own comparisons cannot estimate it without absorbing the model effect).
+* The instruction difficulty is an input here. One model's own comparisons cannot estimate it without absorbing
+  the model effect; AlpacaEval estimates it jointly over many models. Left out, this function's LC is 6.6 points
+  above the leaderboard's on average (28 at worst); with a difficulty estimated across models
+  (:func:`adadpo.eval.length_controlled_winrates` does both steps) the gap is 1.3 points. Without difficulty a
+  call warns once that its LC is not comparable with the leaderboard.
+* The penalty: AlpacaEval chooses an L1 strength by 5-fold cross-validation; here it is a fixed, weak L2
+  (``C=1e4`` by default, ``C=math.inf`` for the plain maximum-likelihood fit), there only to keep the fit finite
+  when outcomes are perfectly separated. The two fits differ by 0.06 LC points on average (0.5 at most).
+* AlpacaEval's leaderboard also fits on annotations of verbose and concise rewrites of its baseline, which
+  pull the length coefficient towards the baseline's own; those annotations are not public in its repository.
+  :func:`adadpo.eval.length_controlled_winrates` pulls each model's length coefficient towards the other
+  models' instead.
 * Signs: ``delta`` is model minus baseline, so a judge that favours the longer answer gets
   ``length_coef > 0`` (AlpacaEval's weights use baseline minus model).
 * Scale: rates are fractions in ``[0, 1]``, not percentages, like every other rate in adadpo.
@@ -55,6 +61,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from adadpo.eval.glm import lc_and_se
 
 __all__ = [
     "DEFAULT_C",
@@ -105,8 +113,19 @@ class LCResult:
         return asdict(self)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return np.exp(-np.logaddexp(0.0, -x))
+_WARNED = [False]
+NOT_COMPARABLE = (
+    "an LC without an instruction-difficulty term is not comparable with AlpacaEval's leaderboard (on AlpacaEval 2's "
+    "published annotations it reads 6.6 points higher on average, 28 at worst); for leaderboard-comparable numbers "
+    "estimate difficulty across models with adadpo.eval.length_controlled_winrates or pass difficulty="
+)
+
+
+def _warn_not_comparable_once() -> None:
+    """Say once per process that a single-model LC without difficulty is not the leaderboard's number."""
+    if not _WARNED[0]:
+        _WARNED[0] = True
+        warnings.warn(NOT_COMPARABLE, UserWarning, stacklevel=3)
 
 
 def _vector(name: str, values: ArrayLike, what: str, n: int | None = None) -> np.ndarray:
@@ -154,34 +173,11 @@ def _fit_soft_logistic(X: np.ndarray, p: np.ndarray, C: float) -> np.ndarray:
     return clf.coef_[0].astype(np.float64)
 
 
-def length_controlled_winrate(
-    preference: ArrayLike,
-    len_model: ArrayLike,
-    len_baseline: ArrayLike,
-    difficulty: ArrayLike | None = None,
-    *,
-    C: float = DEFAULT_C,
-) -> LCResult:
-    """AlpacaEval 2's length-controlled win rate of a model against a baseline, as a fraction in ``[0, 1]``.
-
-    Args:
-        preference: per comparison, the probability that the model's answer wins: 1 the model wins, 0 the
-            baseline wins, 0.5 a tie, anything in between a soft verdict (e.g. a judge's probability).
-        len_model: length of the model's answer per comparison (characters for AlpacaEval; tokens or words
-            work too, the rate does not depend on the unit).
-        len_baseline: length of the baseline's answer per comparison, in the same unit.
-        difficulty: optional per-comparison instruction difficulty, a covariate estimated elsewhere (e.g.
-            AlpacaEval's ``instruction_difficulty.csv``, or the logit of the mean preference of many models per
-            instruction). It is kept, not zeroed, when reading the fit.
-        C: inverse L2 penalty strength of the GLM (see :data:`DEFAULT_C`); ``math.inf`` for no penalty.
-
-    Returns:
-        :class:`LCResult` with ``lc``, ``wr``, their standard errors, ``n`` and the GLM's coefficients.
-
-    Raises:
-        ValueError: an input is empty, not 1-D, has the wrong length, is not finite, a preference lies
-            outside ``[0, 1]``, a length is negative, or ``C`` is not positive.
-    """
+def validated_comparisons(preference: ArrayLike, len_model: ArrayLike,
+                          len_baseline: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``preference``, ``len_model``, ``len_baseline`` as float64 arrays of one length ``n``, or a ValueError naming the
+    argument, the entry and what was expected (empty, mismatched lengths, non-finite, ``p`` outside ``[0, 1]``,
+    negative length)."""
     p = _vector("preference", preference, _PREFERENCE_MEANING)
     n = p.size
     outside = np.flatnonzero((p < 0.0) | (p > 1.0))
@@ -200,10 +196,46 @@ def length_controlled_winrate(
             i = int(negative[0])
             raise ValueError(f"{name}[{i}] = {float(arr[i])!r} is negative; expected non-negative answer lengths")
         lengths[name] = arr
+    return p, lengths["len_model"], lengths["len_baseline"]
+
+
+def length_controlled_winrate(
+    preference: ArrayLike,
+    len_model: ArrayLike,
+    len_baseline: ArrayLike,
+    difficulty: ArrayLike | None = None,
+    *,
+    C: float = DEFAULT_C,
+    warn_incomparable: bool = True,
+) -> LCResult:
+    """AlpacaEval 2's length-controlled win rate of a model against a baseline, as a fraction in ``[0, 1]``.
+
+    Args:
+        preference: per comparison, the probability that the model's answer wins: 1 the model wins, 0 the
+            baseline wins, 0.5 a tie, anything in between a soft verdict (e.g. a judge's probability).
+        len_model: length of the model's answer per comparison (characters for AlpacaEval; tokens or words
+            work too, the rate does not depend on the unit).
+        len_baseline: length of the baseline's answer per comparison, in the same unit.
+        difficulty: optional per-comparison instruction difficulty, a covariate estimated elsewhere (e.g.
+            AlpacaEval's ``instruction_difficulty.csv``, or the logit of the mean preference of many models per
+            instruction). It is kept, not zeroed, when reading the fit.
+        C: inverse L2 penalty strength of the GLM (see :data:`DEFAULT_C`); ``math.inf`` for no penalty.
+        warn_incomparable: without ``difficulty``, warn (once per process) that the number is not comparable with
+            AlpacaEval's leaderboard. ``False`` for callers that compare runs among themselves (the benchmark).
+
+    Returns:
+        :class:`LCResult` with ``lc``, ``wr``, their standard errors, ``n`` and the GLM's coefficients.
+
+    Raises:
+        ValueError: an input is empty, not 1-D, has the wrong length, is not finite, a preference lies
+            outside ``[0, 1]``, a length is negative, or ``C`` is not positive.
+    """
+    p, len_m, len_b = validated_comparisons(preference, len_model, len_baseline)
+    n = p.size
     d = None if difficulty is None else _vector("difficulty", difficulty, "a finite difficulty per comparison", n)
     C = _check_C(C)
 
-    delta = lengths["len_model"] - lengths["len_baseline"]
+    delta = len_m - len_b
     scale = float(np.std(delta, ddof=1)) if n > 1 else 0.0
     has_length = scale > 0.0 and math.isfinite(scale)
     if not has_length and n > 1 and delta[0] != 0.0:
@@ -225,21 +257,11 @@ def length_controlled_winrate(
         Z[:, 1] = 0.0
 
     theta = _fit_soft_logistic(X, p, C)
-    f = _sigmoid(Z @ theta)
-    lc = float(f.mean())
-
-    if n > 1:
-        # Influence of comparison i on lc: its own prediction plus its pull on theta (sandwich / delta method).
-        mu = _sigmoid(X @ theta)
-        hessian = X.T @ (X * (mu * (1.0 - mu))[:, None])
-        if math.isfinite(C):
-            hessian += np.eye(X.shape[1]) / C
-        grad = (f * (1.0 - f)) @ Z / n
-        influence = (f - lc) + n * ((p - mu) * (X @ (np.linalg.pinv(hessian) @ grad)))
-        lc_se = float(np.sqrt(np.sum(influence**2) / (n * (n - 1))))
-        wr_se = float(np.std(p, ddof=1) / math.sqrt(n))
-    else:
-        lc_se = wr_se = math.nan
+    penalty = np.eye(X.shape[1]) / C if math.isfinite(C) else np.zeros((X.shape[1], X.shape[1]))
+    lc, lc_se = lc_and_se(X, Z, p, theta, penalty)
+    wr_se = float(np.std(p, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    if d is None and warn_incomparable:
+        _warn_not_comparable_once()
 
     return LCResult(
         lc=lc,
