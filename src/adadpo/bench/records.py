@@ -126,10 +126,16 @@ def load(output_dir: str | os.PathLike, row: dict[str, Any]) -> list[dict[str, A
     return [json.loads(line) for line in gzip.decompress(data).decode().splitlines() if line]
 
 
-def attach(output_dir: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """``{key: records}`` of every row of ``rows`` that has records in ``output_dir``."""
+def attach(output_dir: str | os.PathLike, rows: Sequence[dict[str, Any]], missing: list[str] | None = None
+           ) -> dict[str, list[dict[str, Any]]]:
+    """``{key: records}`` of every row of ``rows`` that has records in ``output_dir``. A row whose file is not
+    there is an error, or, given a ``missing`` list, has its key appended to it (a report written away from
+    its sweep's directory says so rather than failing)."""
     out = {}
     for r in rows:
+        if missing is not None and r.get("records") and not (Path(output_dir) / r["records"]).is_file():
+            missing.append(r["key"])
+            continue
         found = load(output_dir, r)
         if found is not None:
             out[r["key"]] = found
