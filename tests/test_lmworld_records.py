@@ -171,3 +171,20 @@ def test_store_and_load_errors_name_the_file(tmp_path):
         records.comparisons(**{k: [0] for k in records.FIELDS if k != "words"})
     with pytest.raises(ValueError, match="different lengths"):
         records.comparisons(**{k: [0] * (2 if k == "text" else 1) for k in records.FIELDS})
+
+
+def test_the_sweeps_report_reads_its_records(swept):
+    """The report of a real-model sweep, written in its directory, bootstraps from the records; its per-seed
+    interval is the one of the rows."""
+    from adadpo.bench import evidence as ev
+    from adadpo.bench.report import write_report
+
+    config, tmp, rows = swept
+    report = write_report(rows, config.comparisons, tmp / "out", title="t").read_text()
+    data = json.loads((tmp / "out" / "summary.json").read_text())["evidence"]
+    assert data["records"] and "no per-comparison records" not in report and "nan" not in report.lower()
+    tq = data["comparisons"][0]["tq"]
+    iv, _ = ev.per_seed(ev.row_diffs(rows, "AdaDPO", "DPO", "tq"))
+    assert tq["per_seed"]["mean"] == pytest.approx(iv.mean) and tq["bootstrap"]["n"] == 2
+    assert data["comparisons"][0]["per_kind"] and data["comparisons"][0]["best_vs_best"]["tq"]["cells"]
+    assert "ΔTQ per kind of prompt, DPO and AdaDPO" in report and "| kind | prompts |" in report

@@ -116,18 +116,24 @@ def _cell_present(d: np.ndarray) -> np.ndarray:
     return ~np.all(np.isnan(d), axis=2)
 
 
+def _cell_means(d: np.ndarray) -> np.ndarray:
+    """``[S, C]``: each cell's mean over prompts, NaN for a cell the seed lacks."""
+    present = _cell_present(d)
+    out = np.full(present.shape, np.nan)
+    out[present] = np.nanmean(d[present], axis=1)
+    return out
+
+
 def point(d: np.ndarray) -> float:
     """The estimate of ``D``: mean over seeds of the mean over cells of the mean over prompts."""
-    per_cell = np.nanmean(np.where(_cell_present(d)[:, :, None], d, np.nan), axis=2)
-    return float(np.mean(np.nanmean(per_cell, axis=1)))
+    means = _cell_means(d)
+    return float(np.mean([np.mean(m[~np.isnan(m)]) for m in means if (~np.isnan(m)).any()]))
 
 
 def seed_interval(d: np.ndarray) -> Interval:
     """:func:`per_seed` of ``D``: the t-interval over seeds of each seed's mean over cells and prompts."""
-    present = _cell_present(d)
-    per_cell = np.array([[np.nanmean(d[s, c]) if present[s, c] else np.nan for c in range(d.shape[1])]
-                         for s in range(d.shape[0])])
-    return interval(np.nanmean(per_cell, axis=1).tolist())
+    means = _cell_means(d)
+    return interval([float(np.mean(m[~np.isnan(m)])) for m in means if (~np.isnan(m)).any()])
 
 
 def bootstrap(d: np.ndarray, draws: int = DRAWS, seed: int = SEED) -> Interval:
