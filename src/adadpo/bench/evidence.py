@@ -250,8 +250,9 @@ def lc_bias(rows: Sequence[dict]) -> dict[str, Any] | None:
 
 
 def ended_cells(rows: Sequence[dict], method: str) -> dict[Cell, dict[str, Any]]:
-    """Per cell of ``method``: the mean share of answers that ended before the cap, over the runs that recorded
-    it, and, over the runs probed at twice the cap, the mean share ended within the cap and within twice it."""
+    """Per cell of ``method``: the mean share of answers that ended before the cap over the runs that recorded it
+    (and its lowest and highest run), and, over the runs probed at twice the cap, the mean share ended within
+    the cap and within twice it."""
     out: dict[Cell, dict[str, Any]] = {}
     for r in sorted((r for r in rows if r["method"] == method), key=lambda r: cell_order(cell_of(r))):
         e = out.setdefault(cell_of(r), {"runs": 0, "ended": [], "probed": [], "at_cap": [], "at_2cap": []})
@@ -262,5 +263,6 @@ def ended_cells(rows: Sequence[dict], method: str) -> dict[Cell, dict[str, Any]]
             e["at_cap"].append(r["cap_probe"]["ended_at_cap"])
             e["at_2cap"].append(r["cap_probe"]["ended_at_2cap"])
     return {c: {"runs": e["runs"], "ended": float(np.mean(e["ended"])) if e["ended"] else None,
+                "ended_min": min(e["ended"], default=None), "ended_max": max(e["ended"], default=None),
                 "probed": len(e["at_cap"]), "ended_at_cap": float(np.mean(e["at_cap"])) if e["at_cap"] else None,
                 "ended_at_2cap": float(np.mean(e["at_2cap"])) if e["at_2cap"] else None} for c, e in out.items()}

@@ -160,15 +160,16 @@ def _ended_lines(ended: dict[str, Any]) -> list[str]:
     lines = ["Answers that ended before the cap (mean share over the cell's runs); for runs below 95%, a probe of "
              "one answer to each of a sample of held-out prompts at twice the cap: the share ended within the cap "
              "and within twice it (low at both: the model no longer stops; high at twice the cap: it rambles).", "",
-             "| cell | method | runs | ended | probed runs | ended at the cap | ended at twice the cap |",
-             "|---|---|---|---|---|---|---|"]
+             "| cell | method | runs | ended | ended, runs (lowest-highest) | probed runs | ended at the cap "
+             "| ended at twice the cap |", "|---|---|---|---|---|---|---|---|"]
     for seed, share in ended.get(UNTRAINED, {}).items():
-        lines.append(f"| seed {seed} | {UNTRAINED} | 1 | {_share(share)} | | | |")
+        lines.append(f"| seed {seed} | {UNTRAINED} | 1 | {_share(share)} | | | | |")
     for m, cells in ended.items():
         if m == UNTRAINED:
             continue
         for label, e in cells.items():
-            lines.append(f"| {label} | {m} | {e['runs']} | {_share(e['ended'])} | {e['probed']} "
+            spread = "-" if e.get("ended_min") is None else f"{e['ended_min']:.2f}-{e['ended_max']:.2f}"
+            lines.append(f"| {label} | {m} | {e['runs']} | {_share(e['ended'])} | {spread} | {e['probed']} "
                          f"| {_share(e['ended_at_cap'])} | {_share(e['ended_at_2cap'])} |")
     return lines + [""]
 
