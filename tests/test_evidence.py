@@ -216,6 +216,7 @@ def test_a_report_from_stored_records_has_every_section(tmp_path):
     assert "no per-comparison records" not in report and "nan" not in report.lower()
     assert "| capital | 4 |" in report and "**Best versus best**" in report and "(lc_bias.png)" in report
     assert "| β=0.1, lr=0.0001 | DPO | 3 | 0.90 | 0.90-0.90 | 3 | 0.90 | 1.00 |" in report
+    assert "| seed 0 | untrained | 1 | 0.90 | | 1 | 0.90 | 1.00 |" in report
     # the same report written away from the records says where it looked instead of failing
     away = write_report(stored, [("DPO", "AdaDPO")], tmp_path / "away", title="t").read_text()
     assert f"are not in `{tmp_path / 'away'}`" in away

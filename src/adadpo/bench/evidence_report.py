@@ -48,7 +48,9 @@ def collect(rows: Sequence[dict], recs: dict[str, list[dict]], comparisons: Sequ
             d = ev.prompt_diffs(ev.pairs_of(rows, m, UNTRAINED), recs)
             out["methods"][m] = {k: _metric(rows, m, UNTRAINED, k, d) for k in DELTAS}
         out["ended"][m] = {cell_label(c): e for c, e in ev.ended_cells(rows, m).items()}
-    out["ended"][UNTRAINED] = {str(r["seed"]): r.get("ended") for r in rows if r["method"] == UNTRAINED}
+    out["ended"][UNTRAINED] = {str(r["seed"]): {"ended": r.get("ended"), **{
+        k: (r.get("cap_probe") or {}).get(k) for k in ("ended_at_cap", "ended_at_2cap")}}
+        for r in rows if r["method"] == UNTRAINED}
     for plain, balanced in comparisons:
         d = ev.prompt_diffs(ev.pairs_of(rows, balanced, plain), recs)
         entry: dict[str, Any] = {"plain": plain, "balanced": balanced,
@@ -162,8 +164,10 @@ def _ended_lines(ended: dict[str, Any]) -> list[str]:
              "and within twice it (low at both: the model no longer stops; high at twice the cap: it rambles).", "",
              "| cell | method | runs | ended | ended, runs (lowest-highest) | probed runs | ended at the cap "
              "| ended at twice the cap |", "|---|---|---|---|---|---|---|---|"]
-    for seed, share in ended.get(UNTRAINED, {}).items():
-        lines.append(f"| seed {seed} | {UNTRAINED} | 1 | {_share(share)} | | | | |")
+    for seed, e in ended.get(UNTRAINED, {}).items():
+        probed = e["ended_at_cap"] is not None
+        lines.append(f"| seed {seed} | {UNTRAINED} | 1 | {_share(e['ended'])} | | {int(probed)} "
+                     f"| {_share(e['ended_at_cap'])} | {_share(e['ended_at_2cap'])} |")
     for m, cells in ended.items():
         if m == UNTRAINED:
             continue

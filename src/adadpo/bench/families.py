@@ -226,7 +226,7 @@ def ended_table(families: list[Family]) -> str:
         if e is None:
             lines.append(f"| {f.grid} | {MISSING} | | | | | |")
             continue
-        base = [v for v in e["ended"].get("untrained", {}).values() if v is not None]
+        base = [v["ended"] for v in e["ended"].get("untrained", {}).values() if v["ended"] is not None]
         cells = {m: e["ended"].get(m, {}) for m in (f.plain, f.balanced)}
         probed = [sum(c["probed"] for c in cells[m].values()) for m in (f.plain, f.balanced)]
         lines.append(f"| {f.grid} | {sum(base) / len(base):.2f} | " if base else f"| {f.grid} | - | ")
