@@ -100,8 +100,10 @@ def markdown(data: dict[str, Any], figure: str | None = None) -> str:
              "Primary interval: per seed, the mean over the grid's cells of the paired difference, then a 95% "
              "t-interval over seeds (seeds are the independent draws; cells sharing a seed are not). Bootstrap: "
              f"{data['draws']} resamples of the seeds and of the held-out prompts (with replacement, one draw of "
-             "prompts for every run), from the per-comparison records; percentile interval; TQ only. Cells: how many "
-             "cells have their seed-mean difference above / below zero.", ""]
+             "prompts for every run), from the per-comparison records; percentile interval; TQ only. With a few seeds "
+             "the bootstrap sees only a few distinct draws of them and runs narrower than the t-interval, which "
+             "is why the per-seed interval is the primary one. Cells: how many cells have their seed-mean "
+             "difference above / below zero.", ""]
     if data.get("missing"):
         lines += [f"The per-comparison records of {len(data['missing']['runs'])} runs are not in "
                   f"`{data['missing']['dir']}` (the report was written away from its sweep's directory): the "
