@@ -140,7 +140,8 @@ def markdown(rows: list[dict], methods: list[str], comparisons: list[tuple[str, 
         r = base[s]
         lines.append(f"| {s} | " + " | ".join(f"{value(r, k):.3f}" for k in DELTAS)
                      + f" | {r.get('eval_comparisons', '')} |")
-    lines += ["", "All runs of each method pooled (every cell and seed):", "",
+    lines += ["", "All runs of each method pooled (every cell and seed as if independent draws; where the report has "
+                  "the study's statistics, their interval over seeds is the primary one):", "",
               "| method | " + " | ".join(DELTAS.values()) + " |", "|---|" + "---|" * len(DELTAS)]
     for m in methods:
         lines.append(f"| {m} | " + " | ".join(_fmt(pooled(rows, m, k)) for k in DELTAS) + " |")

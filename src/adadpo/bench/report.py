@@ -256,7 +256,7 @@ def write_report(rows: list[dict], comparisons: Sequence[tuple[str, str]], outpu
         if study["lc_bias"] is not None:
             figure = "lc_bias.png"
             evidence_report.plot_lc_bias({m: [r for r in rows if r["method"] == m] for m in methods}, out / figure)
-        section = section + "\n" + evidence_report.markdown(study, figure)
+        section = evidence_report.markdown(study, figure) + "\n" + section  # the primary intervals first
     (out / "summary.json").write_text(json.dumps(json_ready(data), indent=2, allow_nan=False))
     path = out / "report.md"
     path.write_text(markdown(rows, comparisons, title=title, preamble=preamble, plots=plots, appendix=appendix,
