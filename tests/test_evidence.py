@@ -220,3 +220,27 @@ def test_a_report_from_stored_records_has_every_section(tmp_path):
     # the same report written away from the records says where it looked instead of failing
     away = write_report(stored, [("DPO", "AdaDPO")], tmp_path / "away", title="t").read_text()
     assert f"are not in `{tmp_path / 'away'}`" in away
+
+
+@given(st.integers(1, 6), st.integers(1, 4), st.integers(0, 2**31 - 1))
+def test_records_round_trip_and_recompute_the_judges_figures(prompts, samples, seed):
+    """Stored records read back identical, and recompute gives the means of their probabilities, words and
+    ended, and LC as adadpo.eval computes it from the same columns."""
+    import tempfile
+
+    from adadpo.eval import length_controlled_winrate
+
+    found = _run_records(np.random.default_rng(seed), prompts, samples, 0.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        row = records.store(tmp, {"key": "k", "comparisons": found})
+        back = records.load(tmp, row)
+    assert back == json.loads(json.dumps(found))
+    again = records.recompute(back)
+    judge = [r["judge"] for r in found]
+    assert again["tq"] == pytest.approx(np.mean([r["truth"] for r in found]), abs=1e-15)
+    assert again["wr"] == pytest.approx(np.mean(judge), abs=1e-15)
+    assert again["ended"] == pytest.approx(np.mean([r["ended"] for r in found]))
+    assert again["lc"] == length_controlled_winrate(judge, [r["words"] for r in found],
+                                                    [r["ref_words"] for r in found]).lc
+    halves = [r for r in found if r["prompt"] % 2 == 0]
+    assert ev.half_value(found, "tq", 0) == pytest.approx(np.mean([r["truth"] for r in halves]))
