@@ -606,7 +606,9 @@ def test_evaluate_policy_against_itself_and_an_early_stopping_policy(world, toke
     assert early["ended"] > same["ended"] and early["length"] <= same["length"]
     assert early["kl"] > 0.2  # estimated on the first answer to each of the 7 held-out prompts
     for row in (same, early):  # the evaluation's profile: each part's wall time
-        assert set(row["eval_seconds"]) == {"sample", "kl", "pairs"} and min(row["eval_seconds"].values()) >= 0
+        probed = {"probe"} if "cap_probe" in row else set()  # answers that run into the cap are probed
+        assert set(row["eval_seconds"]) == {"sample", "kl", "pairs", *probed} and min(row["eval_seconds"].values()) >= 0
+        assert ("cap_probe" in row) == (row["ended"] < 0.95)
     assert early["eval_seconds"]["kl"] > same["eval_seconds"]["kl"]  # the reference scores no KL against itself
 
 

@@ -193,7 +193,8 @@ def test_sweep_with_untrained_rows_and_an_epochs_axis(tiny_model, tmp_path, one_
     base = {r["seed"]: r["tq"] for r in untrained}
     runs = [r for r in rows if r["method"] == "DPO" and r["epochs"] == 2]
     assert d[(0.1, 1e-3, 2)].mean == pytest.approx(np.mean([r["tq"] - base[r["seed"]] for r in runs]))
-    report = write_report(rows, config.comparisons, tmp_path / "report", title="t").read_text()
+    report = write_report(rows, config.comparisons, tmp_path / "report", title="t",
+                          records_dir=tmp_path / "out").read_text()
     assert "## Against the untrained model" in report and "**Gate**" in report and "| untrained, seed |" in report
     assert "β=0.1, lr=0.001, 2 ep" in report
     # the head-to-head per cell: AdaDPO - DPO paired on the seed, against the rows themselves

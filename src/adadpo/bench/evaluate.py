@@ -6,7 +6,10 @@
   true-quality win rate), and the mean length and quality of both sides;
 * :func:`rewards`: on held-out pairs, with ``r(y) = log pi(y) - log pi_ref(y)``: ``reward_accuracy`` (share with
   ``r(y_w) > r(y_l)``), ``reward_margin``, and ``delta_chosen`` / ``delta_rejected``, the change of each side's
-  log-likelihood from the reference (likelihood displacement when ``delta_chosen < 0``).
+  log-likelihood from the reference (likelihood displacement when ``delta_chosen < 0``);
+* :func:`length_only`: the reward accuracy a ranker that reads only the answers' lengths gets on the same pairs
+  (``fewer`` tokens wins, ``more`` tokens wins; equal lengths count half): the bar a trained model's reward
+  accuracy has to beat before it says anything beyond length.
 """
 
 from __future__ import annotations
@@ -43,3 +46,14 @@ def rewards(delta_chosen: Tensor, delta_rejected: Tensor, tie: float = 0.0) -> d
         "reward_accuracy": float(hits.mean()), "reward_margin": float(margin.mean()),
         "delta_chosen": float(delta_chosen.mean()), "delta_rejected": float(delta_rejected.mean()),
     }
+
+
+def length_only(chosen: np.ndarray, rejected: np.ndarray) -> dict[str, float]:
+    """Reward accuracy of the length-only rankers on pairs whose chosen and rejected answers have ``chosen`` and
+    ``rejected`` tokens: ``fewer`` (the shorter answer wins), ``more`` (the longer wins); a tie counts half, so
+    ``fewer + more = 1``."""
+    chosen, rejected = np.asarray(chosen, dtype=float), np.asarray(rejected, dtype=float)
+    if len(chosen) == 0:
+        return {"fewer": float("nan"), "more": float("nan")}
+    tie = 0.5 * (chosen == rejected)
+    return {"fewer": float(np.mean((chosen < rejected) + tie)), "more": float(np.mean((chosen > rejected) + tie))}

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from adadpo.bench import paired
+from adadpo.bench import evidence_report, paired, records
 from adadpo.bench.figures import plot_bars, plot_curves, plot_frontier, plot_heatmaps, plot_tracking
 from adadpo.bench.run import UNTRAINED
 from adadpo.bench.stats import KL_BUDGETS, METRICS, Cell, Interval, best_cell, best_within_kl, by_cell, cell_label
@@ -204,10 +204,14 @@ def _file(name: str) -> str:
 
 
 def write_report(rows: list[dict], comparisons: Sequence[tuple[str, str]], output_dir: str | Path, *, title: str,
-                 preamble: str = "", order: Sequence[str] = (), appendix: str = "") -> Path:
+                 preamble: str = "", order: Sequence[str] = (), appendix: str = "",
+                 records_dir: str | Path | None = None) -> Path:
     """Write the plots, ``summary.json`` and ``report.md`` into ``output_dir``; returns the report's path.
 
     ``order``: method names in the order tables and legends should list them (default: first seen).
+    ``records_dir``: the sweep directory whose ``results.jsonl`` the rows come from, where their per-comparison
+    records are (default: ``output_dir``). Runs that measure whether their answers ended (the real-model world)
+    get the study's statistics (:mod:`adadpo.bench.evidence_report`), from the records where there are any.
     """
     import json
 
@@ -241,10 +245,22 @@ def write_report(rows: list[dict], comparisons: Sequence[tuple[str, str]], outpu
     data = summary(rows, comparisons)
     if len(every) > len(rows):
         data["vs_untrained"] = paired.summary(every, methods)
+    section = paired.markdown(every, methods, list(comparisons))
+    if any("ended" in r or r.get("records") for r in every):
+        missing: list[str] = []
+        where = Path(records_dir or out)
+        study = evidence_report.collect(every, records.attach(where, every, missing), comparisons)
+        study["missing"] = {"dir": str(where), "runs": missing} if missing else None
+        data["evidence"] = study
+        figure = None
+        if study["lc_bias"] is not None:
+            figure = "lc_bias.png"
+            evidence_report.plot_lc_bias({m: [r for r in rows if r["method"] == m] for m in methods}, out / figure)
+        section = evidence_report.markdown(study, figure) + "\n" + section  # the primary intervals first
     (out / "summary.json").write_text(json.dumps(json_ready(data), indent=2, allow_nan=False))
     path = out / "report.md"
     path.write_text(markdown(rows, comparisons, title=title, preamble=preamble, plots=plots, appendix=appendix,
-                             against_untrained=paired.markdown(every, methods, list(comparisons))))
+                             against_untrained=section))
     return path
 
 

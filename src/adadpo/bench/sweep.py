@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from adadpo.bench import records
 from adadpo.bench.run import UNTRAINED, Budget, Method, RunSpec
 from adadpo.bench.world import WORLDS, World, get_world
 
@@ -342,7 +343,8 @@ def _copy_reused(config: SweepConfig, out: Path, done: set[str]) -> None:
             continue
         for row in finished_rows(config, source):
             if row["key"] not in done:
-                _append_row(out / "results.jsonl", {**row, "reused_from": row.get("reused_from", source)})
+                _append_row(out / "results.jsonl",
+                            records.store(out, {**row, "reused_from": row.get("reused_from", source)}, source))
                 done.add(row["key"])
 
 
@@ -359,7 +361,7 @@ def _run_all(config: SweepConfig, todo: list[RunSpec], results_path: Path, cache
              progress: Callable[[str, int, int], None] | None, finished: int, total: int) -> None:
     def record(row: dict) -> None:
         nonlocal finished
-        _append_row(results_path, row)
+        _append_row(results_path, records.store(results_path.parent, row))  # the records first, then the row
         finished += 1
         if progress:
             progress("training runs", finished, total)

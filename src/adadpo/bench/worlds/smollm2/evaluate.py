@@ -16,8 +16,17 @@ answer ``i``; outcomes are the judge's probabilities (ties count half).
   ``r(y) = log pi(y) - log pi_ref(y)`` at temperature 1: ``reward_accuracy`` (the share ranked as the truth
   ranks them, ties half: 0.5 for the untrained reference), ``reward_margin``, ``delta_chosen``,
   ``delta_rejected`` (likelihood displacement when ``delta_chosen < 0``), over ``eval_pairs`` pairs;
+* ``length_only``: the reward accuracy of ranking the same pairs by length alone (``fewer`` tokens wins,
+  ``more`` tokens wins: :func:`adadpo.bench.evaluate.length_only`), the bar of the gate;
+* ``comparisons``: every judged comparison (:mod:`adadpo.bench.records`), which the sweep moves to a
+  compressed file beside ``results.jsonl`` before it appends the row;
+* ``cap_probe`` (only for a run whose share of answers that ended is below ``probe.below``): on a seeded sample
+  of ``probe.prompts`` held-out prompts, one answer each sampled with twice the cap, the share that ended
+  within the cap (``ended_at_cap``) and within twice the cap (``ended_at_2cap``): a model that rambles past
+  the cap ends by twice the cap, one that has lost the ability to stop does not (:class:`CapProbe`);
 * ``examples``: the first answers to a few held-out prompts, beside the reference's, to read;
-* ``eval_seconds``: wall time of each part (``sample``, ``kl``, ``pairs``), the evaluation's profile.
+* ``eval_seconds``: wall time of each part (``sample``, ``kl``, ``pairs``, and ``probe`` when it ran), the
+  evaluation's profile.
 
 The scoring passes run the frozen trunk (the blocks the policy shares with the reference) once per batch:
 the policy's and the reference's KL scoring of a batch share it, and the held-out pairs' batches, the same in
@@ -28,11 +37,14 @@ the results are bit for bit those of running every block.
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
-from adadpo.bench.evaluate import judged, rewards
+from adadpo.bench import records
+from adadpo.bench.evaluate import judged, length_only, rewards
+from adadpo.bench.judge import judge_prob
 from adadpo.bench.worlds.smollm2.data import World
 from adadpo.bench.worlds.smollm2.policy import response_logps, sample
 from adadpo.bench.worlds.smollm2.tasks import quality, words
@@ -45,8 +57,40 @@ EXAMPLES = 6
 _PAIR_TRUNKS: dict[str, TrunkMemo] = {}
 
 
-def evaluate_policy(world: World, policy, reference, tokenizer, seed: int) -> dict:
-    """Metrics of ``policy`` vs ``reference`` on the world's held-out prompts and pairs (see module doc)."""
+@dataclass(frozen=True)
+class CapProbe:
+    """Rambling or collapse: for a run whose share of answers that ended before the cap (``max_new_tokens``) is
+    below ``below``, sample one answer to each of ``prompts`` held-out prompts (a sample drawn with the run's
+    evaluation seed) with twice the cap, and report the share that ended within the cap and within twice it.
+    ``prompts=0`` never probes."""
+
+    prompts: int = 24
+    below: float = 0.95
+
+
+#: The evaluation's default probe (an option of :func:`evaluate_policy`).
+CAP_PROBE = CapProbe()
+
+
+def cap_probe(world: World, policy, tokenizer, seed: int, prompts: int) -> dict:
+    """The :class:`CapProbe` figures of ``policy`` on ``prompts`` held-out prompts (see the module doc)."""
+    cfg = world.config
+    n = len(world.eval_tasks)
+    chosen = sorted(np.random.default_rng([seed, 31]).choice(n, size=min(prompts, n), replace=False).tolist())
+    cap = cfg.max_new_tokens
+    with torch.random.fork_rng():
+        out = sample(policy, tokenizer, [world.prompt_text(tokenizer, world.eval_tasks[i]) for i in chosen], n=1,
+                     max_new_tokens=2 * cap, temperature=cfg.temperature, seed=20_000 + seed)
+    # an answer ends within the cap when its EOS is among the first ``cap`` new tokens (``tokens`` exclude EOS)
+    within = [e and len(t) < cap for t, e in zip(out.tokens, out.ended)]
+    return {"prompt_ids": chosen, "cap": cap, "ended_at_cap": float(np.mean(within)),
+            "ended_at_2cap": float(np.mean(out.ended)), "tokens": float(np.mean([len(t) for t in out.tokens]))}
+
+
+def evaluate_policy(world: World, policy, reference, tokenizer, seed: int, probe: CapProbe | None = CAP_PROBE
+                    ) -> dict:
+    """Metrics of ``policy`` vs ``reference`` on the world's held-out prompts and pairs (see module doc);
+    ``probe``: when and how widely to probe answers that run into the cap (``None``: never)."""
     cfg, e = world.config, world.config.eval_samples
     prompts = [world.prompt_text(tokenizer, t) for t in world.eval_tasks]
     flat_prompts = [p for p in prompts for _ in range(e)]
@@ -83,12 +127,27 @@ def evaluate_policy(world: World, policy, reference, tokenizer, seed: int) -> di
                                                                             [p[side] for p in pairs])
             delta[side] = logps - ref_logps
     clock.append(time.perf_counter())
+    probed = {}
+    if probe is not None and probe.prompts > 0 and np.mean(answers.ended) < probe.below:
+        probed = {"cap_probe": {**cap_probe(world, policy, tokenizer, seed, probe.prompts), **asdict(probe)}}
+        clock.append(time.perf_counter())
     examples = [{"prompt": world.eval_tasks[i].text, "reference": ref_texts[i * e], "answer": answers.texts[i * e],
                  "quality": float(q[i * e]), "ref_quality": float(q_ref[i * e])}
                 for i in range(min(EXAMPLES, len(world.eval_tasks)))]
+    ref_tokens = world.eval_reference["tokens"]
+    comparisons = records.comparisons(
+        prompt=[i // e for i in range(len(tasks))], kind=[t.kind for t in tasks],
+        sample=[i % e for i in range(len(tasks))],
+        text=answers.texts, words=n.astype(int), tokens=[len(t) for t in answers.tokens], ended=answers.ended,
+        quality=q, judge=judge_prob(cfg, q, q_ref, n, n_ref), truth=judge_prob(cfg, q, q_ref, n, n_ref, eta=0.0),
+        ref_words=n_ref.astype(int), ref_tokens=[len(t) for t in ref_tokens],
+        ref_ended=world.eval_reference["ended"], ref_quality=q_ref)
+    bar = length_only(np.array([len(p["chosen"]) for p in pairs]), np.array([len(p["rejected"]) for p in pairs]))
     return {
         "eval_comparisons": len(answers.texts), "eval_pairs": len(pairs),
         **judged(cfg, q, q_ref, n, n_ref), "kl": float(kl.mean()), "ended": float(np.mean(answers.ended)),
-        **rewards(delta["chosen"], delta["rejected"], tie=0.5), "examples": examples,
-        "eval_seconds": dict(zip(("sample", "kl", "pairs"), np.diff(clock).round(2).tolist())),
+        "ref_ended": float(np.mean(world.eval_reference["ended"])),
+        **rewards(delta["chosen"], delta["rejected"], tie=0.5), "length_only": bar, **probed, "examples": examples,
+        "comparisons": comparisons,
+        "eval_seconds": dict(zip(("sample", "kl", "pairs", "probe"), np.diff(clock).round(2).tolist())),
     }
