@@ -160,63 +160,71 @@ def _interval(d: dict) -> str:
     return f"{d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}]"
 
 
-def _smollm2_grids() -> list[str]:
-    """The real-model grids committed so far (each has a summary), not the gate or the superseded world."""
-    root = RESULTS / "smollm2"
+#: The real-model study superseded by docs/results/smollm2/PLAN.md (issue 31): its grids and reading stay, labelled.
+SUPERSEDED_V3 = RESULTS / "smollm2" / "superseded-world-v3"
+
+
+def _smollm2_grids(root: Path = SUPERSEDED_V3) -> list[str]:
+    """The real-model grids committed under ``root`` (each has a summary), not the gate."""
     return sorted(p.parent.name for p in root.glob("*/summary.json") if p.parent.name != "gate")
 
 
-def test_smollm2_docs_quote_every_grid_against_the_untrained_model():
-    """docs/results/smollm2/README.md gives, for every committed grid, both forms' pooled ΔTQ over the untrained
-    model and the balanced - plain difference on TQ and LC, as the grid's summary has them; README.md's
-    paragraph quotes the DPO grid's and the gate's."""
+def test_superseded_smollm2_docs_quote_every_grid_against_the_untrained_model():
+    """The superseded study's README gives, for every grid, both forms' pooled ΔTQ over the untrained model and
+    the balanced - plain difference on TQ and LC, as the grid's summary has them, and the gate's figures."""
     grids = _smollm2_grids()
-    assert "dpo" in grids
-    doc = _text(RESULTS / "smollm2" / "README.md").replace("**", "")
-    readme = _text(ROOT / "README.md").replace("**", "")
+    assert grids == sorted(["dpo", "simpo", "ipo", "rdpo", "cpo", "orpo"])
+    doc = _text(SUPERSEDED_V3 / "README.md").replace("**", "")
+    assert doc.startswith("# Superseded"), "the superseded study's README must say so first"
     for grid in grids:
-        s = _summary(f"smollm2/{grid}")
+        s = _summary(f"smollm2/superseded-world-v3/{grid}")
         pooled = s["vs_untrained"]["pooled"]
         for c in s["comparisons"]:
             if c["metric"] != "tq":
                 continue
             base, cand = c["base"], c["cand"]
             lc = _by_metric(s)[(base, cand, "lc")]
-            figures = [_interval(pooled[base]["tq"]), _interval(pooled[cand]["tq"]), _ci(c), _ci(lc)]
-            for q in figures:
-                assert q in doc, f"docs/results/smollm2/README.md: expected {grid}'s {q!r}"
-            if grid == "dpo":
-                for q in figures:
-                    assert q in readme, f"README.md: expected the DPO grid's {q!r}"
-    gate = _summary("smollm2/gate")["vs_untrained"]["gates"]["DPO"]
+            for q in [_interval(pooled[base]["tq"]), _interval(pooled[cand]["tq"]), _ci(c), _ci(lc)]:
+                assert q in doc, f"superseded-world-v3/README.md: expected {grid}'s {q!r}"
+    gate = _summary("smollm2/superseded-world-v3/gate")["vs_untrained"]["gates"]["DPO"]
     quoted = f"ΔTQ {gate['d_tq']:+.3f} [{gate['lo']:+.3f}, {gate['hi']:+.3f}]"
-    assert quoted in _text(RESULTS / "smollm2" / "gate" / "report.md")
-    best = _summary("smollm2/gate")["vs_untrained"]["cells"]["DPO"]
-    assert any(_interval(cell["tq"]) in readme for cell in best.values()), "README.md: the gate's ΔTQ"
+    assert quoted in _text(SUPERSEDED_V3 / "gate" / "report.md")
 
 
-def test_smollm2_families_md_is_generated_from_the_grids():
-    """docs/results/smollm2/families.md is `python -m adadpo.bench.families` over every committed grid, in the
-    docs' order, and its figure is there."""
+def test_superseded_smollm2_families_md_is_generated_from_the_grids():
+    """The superseded study's families.md is `python -m adadpo.bench.families` over its grids, in the docs'
+    order, and its figure is there."""
     from adadpo.bench.families import families_table
 
-    root = RESULTS / "smollm2"
     order = ["dpo", "simpo", "ipo", "rdpo", "cpo", "orpo"]
     assert sorted(order) == _smollm2_grids()
-    text = (root / "families.md").read_text()
-    assert text.startswith(families_table([root / g for g in order]) + "\n")
-    assert (root / "families.png").is_file() and "(families.png)" in text
+    text = (SUPERSEDED_V3 / "families.md").read_text()
+    assert text.startswith(families_table([SUPERSEDED_V3 / g for g in order]) + "\n")
+    assert (SUPERSEDED_V3 / "families.png").is_file() and "(families.png)" in text
 
 
-def test_readme_family_table_quotes_every_grid():
-    """README.md's real-model table: one row per family, its figures from the grid's summary."""
-    from adadpo.bench.families import load
-
+def test_readme_quotes_the_superseded_study_per_seed():
+    """README.md's table of the superseded study: one row per family, its per-seed intervals from the grid's
+    summary (the plan's primary interval), and the superseded study is named as such."""
     readme = _text(ROOT / "README.md").replace("**", "")
-    root = RESULTS / "smollm2"
-    for f in load([root / g for g in _smollm2_grids()]):
-        words = [f"{f.pooled(m, 'length')['mean']:+.1f}".replace("-0.0", "+0.0") for m in (f.plain, f.balanced)]
-        row = (f"| {f.plain} ({f.diff('tq')['cells']}) | {_interval(f.pooled(f.plain, 'tq'))} "
-               f"| {_interval(f.pooled(f.balanced, 'tq'))} | {_ci(f.diff('tq'))} | {_ci(f.diff('lc'))} "
-               f"| {words[0]} / {words[1]} |")
+    names = {"dpo": "DPO", "simpo": "SimPO", "ipo": "IPO", "rdpo": "R-DPO", "cpo": "CPO", "orpo": "ORPO"}
+    assert "superseded-world-v3" in readme and "PLAN.md" in readme
+    for grid in _smollm2_grids():
+        e = _summary(f"smollm2/superseded-world-v3/{grid}")["evidence"]
+        c = e["comparisons"][0]
+        plain, balanced = (e["methods"][c[k]]["tq"]["per_seed"] for k in ("plain", "balanced"))
+        row = (f"| {names[grid]} ({c['tq']['signs']['cells']}) | {_interval(plain)} | {_interval(balanced)} "
+               f"| {_interval(c['tq']['per_seed'])} | {_interval(c['lc']['per_seed'])} "
+               f"| {c['lc']['signs']['above']} / {c['lc']['signs']['below']} |")
         assert row in readme, f"README.md: expected the row {row!r}"
+
+
+def test_the_study_plan_was_committed_before_its_grids():
+    """PLAN.md exists and names every sweep file of the study; a grid of the study (a summary beside PLAN.md)
+    was run from one of them."""
+    plan = _text(RESULTS / "smollm2" / "PLAN.md")
+    study = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "examples" / "smollm2").rglob("*.yaml"))
+    assert len(study) == 8
+    assert "examples/smollm2/*.yaml" in plan and "examples/smollm2/world-b/*.yaml" in plan
+    for grid in _smollm2_grids(RESULTS / "smollm2") + _smollm2_grids(RESULTS / "smollm2" / "world-b"):
+        assert any(Path(f).stem == grid for f in study), grid

@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
-# The real-model results under docs/results/smollm2 (SmolLM2-135M-Instruct, world lmworld-0b4cf880d41a, shipped in
-# the package). First the gate (does plain DPO improve on the untrained model at all?), then the six grids, then
-# families.md (every grid side by side against the untrained model); each sweep
-# skips the runs already in its results.jsonl, so this resumes after an interruption and, when everything is there,
-# only rewrites the reports. Extra arguments go to every `adadpo sweep`.
+# The planned real-model study (docs/results/smollm2/PLAN.md), in the plan's order: world A's DPO (3 x 3) and
+# SimPO, world B's DPO and SimPO, then IPO, R-DPO, CPO and ORPO on world A; then families.md for each world.
+# Each sweep builds its world on first use (from the shipped snapshot when there is one), skips the runs already in
+# its results.jsonl, so this resumes after an interruption and, when everything is there, only rewrites the
+# reports. Extra arguments go to every `adadpo sweep`.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 export HF_HUB_OFFLINE=1
-adadpo sweep --config examples/smollm2/gate_dpo.yaml --output_dir docs/results/smollm2/gate \
-  --title "The gate: DPO against the untrained SmolLM2-135M-Instruct" "$@"
-adadpo sweep --config examples/smollm2/sweep_dpo.yaml --output_dir docs/results/smollm2/dpo \
-  --title "DPO vs AdaDPO on SmolLM2-135M-Instruct" "$@"
-adadpo sweep --config examples/smollm2/sweep_simpo.yaml --output_dir docs/results/smollm2/simpo \
-  --title "SimPO vs AdaSimPO on SmolLM2-135M-Instruct" "$@"
+out=docs/results/smollm2
+sweep() {  # sweep CONFIG OUT TITLE [ARGS...]
+  local config=$1 dir=$2 title=$3; shift 3
+  adadpo sweep --config "$config" --output_dir "$dir" --title "$title" "$@"
+}
+sweep examples/smollm2/dpo.yaml "$out/dpo" "DPO vs AdaDPO on SmolLM2-135M-Instruct (world A)" "$@"
+sweep examples/smollm2/simpo.yaml "$out/simpo" "SimPO vs AdaSimPO on SmolLM2-135M-Instruct (world A)" "$@"
+sweep examples/smollm2/world-b/dpo.yaml "$out/world-b/dpo" "DPO vs AdaDPO on SmolLM2-135M-Instruct (world B)" "$@"
+sweep examples/smollm2/world-b/simpo.yaml "$out/world-b/simpo" "SimPO vs AdaSimPO on SmolLM2-135M-Instruct (world B)" "$@"
 for family_title in "ipo:IPO vs AdaIPO" "rdpo:R-DPO vs AdaR-DPO" "cpo:CPO vs AdaCPO" "orpo:ORPO vs AdaORPO"; do
   family=${family_title%%:*}
-  adadpo sweep --config "examples/smollm2/$family.yaml" --output_dir "docs/results/smollm2/$family" \
-    --title "${family_title#*:} on SmolLM2-135M-Instruct" "$@"
+  sweep "examples/smollm2/$family.yaml" "$out/$family" "${family_title#*:} on SmolLM2-135M-Instruct (world A)" "$@"
 done
-# every family side by side, against the untrained model: families.md and families.png
-(cd docs/results/smollm2 && python -m adadpo.bench.families . dpo simpo ipo rdpo cpo orpo)
+python -m adadpo.bench.families "$out" "$out"/{dpo,simpo,ipo,rdpo,cpo,orpo}
+python -m adadpo.bench.families "$out/world-b" "$out"/world-b/{dpo,simpo}
