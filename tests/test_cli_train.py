@@ -188,8 +188,8 @@ def test_checkpoint_is_staged_so_a_crash_mid_save_leaves_none(world, tmp_path, m
         _train(tmp_path, _config(world, out, loss="simpo"))
     assert info.value.code == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "adadpo train: interrupted at step 2; no checkpoint was saved yet (it will start over). "
-        "Run the same command again to resume")
+        "adadpo train: interrupted at step 2; no checkpoint was saved yet (one is saved every save_steps=2 steps). "
+        "Run the same command again to start over")  # before: "(it will start over). ... again to resume"
     assert not list(out.glob("checkpoint-*"))  # the half-written save stayed in the staging directory
     assert (out / ".staging" / "checkpoint-2" / "model.safetensors").exists()
     monkeypatch.undo()

@@ -139,6 +139,8 @@ def train(script, config, model_args, mixture=None, given: set[str] = frozenset(
     from adadpo.cli.run_dir import (Interrupted, RunSession, checkpoint_is_final, finish_from_checkpoint,
                                     interrupted_message, run_settings)
 
+    from adadpo.cli.guard import check_output_dir
+    from adadpo.cli.run_inputs import run_inputs
     from adadpo.trl.ranges import check_fields
 
     for instance in (script, model_args, mixture):
@@ -153,10 +155,12 @@ def train(script, config, model_args, mixture=None, given: set[str] = frozenset(
         raise ValueError("use_peft=True needs the peft package: pip install 'adadpo[peft]'")
 
     _check_training_args(config)
+    check_output_dir(config.output_dir, script, model_args, mixture if use_mixture else None)
     reports = [config.report_to] if isinstance(config.report_to, str) else list(config.report_to or [])
     if "tensorboard" in reports and importlib.util.find_spec("tensorboard") is None:
         raise ModuleNotFoundError("report_to=['tensorboard'] needs the tensorboard package", name="tensorboard")
-    settings = run_settings(*(i for i in (script, config, model_args, mixture) if i is not None))
+    settings = {**run_settings(*(i for i in (script, config, model_args, mixture) if i is not None)),
+                **run_inputs(script, config, model_args, mixture if use_mixture else None)}
     with _removed_if_unused(config.output_dir, config.process_index == 0), \
             RunSession(config, settings, auto_resume=script.auto_resume, overwrite=script.overwrite_output_dir) as run:
         if run.plan.finished:

@@ -66,6 +66,14 @@ def missing_files(checkpoint: str, args: Any) -> list[str]:
     return [name for name in needed if not any(os.path.isfile(os.path.join(checkpoint, n)) for n in name.split("|"))]
 
 
+def holds_optimizer(checkpoint: str) -> bool:
+    """Whether ``checkpoint`` keeps the optimizer's state (not a ``save_only_model`` one; DeepSpeed and FSDP keep
+    it in directories of their own)."""
+    return any(os.path.exists(os.path.join(checkpoint, n)) for n in ("optimizer.pt", "optimizer.bin")) or any(
+        os.path.isdir(os.path.join(checkpoint, n)) and n.startswith(("global_step", "optimizer"))
+        for n in os.listdir(checkpoint))
+
+
 def corrupt(path: str) -> str | None:
     """Why the checkpoint file ``path`` cannot be read (a JSON file that does not parse, a safetensors file whose
     header or size is wrong, a torch archive without its directory: a file cut short), or ``None``. Cheap: no
@@ -174,3 +182,30 @@ class StagedCheckpoints:
         if checkpoint is not None:
             check_checkpoint(checkpoint, self.args)
         super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None and not os.path.isfile(os.path.join(checkpoint, "scheduler.pt")):
+            self._continue_schedule(checkpoint)
+
+    def _continue_schedule(self, checkpoint: str) -> None:
+        """A model-only checkpoint (``save_only_model``) has no scheduler state: advance the fresh schedule to the
+        checkpoint's step, so that the learning rate continues where it was instead of starting over (warm-up
+        again)."""
+        import warnings
+
+        try:
+            with open(os.path.join(checkpoint, TRAINER_STATE), encoding="utf-8") as f:
+                step = int(json.load(f).get("global_step", 0))
+        except (OSError, ValueError, TypeError):
+            return
+        scheduler = getattr(self, "lr_scheduler", None)
+        if scheduler is None or getattr(scheduler, "last_epoch", 0) >= step:
+            return
+        with warnings.catch_warnings():  # "lr_scheduler.step() before optimizer.step()": no step is taken here
+            warnings.simplefilter("ignore")
+            for _ in range(step - scheduler.last_epoch):
+                scheduler.step()
+
+    def _load_callback_state(self) -> None:
+        """On resume transformers restores the checkpoint's ``logging_steps``, ``eval_steps`` and ``save_steps``;
+        these may change on resume (docs/training.md), so the run's own values are taken again."""
+        super()._load_callback_state()
+        self.state.compute_steps(self.args, self.state.max_steps)
