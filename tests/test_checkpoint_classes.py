@@ -1,9 +1,10 @@
-"""Generated tests: every file of a checkpoint, truncated and deleted in turn, then the run resumed with the same
-command. Each case either resumes correctly (the run finishes its steps) or stops with one line that names the
+"""Generated tests: every file of a checkpoint, truncated, deleted, emptied and overwritten with random bytes in
+turn, then the run resumed with the same command. Each case either resumes correctly (the run finishes its steps) or stops with one line that names the
 checkpoint and the file; never a traceback, never a resume that silently restarts the optimizer or the model."""
 
 from __future__ import annotations
 
+import random
 import shutil
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from adadpo.trl.callbacks import read_metrics
 
 #: What a resume cannot do without (deleted: an error naming it); every other file may go (tokenizer, config, ...).
 REQUIRED = {"trainer_state.json", "optimizer.pt", "scheduler.pt", "model.safetensors"}
-#: Files the checks read (truncated: an error naming it); a truncated chat template is only text.
+#: Files the checks read (damaged: an error naming it); a damaged chat template is only text, and the resume reads
+#: the tokenizer from model_name_or_path, not from the checkpoint.
 PARSED = (".json", ".safetensors", ".pt", ".pth", ".bin")
 
 
@@ -58,7 +60,7 @@ def test_the_listed_files_are_every_file_of_a_checkpoint(interrupted):
     assert sorted(p.name for p in (out / "checkpoint-2").iterdir()) == FILES
 
 
-CASES = [(name, how) for name in FILES for how in ("truncated", "deleted")]
+CASES = [(name, how) for name in FILES for how in ("truncated", "deleted", "zero bytes", "random bytes")]
 
 
 @pytest.mark.parametrize(("name", "how"), CASES, ids=[f"{n}-{h}" for n, h in CASES])
@@ -67,11 +69,15 @@ def test_a_damaged_checkpoint_file_resumes_or_is_one_line(interrupted, tmp_path,
     out = tmp_path / "out"
     shutil.copytree(template, out)
     path = out / "checkpoint-2" / name
+    data = path.read_bytes()
     if how == "deleted":
         path.unlink()
-    else:
-        data = path.read_bytes()
+    elif how == "truncated":
         path.write_bytes(data[: len(data) // 2])
+    elif how == "zero bytes":
+        path.write_bytes(b"")
+    else:  # the same size, other bytes (a copy gone wrong, a bad sector)
+        path.write_bytes(random.Random(name).randbytes(len(data)))
     code, err = train_cli({**config, "output_dir": str(out)}, tmp_path, capsys)
     expected_error = name in REQUIRED if how == "deleted" else name.endswith(PARSED)
     if code == 0:  # a correct resume: the run ends at its last step, from checkpoint-2

@@ -21,6 +21,9 @@ EXTRAS = {
     "gguf": "bench",
     "peft": "peft",
     "tensorboard": "tensorboard",
+    "liger_kernel": "liger",
+    "flash_attn": "flash",
+    "bitsandbytes": "quant",
 }
 #: The extras each extra brings with it (pyproject.toml): a command's own extra covers these.
 INCLUDES = {"bench": ("bench", "trainer", "eval"), "test": ("test", "trainer", "eval", "bench", "peft")}
@@ -32,7 +35,8 @@ def missing_extra(err: ModuleNotFoundError, command_extra: str | None = None) ->
     package's."""
     top = (err.name or "").split(".")[0]
     if top not in EXTRAS:
-        return None
+        pip = getattr(err, "pip", None)  # a package of no extra, named by the check that needs it
+        return f"{err}, which is not installed: pip install {pip}" if pip else None
     extra = EXTRAS[top]
     if command_extra and extra in INCLUDES.get(command_extra, (command_extra,)):
         extra = command_extra

@@ -13,6 +13,10 @@ A run writes its final model (``model.safetensors``, ``config.json``, the tokeni
 
 Each is a ``ValueError`` in one line naming both paths. Paths are compared after ``~`` expansion and symlink
 resolution (``os.path.realpath``).
+
+A path-valued key holding ``$VAR`` or ``${VAR}`` is refused (:func:`check_no_variables`): YAML and TRL do not expand
+variables, so ``output_dir: $SCRATCH/run`` would create a directory literally named ``$SCRATCH``. The shell expands
+them on the command line; in a config file, write the path out.
 """
 
 from __future__ import annotations
@@ -26,6 +30,35 @@ from adadpo.cli.run_dir import RECORD
 from adadpo.trl.dirlock import LOCK
 
 CHECKPOINT_NAME = re.compile(r"checkpoint-\d+$")
+VARIABLE = re.compile(r"\$(\{\w+\}|\w+)")
+#: The keys of ``adadpo train`` whose value is a path (or a Hub id), and those of a ``datasets`` mixture entry.
+PATH_KEYS = ("output_dir", "model_name_or_path", "tokenizer_name_or_path", "dataset_name", "resume_from_checkpoint",
+             "deepspeed", "fsdp_config", "accelerator_config")
+MIXTURE_PATH_KEYS = ("path", "data_dir", "data_files")
+
+
+def path_values(config: dict[str, Any]) -> list[tuple[str, Any]]:
+    """``(key, value)`` of every path-valued key of a config mapping (:data:`PATH_KEYS`, and each mixture entry's
+    :data:`MIXTURE_PATH_KEYS`, lists flattened)."""
+    values = [(k, config[k]) for k in PATH_KEYS if k in config]
+    for n, entry in enumerate(config.get("datasets") or []):
+        for k in MIXTURE_PATH_KEYS:
+            value = entry.get(k) if isinstance(entry, dict) else getattr(entry, k, None)
+            values += [(f"datasets[{n}].{k}", v) for v in (value if isinstance(value, list) else [value])]
+    return values
+
+
+def check_no_variables(values: list[tuple[str, Any]]) -> None:
+    """``ValueError`` naming the key and the variable when one of ``values`` (:func:`path_values`) holds an
+    unexpanded ``$VAR``."""
+    for key, value in values:
+        found = VARIABLE.search(value) if isinstance(value, str) else None
+        if found:
+            name = found.group(1).strip("{}")
+            state = "set" if name in os.environ else "not set"
+            raise ValueError(f"{key}={value!r} holds the variable {found.group(0)} ({state} here), which is not "
+                             "expanded in a config file; write the path out (on the command line the shell expands "
+                             "it)")
 
 
 def _local(value: Any) -> str | None:
