@@ -10,7 +10,7 @@ import sys
 
 from adadpo import __version__
 from adadpo.cli import demo, diagnose, explain, sweep, train
-from adadpo.cli.options import accept_dashes, rename_old_options
+from adadpo.cli.options import accept_dashes, plain_help, plain_text, rename_old_options
 
 COMMANDS = {"explain": explain, "demo": demo, "train": train, "diagnose": diagnose, "sweep": sweep}
 
@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_parser(sub)
     for command in sub.choices.values():
         accept_dashes(command)
+        plain_help(command)
+    for action in sub._choices_actions:  # the one-line help of each command in `adadpo --help`
+        action.help = plain_text(action.help)
     return parser
 
 

@@ -111,8 +111,12 @@ def run(args: argparse.Namespace) -> int:
     if argv[:1] in (["-h"], ["--help"]):
         from trl import TrlParser
 
+        from adadpo.cli.options import plain_help
+
         parser = TrlParser(_dataclass_types(), prog="adadpo train", usage=HELP_USAGE, description=help_intro())
         _negations_say_what_they_do(parser)
+        _help_says_what_adadpo_does(parser)
+        plain_help(parser)
         parser.print_help()
         return 0
     parsed = parse(argv)
@@ -123,6 +127,26 @@ def run(args: argparse.Namespace) -> int:
         return launch(parsed)
     train(*parsed.instances, parsed.given, parsed.overridden)
     return 0
+
+
+#: Help of transformers' keys whose behaviour under ``adadpo train`` differs from what transformers says.
+HELP_OVERRIDES = {
+    "output_dir": ("The output directory of the run (model, checkpoints, metrics); it must not hold or lie inside "
+                   "what the run reads or another run's files."),
+    "save_only_model": ("Save only the model weights in checkpoints, not the optimizer, scheduler and RNG state; a "
+                        "resume from such a checkpoint continues the step count and learning-rate schedule with fresh "
+                        "optimizer moments (and says so)."),
+}
+#: Defaults the help shows where the dataclass's is a placeholder (transformers' output_dir=None means this).
+HELP_DEFAULTS = {"output_dir": "trainer_output"}
+
+
+def _help_says_what_adadpo_does(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:
+        if action.dest in HELP_OVERRIDES:
+            action.help = HELP_OVERRIDES[action.dest]
+        if action.dest in HELP_DEFAULTS:
+            action.default = HELP_DEFAULTS[action.dest]
 
 
 def _negations_say_what_they_do(parser: argparse.ArgumentParser) -> None:

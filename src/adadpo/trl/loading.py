@@ -160,7 +160,7 @@ def causal_lm_problem(config: Any) -> str | None:
         return f"an encoder-only model ({kind}: bidirectional attention, no next-token prediction); use a causal LM"
     auto_map = getattr(config, "auto_map", None) or {}
     if kind not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and "AutoModelForCausalLM" not in auto_map:
-        return f"a {kind or 'model'} has no causal-LM class in transformers; use a causal LM"
+        return f"a model of type {kind!r} with no causal-LM class in transformers; use a causal LM"
     saved = getattr(config, "architectures", None) or []
     if saved and not any(name.endswith(CAUSAL_HEADS) for name in saved):
         return (f"its weights are a {', '.join(saved)}, without the language-model head (AutoModelForCausalLM would "
