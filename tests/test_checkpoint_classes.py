@@ -87,3 +87,22 @@ def test_a_damaged_checkpoint_file_resumes_or_is_one_line(interrupted, tmp_path,
         lines = [line for line in err.strip().splitlines() if line.startswith("adadpo train: ")]
         assert expected_error and len(lines) == 1 and "Traceback" not in err, err[-2000:]
         assert f"checkpoint {out / 'checkpoint-2'}" in lines[0] and name.split(".")[0] in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_in_a_checkpoint_are_one_line_not_blamed_on_the_learning_rate(interrupted, tmp_path,
+                                                                                          capsys, value):
+    from safetensors.torch import load_file, save_file
+
+    template, config = interrupted
+    out = tmp_path / "out"
+    shutil.copytree(template, out)
+    path = out / "checkpoint-2" / "model.safetensors"
+    tensors = load_file(path)
+    name = sorted(tensors)[1]
+    tensors[name].view(-1)[:3] = value  # a valid file, bytes changed inside the data
+    save_file(tensors, path, metadata={"format": "pt"})
+    code, err = train_cli({**config, "output_dir": str(out)}, tmp_path, capsys)
+    lines = [line for line in err.strip().splitlines() if line.startswith("adadpo train: ")]
+    assert code == 2 and len(lines) == 1, err[-2000:]  # before: "training diverged: try a lower learning_rate"
+    assert f"has non-finite weights in model.safetensors ({name}: 3 of" in lines[0], lines[0]

@@ -96,9 +96,27 @@ def corrupt(path: str) -> str | None:
     return None
 
 
+def non_finite_weights(path: str) -> str | None:
+    """The first tensor of the safetensors file ``path`` holding NaN or inf (``"name: 3 of 64 values"``), or
+    ``None``: weights a resume would train from, which no learning rate could have produced from finite ones
+    that were saved (a copy gone wrong, bytes changed inside the data). Reads every tensor, one at a time."""
+    import torch
+    from safetensors import safe_open
+
+    with safe_open(path, "pt") as f:
+        for name in f.keys():
+            tensor = f.get_tensor(name)
+            if tensor.is_floating_point():
+                bad = int((~torch.isfinite(tensor)).sum())
+                if bad:
+                    return f"{name}: {bad} of {tensor.numel()} values"
+    return None
+
+
 def check_checkpoint(checkpoint: str, args: Any) -> None:
     """``ValueError`` naming the checkpoint and the file when it cannot be resumed from as it was saved: a file
-    missing (:func:`missing_files`) or cut short (:func:`corrupt`)."""
+    missing (:func:`missing_files`), cut short (:func:`corrupt`), or weights holding NaN or inf
+    (:func:`non_finite_weights`)."""
     missing = missing_files(checkpoint, args)
     if missing:
         raise ValueError(
@@ -111,6 +129,13 @@ def check_checkpoint(checkpoint: str, args: Any) -> None:
             raise ValueError(
                 f"checkpoint {checkpoint} has a corrupt {name} ({problem}; written or copied half-way?). Resume from "
                 "another checkpoint (resume_from_checkpoint), or delete this one")
+    for name in sorted(n for n in os.listdir(checkpoint) if n.endswith(".safetensors")):
+        bad = non_finite_weights(os.path.join(checkpoint, name))
+        if bad:
+            raise ValueError(
+                f"checkpoint {checkpoint} has non-finite weights in {name} ({bad} are NaN or inf): the run would "
+                "resume from broken weights. Resume from another checkpoint (resume_from_checkpoint), or delete "
+                "this one")
 
 
 class StagedCheckpoints:
@@ -176,10 +201,11 @@ class StagedCheckpoints:
             resume_from_checkpoint = get_last_checkpoint(self.args.output_dir) or True  # True: transformers says
         if isinstance(resume_from_checkpoint, str):
             check_checkpoint(resume_from_checkpoint, self.args)  # before transformers reads any of it
+            self._checked_checkpoint = resume_from_checkpoint  # its weights were read once: not again below
         return super().train(resume_from_checkpoint, *args, **kwargs)
 
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
-        if checkpoint is not None:
+        if checkpoint is not None and checkpoint != getattr(self, "_checked_checkpoint", None):
             check_checkpoint(checkpoint, self.args)
         super()._load_optimizer_and_scheduler(checkpoint)
         if checkpoint is not None and not os.path.isfile(os.path.join(checkpoint, "scheduler.pt")):
