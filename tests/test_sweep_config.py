@@ -86,3 +86,29 @@ def test_balance_true_is_the_default_balance(tmp_path):
     config = load_sweep_config(path)
     assert [m.balance for m in config.methods] == [None, {}, None]  # before: True reached a worker and failed there
     assert [b for _, b in config.comparisons] == ["AdaDPO"]
+
+
+@pytest.mark.parametrize("key", sorted(KEYS - {"world_kind"}) + ["world.eta", "methods[0].loss"])
+def test_a_key_given_twice_is_one_line_naming_it(tmp_path, capsys, monkeypatch, key):
+    content = {**GOOD, "world": {"eta": 1.0}, "budget": {"epochs": 1}, "comparisons": [["DPO", "AdaDPO"]],
+               "workers": 1, "epochs": [1], "untrained": True, "reuse": []}
+    text = yaml.safe_dump(content, default_flow_style=False, sort_keys=False).splitlines()
+    if key == "world.eta":
+        at = text.index("  eta: 1.0")
+    elif key == "methods[0].loss":
+        at = text.index("  loss: dpo")
+    else:
+        at = next(i for i, line in enumerate(text) if line.startswith(f"{key}:"))
+    end = at + 1
+    while end < len(text) and text[end].startswith(" " * (len(text[at]) - len(text[at].lstrip()) + 1)):
+        end += 1  # the key's nested lines go with it
+    doubled = text[:end] + text[at:end] + text[end:]
+    monkeypatch.setattr(sweep, "run_sweep", lambda *a, **k: pytest.fail("a world was built"))
+    path = tmp_path / "sweep.yaml"
+    path.write_text("\n".join(doubled) + "\n")
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["sweep", "--config", str(path), "--output_dir", str(tmp_path / "out")])
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    name = key.split(".")[-1]
+    assert f"key {name!r} (lines {at + 1} and {end + 1}) is given twice" in line, (line, doubled)

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from adadpo.bench.run import UNTRAINED, Budget, Method, RunSpec
-from adadpo.bench.sweep_config import check_methods, checked_values
+from adadpo.bench.sweep_config import check_methods, checked_values, repeated_key
 from adadpo.bench.world import WORLDS, World, get_world
 
 
@@ -139,13 +139,17 @@ def _yaml_mapping(path: str | os.PathLike, expected: str) -> dict[str, Any]:
 
     try:
         with open(path) as f:
-            raw = yaml.safe_load(f) or {}
+            text = f.read()
+        raw = yaml.safe_load(text) or {}
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file (expected a YAML file with {expected})") from None
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected {expected}, got {type(raw).__name__}")
+    repeated = repeated_key(text)
+    if repeated:
+        raise ValueError(f"{path}: {repeated} is given twice; the last would silently win: keep one")
     return raw
 
 

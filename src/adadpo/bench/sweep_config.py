@@ -12,6 +12,8 @@ the right type, or raises one line naming the file and the key:
   (``AdaDPOConfig``) for every beta, so an unknown loss, a bad balance field or parameter, or a beta the loss
   refuses fails here, naming the method, and not inside a worker after the world was built.
 * ``comparisons``: pairs of method names.
+
+A key given twice in one mapping of the file (:func:`repeated_key`) is refused too.
 """
 
 from __future__ import annotations
@@ -25,6 +27,31 @@ from typing import Any
 LISTS = {"betas": "positive", "learning_rates": "positive", "seeds": "integer", "epochs": "integer",
          "reuse": "directory"}
 METHOD_KEYS = ("name", "loss", "balance", "params")
+
+
+def repeated_key(text: str) -> str | None:
+    """``"key 'betas' (lines 2 and 5)"`` for the first key a YAML mapping of ``text`` gives twice (PyYAML keeps
+    the last without a word), or ``None``; text that does not parse is left to the loader, which says why."""
+    import yaml
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    todo = [root] if root is not None else []
+    while todo:
+        node = todo.pop()
+        if isinstance(node, yaml.MappingNode):
+            lines: dict[str, int] = {}
+            for key, value in node.value:
+                name = str(key.value)
+                if name in lines:
+                    return f"key {name!r} (lines {lines[name]} and {key.start_mark.line + 1})"
+                lines[name] = key.start_mark.line + 1
+                todo.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            todo += node.value
+    return None
 
 
 def _as_list(value: Any) -> list[Any]:
