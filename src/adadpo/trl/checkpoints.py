@@ -1,6 +1,7 @@
 """Staged checkpoints: ``checkpoint-N`` is written into a staging directory and renamed into place.
 
-A run killed while saving leaves at most a stale staging directory, which ``get_last_checkpoint`` ignores and
+Each checkpoint keeps a manifest of its files' sha256 (:data:`CHECKSUMS`), checked at resume with the other
+checks (:func:`check_checkpoint`). A run killed while saving leaves at most a stale staging directory, which ``get_last_checkpoint`` ignores and
 the next save removes; every ``checkpoint-N`` on disk is complete. Rotation (``save_total_limit``) and the
 replacement of an existing ``checkpoint-N`` first rename the doomed directory out of the ``checkpoint-*``
 namespace, then delete it, so a kill half-way through a deletion leaves no half checkpoint either. A checkpoint
@@ -113,10 +114,63 @@ def non_finite_weights(path: str) -> str | None:
     return None
 
 
+#: A checkpoint's manifest: the sha256 of each of its files as saved, and of the manifest's own list.
+CHECKSUMS = "checksums.json"
+
+
+def _sha256(path: str) -> str:
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _manifest_digest(files: dict[str, str]) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
+def write_checksums(checkpoint: str) -> None:
+    """Write :data:`CHECKSUMS` into ``checkpoint``: every file's sha256 (relative paths) and the digest of that
+    list, so that bytes changed after the save (a copy gone wrong, a bad sector) are found at resume."""
+    files = {}
+    for root, _, names in os.walk(checkpoint):
+        for name in names:
+            path = os.path.join(root, name)
+            if os.path.relpath(path, checkpoint) != CHECKSUMS:
+                files[os.path.relpath(path, checkpoint)] = _sha256(path)
+    with open(os.path.join(checkpoint, CHECKSUMS), "w", encoding="utf-8") as f:
+        json.dump({"files": files, "digest": _manifest_digest(files)}, f, indent=1)
+
+
+def changed_file(checkpoint: str) -> tuple[str, str] | None:
+    """``(file, why)`` for the first file of ``checkpoint`` whose bytes differ from those its :data:`CHECKSUMS`
+    recorded (the manifest itself when its own digest fails), or ``None`` (no manifest: a checkpoint of an
+    earlier release or of stock transformers, not verified)."""
+    path = os.path.join(checkpoint, CHECKSUMS)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            manifest = json.load(f)
+        files = manifest["files"]
+        intact = isinstance(files, dict) and manifest["digest"] == _manifest_digest(files)
+    except (ValueError, KeyError, TypeError):
+        intact = False
+    if not intact:
+        return CHECKSUMS, "it does not match its own digest"
+    for name, digest in sorted(files.items()):
+        full = os.path.join(checkpoint, name)
+        if os.path.isfile(full) and _sha256(full) != digest:
+            return name, "its bytes differ from those saved (sha256)"
+    return None
+
+
 def check_checkpoint(checkpoint: str, args: Any) -> None:
     """``ValueError`` naming the checkpoint and the file when it cannot be resumed from as it was saved: a file
-    missing (:func:`missing_files`), cut short (:func:`corrupt`), or weights holding NaN or inf
-    (:func:`non_finite_weights`)."""
+    missing (:func:`missing_files`), cut short (:func:`corrupt`), weights holding NaN or inf
+    (:func:`non_finite_weights`), or bytes changed since the save (:func:`changed_file`)."""
     missing = missing_files(checkpoint, args)
     if missing:
         raise ValueError(
@@ -136,6 +190,11 @@ def check_checkpoint(checkpoint: str, args: Any) -> None:
                 f"checkpoint {checkpoint} has non-finite weights in {name} ({bad} are NaN or inf): the run would "
                 "resume from broken weights. Resume from another checkpoint (resume_from_checkpoint), or delete "
                 "this one")
+    changed = changed_file(checkpoint)
+    if changed:
+        raise ValueError(
+            f"checkpoint {checkpoint} has a corrupt {changed[0]} ({changed[1]}; changed after it was saved?). "
+            "Resume from another checkpoint (resume_from_checkpoint), or delete this one")
 
 
 class StagedCheckpoints:
@@ -184,6 +243,7 @@ class StagedCheckpoints:
             del self._get_output_dir
         self._barrier(where)
         if self.args.should_save:
+            write_checksums(os.path.join(staging_root, name))  # every process's files are in: the barrier above
             final = os.path.join(run_dir, name)
             if os.path.exists(final):
                 _delete(final)
