@@ -188,8 +188,8 @@ def test_checkpoint_is_staged_so_a_crash_mid_save_leaves_none(world, tmp_path, m
         _train(tmp_path, _config(world, out, loss="simpo"))
     assert info.value.code == 130
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "adadpo train: interrupted at step 2; no checkpoint was saved yet (it will start over). "
-        "Run the same command again to resume")
+        "adadpo train: interrupted at step 2; no checkpoint was saved yet (one is saved every save_steps=2 steps). "
+        "Run the same command again to start over")  # before: "(it will start over). ... again to resume"
     assert not list(out.glob("checkpoint-*"))  # the half-written save stayed in the staging directory
     assert (out / ".staging" / "checkpoint-2" / "model.safetensors").exists()
     monkeypatch.undo()
@@ -245,11 +245,18 @@ def test_resume_after_sigkill_continues_with_the_same_losses(world, tmp_path):
 def test_example_config_is_valid():
     from adadpo.cli.train import parse
 
-    script, config, model_args, _ = parse(["--config", str(ROOT / "examples" / "train.yaml")]).instances
+    from adadpo.cli.switches import check_switches
+
+    parsed = parse(["--config", str(ROOT / "examples" / "train.yaml")])
+    script, config, model_args, _ = parsed.instances
     assert (config.loss, config.balance, config.balance_clip) == ("dpo", True, 10.0)
     assert (config.logps_backend, config.logps_chunk_size) == ("chunked", None)
     assert script.dataset_name == "trl-lib/ultrafeedback_binarized"
-    assert model_args.lora_target_modules == ["q_proj", "k_proj", "v_proj", "o_proj"]
+    assert check_switches(parsed.instances, parsed.given) == []  # before: lora_* under use_peft: false, ignored
+    lora = parse(["--config", str(ROOT / "examples" / "train.yaml"), "--use_peft", "true", "--lora_target_modules",
+                  "q_proj", "v_proj"])
+    assert check_switches(lora.instances, lora.given) == [] and lora.instances[2].lora_target_modules == ["q_proj",
+                                                                                                          "v_proj"]
 
 
 # ---------------------------------------------------------------------------------------- TRL's parser
@@ -314,7 +321,9 @@ def test_configs_parse_exactly_as_trl_dpo_parses_them(tmp_path, monkeypatch, nam
 def test_a_trl_config_trains_with_our_fields_added(world, tmp_path, monkeypatch):
     """TRL's keys of every type as ``trl dpo`` takes them, no output_dir (TRL's default), plus loss and balance."""
     monkeypatch.chdir(tmp_path)
-    config = {**EVERY_FIELD_TYPE, "model_name_or_path": str(world / "model"), "dataset_name": str(world / "data"),
+    # without use_peft / with checkpointing off (for speed) these would act on nothing: refused (tests/test_value_classes)
+    every = {k: v for k, v in EVERY_FIELD_TYPE.items() if k not in ("lora_target_modules", "gradient_checkpointing_kwargs")}
+    config = {**every, "model_name_or_path": str(world / "model"), "dataset_name": str(world / "data"),
               "max_steps": 2, "per_device_train_batch_size": 4, "logging_steps": 1, "disable_tqdm": True,
               "gradient_checkpointing": False, "loss": "simpo", "balance": True, "balance_clip": float("inf")}
     assert main(["train", "--config", str(_write(tmp_path / "dpo_config.yaml", config))]) == 0

@@ -1,5 +1,6 @@
 """Generated tests: every column of a dataset row emptied, nulled, retyped and given a wrong role, in both of TRL's
-formats (strings, chat messages), written to a jsonl file and trained with ``adadpo train``. Each case either
+formats (strings, chat messages), written to a jsonl file and trained with ``adadpo train``, loaded in memory and
+streamed. Each case either
 trains (what TRL trains too: an empty prompt) or stops with one line naming the column, never a traceback."""
 
 from __future__ import annotations
@@ -44,16 +45,18 @@ def model(tmp_path_factory) -> Path:
     return save_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
+@pytest.mark.parametrize("streaming", [False, True], ids=["in-memory", "streaming"])
 @pytest.mark.parametrize(("fmt", "column", "label", "value"), CASES,
                          ids=[f"{f}-{c}-{label}" for f, c, label, _ in CASES])
-def test_a_damaged_column_trains_or_is_one_line(model, tmp_path, capsys, fmt, column, label, value):
+def test_a_damaged_column_trains_or_is_one_line(model, tmp_path, capsys, fmt, column, label, value, streaming):
+    """Streaming (``dataset_streaming: true``) checks every row by the same rules (before: the first row only)."""
     rows = make_pairs(8, seed=1, conversational=fmt == "chat")
     rows[ROW][column] = value
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     config = {"model_name_or_path": str(model), "dataset_name": str(data), "output_dir": str(tmp_path / "out"),
               "max_steps": 1, "per_device_train_batch_size": 8, "save_strategy": "no", "report_to": "none",
-              "disable_tqdm": True, "gradient_checkpointing": False}
+              "disable_tqdm": True, "gradient_checkpointing": False, "dataset_streaming": streaming}
     code, err = train_cli(config, tmp_path, capsys)
     if (fmt, column, label) in TRAINS:
         assert code == 0, err[-2000:]

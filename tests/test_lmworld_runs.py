@@ -216,7 +216,7 @@ def test_sweep_with_untrained_rows_and_an_epochs_axis(tiny_model, tmp_path, one_
 
 @pytest.mark.parametrize(("overrides", "match"), [
     ({"epochs": [0]}, r"epochs=\[0\]"),
-    ({"epochs": 2}, "epochs=2: expected a list of integers"),
+    ({"epochs": [2.5]}, r"epochs\[0\]=2.5: expected an integer, not a fraction"),  # 2 alone is [2]
     ({"untrained": "yes"}, "untrained='yes': expected true or false"),
     ({"methods": [{"name": "untrained", "loss": "dpo"}]}, "'untrained' is the name of the untrained reference"),
     ({"budget": {"batch_size": 4, "train_layer": 1}}, r"budget: unknown field\(s\) \['train_layer'\]"),

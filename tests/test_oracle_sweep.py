@@ -177,8 +177,8 @@ def test_cli_demo_writes_table_report_results(world, tmp_path):
     ("betas: [0.1]\nlearning_rates: [1e-4]\nseeds: [0]\nmethods: [{name: A, loss: dpo}]\ngrid: 1\n", "grid"),
     ("betas: [0.1\nseeds: [0]\n", "not valid YAML"),
     ("- betas\n- seeds\n", "expected a mapping at the top level, got list"),
-    ("betas: [0.1]\nlearning_rates: [1e-4]\nseeds: [0]\nmethods: [{name: A, loss: dpo}]\nreuse: out\n",
-     "reuse='out': expected a list of directories"),
+    ("betas: [0.1]\nlearning_rates: [1e-4]\nseeds: [0]\nmethods: [{name: A, loss: dpo}]\nreuse: [5]\n",
+     r"reuse\[0\]=5: expected a directory"),  # a single directory is a one-element list (tests/test_sweep_config.py)
 ])
 def test_sweep_config_errors_name_the_problem(tmp_path, text, match):
     path = tmp_path / "bad.yaml"

@@ -16,6 +16,10 @@ A :class:`SweepConfig` comes from YAML (see ``examples/sweep_dpo.yaml``)::
     reuse: [docs/results/smollm2/dpo]  # optional: take finished runs from these sweeps' output directories
     workers: 2                     # processes, one thread each
 
+Every value is checked when the file is loaded, before a world is built or a worker starts
+(:mod:`adadpo.bench.sweep_config`: each method is built into its training config at every beta; a single value
+where a list is expected is the one-element list; ``balance: true`` is the default balance).
+
 The ``sweep.json`` a sweep writes beside its results is such a file too (its world's kind as ``world_kind``), so
 ``adadpo sweep --config DIR/sweep.json --output_dir DIR --report_only`` rewrites a sweep's report from its results.
 
@@ -41,6 +45,7 @@ from typing import Any
 
 from adadpo.bench import records
 from adadpo.bench.run import UNTRAINED, Budget, Method, RunSpec
+from adadpo.bench.sweep_config import check_methods, checked_values, repeated_key
 from adadpo.bench.world import WORLDS, World, get_world
 
 
@@ -135,13 +140,17 @@ def _yaml_mapping(path: str | os.PathLike, expected: str) -> dict[str, Any]:
 
     try:
         with open(path) as f:
-            raw = yaml.safe_load(f) or {}
+            text = f.read()
+        raw = yaml.safe_load(text) or {}
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file (expected a YAML file with {expected})") from None
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected {expected}, got {type(raw).__name__}")
+    repeated = repeated_key(text)
+    if repeated:
+        raise ValueError(f"{path}: {repeated} is given twice; the last would silently win: keep one")
     return raw
 
 
@@ -171,32 +180,35 @@ def load_sweep_config(path: str | os.PathLike) -> SweepConfig:
     for key in ("methods", "betas", "learning_rates", "seeds"):
         if key not in raw:
             raise ValueError(f"{path}: missing {key!r}")
+    raw = checked_values(raw, str(path))
     methods = []
     for i, m in enumerate(raw["methods"]):
-        if not isinstance(m, dict) or "name" not in m or "loss" not in m:
-            raise ValueError(f"{path}: methods[{i}] must be a mapping with 'name' and 'loss', got {m!r}")
-        extra = sorted(set(m) - {"name", "loss", "balance", "params"})
-        if extra:
-            raise ValueError(f"{path}: methods[{i}] has unknown key(s) {extra}; allowed: name, loss, balance, params")
-        methods.append(Method(str(m["name"]), str(m["loss"]), m.get("balance"), dict(m.get("params") or {})))
+        try:
+            methods.append(Method(m["name"], m["loss"], m["balance"], m["params"]))
+        except ValueError as err:
+            raise ValueError(f"{path}: methods[{i}]: {err}") from None
+    check_methods(methods, raw["betas"], raw["learning_rates"][0], str(path))
     world = dict(raw.get("world") or {})
     # a sweep's own sweep.json names its world's kind at the top level (sweep_config_dict), a YAML file in world:
     name = str(world.pop("kind", raw.get("world_kind", "oracle")))
     if raw.get("world_kind", name) != name:
         raise ValueError(f"{path}: world_kind={raw['world_kind']!r} but world: kind={name!r}")
     if name not in WORLDS:
-        raise ValueError(f"{path}: world: kind={name!r}; expected one of {list(WORLDS)}")
+        key = "world_kind" if "world_kind" in raw else "world: kind"
+        raise ValueError(f"{path}: {key}={name!r}; expected one of {list(WORLDS)}")
     kind = get_world(name)
-    return SweepConfig(
-        methods=methods, betas=[float(x) for x in raw["betas"]],
-        learning_rates=[float(x) for x in raw["learning_rates"]], seeds=[int(x) for x in raw["seeds"]],
-        world=_dataclass_from(kind.config_cls, world, f"{path}: world"),
-        budget=_dataclass_from(kind.budget_cls, raw.get("budget"), f"{path}: budget"),
-        comparisons=[tuple(c) for c in raw.get("comparisons") or []], workers=int(raw.get("workers", 2)),
-        world_kind=name, epochs=_int_list(raw["epochs"], f"{path}: epochs") if "epochs" in raw else None,
-        untrained=_flag(raw.get("untrained", False), f"{path}: untrained"),
-        reuse=_str_list(raw.get("reuse", []), f"{path}: reuse"),
-    )
+    try:
+        return SweepConfig(
+            methods=methods, betas=raw["betas"], learning_rates=raw["learning_rates"], seeds=raw["seeds"],
+            world=_dataclass_from(kind.config_cls, world, f"{path}: world"),
+            budget=_dataclass_from(kind.budget_cls, raw.get("budget"), f"{path}: budget"),
+            comparisons=[tuple(c) for c in raw.get("comparisons") or []], workers=int(raw.get("workers", 2)),
+            world_kind=name, epochs=_int_list(raw["epochs"], f"{path}: epochs") if "epochs" in raw else None,
+            untrained=_flag(raw.get("untrained", False), f"{path}: untrained"),
+            reuse=_str_list(raw.get("reuse", []), f"{path}: reuse"),
+        )
+    except ValueError as err:  # SweepConfig's own checks (comparisons, names): the file too
+        raise ValueError(err if str(err).startswith(str(path)) else f"{path}: {err}") from None
 
 
 def _int_list(values: Any, where: str) -> list[int]:

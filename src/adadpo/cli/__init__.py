@@ -10,7 +10,7 @@ import sys
 
 from adadpo import __version__
 from adadpo.cli import demo, diagnose, explain, lc, sweep, train
-from adadpo.cli.options import accept_dashes, rename_old_options
+from adadpo.cli.options import accept_dashes, plain_help, plain_text, rename_old_options
 
 COMMANDS = {"explain": explain, "demo": demo, "train": train, "diagnose": diagnose, "sweep": sweep, "lc": lc}
 
@@ -21,6 +21,9 @@ EXTRAS = {
     "gguf": "bench",
     "peft": "peft",
     "tensorboard": "tensorboard",
+    "liger_kernel": "liger",
+    "flash_attn": "flash",
+    "bitsandbytes": "quant",
 }
 #: The extras each extra brings with it (pyproject.toml): a command's own extra covers these.
 INCLUDES = {"bench": ("bench", "trainer", "eval"), "test": ("test", "trainer", "eval", "bench", "peft")}
@@ -32,7 +35,8 @@ def missing_extra(err: ModuleNotFoundError, command_extra: str | None = None) ->
     package's."""
     top = (err.name or "").split(".")[0]
     if top not in EXTRAS:
-        return None
+        pip = getattr(err, "pip", None)  # a package of no extra, named by the check that needs it
+        return f"{err}, which is not installed: pip install {pip}" if pip else None
     extra = EXTRAS[top]
     if command_extra and extra in INCLUDES.get(command_extra, (command_extra,)):
         extra = command_extra
@@ -64,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_parser(sub)
     for command in sub.choices.values():
         accept_dashes(command)
+        plain_help(command)
+    for action in sub._choices_actions:  # the one-line help of each command in `adadpo --help`
+        action.help = plain_text(action.help)
     return parser
 
 

@@ -29,6 +29,8 @@ import numpy as np
 EXTRA = "bench"
 #: Option names of earlier releases, accepted with a note (adadpo.cli.options).
 RENAMED = {"--model": "--model_name_or_path"}
+#: Per world: the default output directory (each its own: one demo's report never replaces the other's).
+OUTPUT_DIRS = {"oracle": "adadpo-demo", "smollm2": "adadpo-demo-smollm2"}
 #: Per world: the demo's cell and seeds.
 DEFAULTS = {"oracle": {"beta": 0.1, "learning_rate": 3e-4, "seeds": 3},
             "smollm2": {"beta": 0.1, "learning_rate": 3e-4, "seeds": 2}}
@@ -40,7 +42,8 @@ TABLE = (("lc", "LC"), ("wr", "WR"), ("tq", "TQ"), ("length", "length"), ("quali
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="DPO vs AdaDPO in the oracle world: a table, a report and plots in minutes",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--output_dir", default="adadpo-demo", help="where report.md, results.json and plots go")
+    p.add_argument("--output_dir", help="where report.md, results.json and plots go (default: adadpo-demo for the "
+                                        "oracle world, adadpo-demo-smollm2 for the SmolLM2 world)")
     p.add_argument("--world", default="oracle", metavar="NAME|YAML",
                    help="oracle (default), smollm2, or a YAML file of world config overrides (e.g. `eta: 2.0`; "
                         "`kind: smollm2` selects the real-model world)")
@@ -96,7 +99,11 @@ def against_untrained(rows: list[dict], methods: list[str]) -> str:
     for m in methods:
         for metric, label in DELTAS.items():
             iv = pooled(rows, m, metric)
-            span = f"[{iv.lo:+.3f}, {iv.hi:+.3f}]  {iv.verdict()}" if iv.n >= 2 else "(an interval needs >= 2 seeds)"
+            word = iv.verdict()
+            if metric in NEUTRAL:  # longer answers are no win (the judge's bias rewards them): say which way
+                word = {"win": "longer" if metric == "length" else "higher", "loss": "shorter" if metric == "length"
+                        else "lower"}.get(word, word)
+            span = f"[{iv.lo:+.3f}, {iv.hi:+.3f}]  {word}" if iv.n >= 2 else "(an interval needs >= 2 seeds)"
             lines.append(f"  {m:<8}{label:<16}{iv.mean:+8.3f}  {span}")
     return "\n".join(lines)
 
@@ -120,7 +127,8 @@ def run(args: argparse.Namespace) -> int:
         learning_rates=[args.learning_rate], seeds=list(range(args.seeds)), world=world, workers=args.workers,
         world_kind=kind, budget=get_world(kind).budget_cls(), untrained=True,
     )
-    out = Path(args.output_dir)
+    out = Path(args.output_dir or OUTPUT_DIRS.get(kind, f"adadpo-demo-{kind}"))
+    _check_not_another_world(out, kind)
     before = {r["key"] for r in finished_rows(config, out / "runs")}  # runs of an earlier invocation: reused
     start = time.perf_counter()
     progress = StageProgress(disable=args.no_progress)
@@ -146,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     print("\nAdaDPO - DPO, paired by seed (95% interval; 'tie' when it contains 0):")
     print(differences(rows, "DPO", "AdaDPO"))
     print("\nEach method minus the untrained model evaluated with the same seed (95% interval; 'win': training "
-          "helped):")
+          "helped; for words, 'longer' or 'shorter'):")
     print(against_untrained(rows, methods))
     world_ = get_world(kind)
     examples = world_.examples_text(rows, methods)
@@ -207,6 +215,18 @@ def verdict(rows: list[dict], base: str, cand: str, kind: str, args: argparse.Na
             f"{moved('lc', 'higher', 'lower', 'level')}; its answers are "
             f"{moved('length', 'longer', 'shorter', 'about as long', 1, ' words')} and its KL from the reference "
             f"{moved('kl', 'larger', 'smaller', 'about the same', 2, ' nats')}. {EXPECT.get(kind, '')}").strip()
+
+
+def _check_not_another_world(out: Path, kind: str) -> None:
+    """``ValueError`` when ``out`` holds another world's demo report, which this run would replace."""
+    try:
+        other = json.loads((out / "results.json").read_text()).get("world")
+    except (OSError, ValueError, AttributeError):
+        return
+    if other and other != kind:
+        raise ValueError(f"--output_dir={str(out)!r} holds the {other} world's demo report, which the {kind} demo "
+                         f"would replace; give another --output_dir (the {kind} default is "
+                         f"{OUTPUT_DIRS.get(kind, 'adadpo-demo-' + kind)})")
 
 
 def _world(args: argparse.Namespace):

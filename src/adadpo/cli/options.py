@@ -9,8 +9,30 @@ with a note on stderr naming the new one. Neither appears in ``--help``.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Mapping, Sequence
+
+_ROLE = re.compile(r":[a-z]+:`~?(?:[\w.]+\.)?([^`]+)`")  # :class:`~adadpo.trl.AdaDPOConfig` -> AdaDPOConfig
+_LINK = re.compile(r"\[`~?(?:[\w.]+\.)?([^`\]]+)`\]")  # [`~transformers.Trainer`] (TRL/transformers docs)
+_CODE = re.compile(r"``([^`]+)``|`([^`]+)`")
+
+
+def plain_text(text: str | None) -> str | None:
+    """``text`` (a docstring or a dataclass field's help) without reST/markdown markup, as ``--help`` prints it:
+    ````code```` and ```code``` as code, ``:class:`~a.B``` and ``[`~a.B`]`` as ``B``."""
+    if not text:
+        return text
+    text = _LINK.sub(r"\1", _ROLE.sub(r"\1", text))
+    return _CODE.sub(lambda m: m.group(1) or m.group(2), text)
+
+
+def plain_help(parser: argparse.ArgumentParser) -> None:
+    """Strip the markup (:func:`plain_text`) from ``parser``'s description and every option's help."""
+    parser.description = plain_text(parser.description)
+    for action in parser._actions:
+        if action.help and action.help is not argparse.SUPPRESS:
+            action.help = plain_text(action.help)
 
 
 def accept_dashes(parser: argparse.ArgumentParser) -> None:

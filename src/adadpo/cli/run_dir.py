@@ -125,9 +125,16 @@ def _used(output_dir: str) -> list[str]:
 
 
 def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    missing = object()
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
-            if old.get(k, missing) != new.get(k, missing) and k in old and k in new]
+    """``key: old -> new`` of each setting or input (:mod:`adadpo.cli.run_inputs`) both record and that differs;
+    a path whose content is recorded on both sides and equal may change (a moved dataset file)."""
+    from adadpo.cli.run_inputs import CONTENT_OF
+
+    def same_content(k: str) -> bool:
+        content = CONTENT_OF.get(k)
+        return content in old and content in new and old[content] is not None and old[content] == new[content]
+
+    return [f"{k}: {old[k]!r} -> {new[k]!r}" for k in sorted(set(old) & set(new))
+            if old[k] != new[k] and not same_content(k)]
 
 
 def resume_request(value: Any) -> tuple[bool, str | None]:
@@ -195,7 +202,18 @@ def plan(output_dir: str, settings: dict[str, Any], *, auto_resume: bool, resume
             raise ValueError(
                 f"output_dir={output_dir!r} holds a run trained with other settings ({'; '.join(changed)}); resuming "
                 "it would mix two runs. Restore them, choose another output_dir, or set overwrite_output_dir: true")
-    return Plan(resume=resume, message=f"adadpo: resuming from {resume}" if resume else "")
+    return Plan(resume=resume, message=f"adadpo: resuming from {resume}{model_only_note(resume)}" if resume else "")
+
+
+def model_only_note(checkpoint: str) -> str:
+    """What restarts when resuming from ``checkpoint``: ``""`` for a full checkpoint; for a model-only one
+    (``save_only_model: true``: no optimizer state) the note that the optimizer's moments start fresh."""
+    from adadpo.trl.checkpoints import holds_optimizer
+
+    if holds_optimizer(checkpoint):
+        return ""
+    return (" (a model-only checkpoint, save_only_model: the optimizer's moments start fresh; the step count, the "
+            "learning-rate schedule and the data order continue)")
 
 
 def clear_run(output_dir: str) -> list[str]:
@@ -296,5 +314,8 @@ def interrupted_message(trainer: Any, output_dir: str) -> str:
     from transformers.trainer_utils import get_last_checkpoint
 
     last = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
-    where = f"the last checkpoint is {last}" if last else "no checkpoint was saved yet (it will start over)"
-    return f"interrupted at step {trainer.state.global_step}; {where}. Run the same command again to resume"
+    if not last:
+        return (f"interrupted at step {trainer.state.global_step}; no checkpoint was saved yet (one is saved "
+                f"every save_steps={trainer.args.save_steps:g} steps). Run the same command again to start over")
+    return (f"interrupted at step {trainer.state.global_step}; the last checkpoint is {last}. Run the same command "
+            f"again to resume from it{model_only_note(last)}")

@@ -111,15 +111,42 @@ def run(args: argparse.Namespace) -> int:
     if argv[:1] in (["-h"], ["--help"]):
         from trl import TrlParser
 
+        from adadpo.cli.options import plain_help
+
         parser = TrlParser(_dataclass_types(), prog="adadpo train", usage=HELP_USAGE, description=help_intro())
         _negations_say_what_they_do(parser)
+        _help_says_what_adadpo_does(parser)
+        plain_help(parser)
         parser.print_help()
         return 0
     parsed = parse(argv)
+    if not parsed.instances[2].model_name_or_path and not any(t in ("--config", "-c") or t.startswith(
+            ("--config=", "-c=")) for t in argv):
+        raise ValueError("model_name_or_path is required, and no --config FILE was given: did you forget --config?")
     if parsed.launch_args and not os.environ.get(_LAUNCHED):
         return launch(parsed)
-    train(*parsed.instances, parsed.given)
+    train(*parsed.instances, parsed.given, parsed.overridden)
     return 0
+
+
+#: Help of transformers' keys whose behaviour under ``adadpo train`` differs from what transformers says.
+HELP_OVERRIDES = {
+    "output_dir": ("The output directory of the run (model, checkpoints, metrics); it must not hold or lie inside "
+                   "what the run reads or another run's files."),
+    "save_only_model": ("Save only the model weights in checkpoints, not the optimizer, scheduler and RNG state; a "
+                        "resume from such a checkpoint continues the step count and learning-rate schedule with fresh "
+                        "optimizer moments (and says so)."),
+}
+#: Defaults the help shows where the dataclass's is a placeholder (transformers' output_dir=None means this).
+HELP_DEFAULTS = {"output_dir": "trainer_output"}
+
+
+def _help_says_what_adadpo_does(parser: argparse.ArgumentParser) -> None:
+    for action in parser._actions:
+        if action.dest in HELP_OVERRIDES:
+            action.help = HELP_OVERRIDES[action.dest]
+        if action.dest in HELP_DEFAULTS:
+            action.default = HELP_DEFAULTS[action.dest]
 
 
 def _negations_say_what_they_do(parser: argparse.ArgumentParser) -> None:
@@ -131,14 +158,19 @@ def _negations_say_what_they_do(parser: argparse.ArgumentParser) -> None:
             action.help = f"Set {negation[5:]} to false (it is true by default; see --{negation[5:]})."
 
 
-def train(script, config, model_args, mixture=None, given: set[str] = frozenset()):
+def train(script, config, model_args, mixture=None, given: set[str] = frozenset(),
+          overridden: set[str] = frozenset()):
     """Load model, tokenizer and data as named (``dataset_name``, or TRL's ``datasets`` mixture), train, save;
     returns the trainer."""
-    import importlib.util
 
     from adadpo.cli.run_dir import (Interrupted, RunSession, checkpoint_is_final, finish_from_checkpoint,
                                     interrupted_message, run_settings)
 
+    from adadpo.cli.guard import check_no_variables, check_output_dir, path_values
+    from adadpo.cli.preflight import check_integrations, check_packages, check_steps
+    from adadpo.trl.loading import import_callback
+    from adadpo.cli.switches import check_switches
+    from adadpo.cli.run_inputs import run_inputs
     from adadpo.trl.ranges import check_fields
 
     for instance in (script, model_args, mixture):
@@ -149,14 +181,19 @@ def train(script, config, model_args, mixture=None, given: set[str] = frozenset(
     use_mixture = mixture is not None and mixture.datasets
     if not script.dataset_name and not use_mixture:
         raise ValueError("dataset_name is required (a Hub id, or a local jsonl/json/parquet/csv file or directory)")
-    if model_args.use_peft and importlib.util.find_spec("peft") is None:
-        raise ValueError("use_peft=True needs the peft package: pip install 'adadpo[peft]'")
+    check_packages(config, model_args)
 
     _check_training_args(config)
-    reports = [config.report_to] if isinstance(config.report_to, str) else list(config.report_to or [])
-    if "tensorboard" in reports and importlib.util.find_spec("tensorboard") is None:
-        raise ModuleNotFoundError("report_to=['tensorboard'] needs the tensorboard package", name="tensorboard")
-    settings = run_settings(*(i for i in (script, config, model_args, mixture) if i is not None))
+    check_no_variables(path_values({**vars(script), **vars(model_args), "output_dir": config.output_dir,
+                                    "resume_from_checkpoint": config.resume_from_checkpoint,
+                                    "datasets": getattr(mixture, "datasets", None)}))
+    for note in check_switches((script, config, model_args), given, overridden):
+        if config.process_index == 0:
+            print(f"adadpo train: note: {note}", file=sys.stderr)
+    check_output_dir(config.output_dir, script, model_args, mixture if use_mixture else None)
+    check_integrations(config, [import_callback(spec) for spec in script.callbacks])
+    settings = {**run_settings(*(i for i in (script, config, model_args, mixture) if i is not None)),
+                **run_inputs(script, config, model_args, mixture if use_mixture else None)}
     with _removed_if_unused(config.output_dir, config.process_index == 0), \
             RunSession(config, settings, auto_resume=script.auto_resume, overwrite=script.overwrite_output_dir) as run:
         if run.plan.finished:
@@ -171,6 +208,7 @@ def train(script, config, model_args, mixture=None, given: set[str] = frozenset(
             if timeout is None:
                 raise
             raise timeout from err
+        check_steps(trainer)
         run.started()
         if run.plan.message:
             trainer.accelerator.print(run.plan.message)
@@ -207,6 +245,7 @@ def _trainer(script, config, model_args, mixture, given, settings=None):
 
     from adadpo.trl import AdaDPOTrainer, MetricsFileCallback
     from adadpo.trl.callbacks import RunSettingsCallback
+    from adadpo.cli.preflight import check_positions
     from adadpo.trl.loading import import_callback
 
     train_dataset, eval_dataset = _datasets(script, config, mixture)
@@ -224,6 +263,10 @@ def _trainer(script, config, model_args, mixture, given, settings=None):
             revision=model_args.model_revision,
             trust_remote_code=config.trust_remote_code,
         )
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"{key}={script.tokenizer_name_or_path or model_args.model_name_or_path!r}: the tokenizer has "
+                         "no EOS token (eos_token), which ends every chosen and rejected answer in training; set one "
+                         "(tokenizer.eos_token = ..., then save_pretrained), or use the model's own tokenizer")
     if "report_to" not in given and importlib.util.find_spec("tensorboard") is not None:
         config.report_to = ["tensorboard"]
     if "dataloader_pin_memory" not in given and (config.use_cpu or not torch.cuda.is_available()):
@@ -232,6 +275,7 @@ def _trainer(script, config, model_args, mixture, given, settings=None):
                  *(import_callback(spec) for spec in script.callbacks)]
 
     with _loading("model_name_or_path", model_args.model_name_or_path, needs=("config.json",)):
+        _check_model_kind(model_args, config.trust_remote_code)
         trainer = AdaDPOTrainer(
             model=model_args.model_name_or_path,
             args=config,
@@ -242,6 +286,7 @@ def _trainer(script, config, model_args, mixture, given, settings=None):
             peft_config=get_peft_config(model_args),
             quantization_config=get_quantization_config(model_args),
         )
+    check_positions(trainer, model_args.model_name_or_path)
     embeddings = trainer.model.get_input_embeddings()
     if embeddings is not None and len(tokenizer) > embeddings.num_embeddings:
         name = script.tokenizer_name_or_path or model_args.model_name_or_path
@@ -249,6 +294,23 @@ def _trainer(script, config, model_args, mixture, given, settings=None):
                          f"{embeddings.num_embeddings} rows, so some token ids have no embedding; use the model's own "
                          "tokenizer")
     return trainer
+
+
+def _check_model_kind(model_args, trust_remote_code: bool) -> None:
+    """``ValueError`` naming the model when its config says it is no causal LM (:func:`causal_lm_problem`); a
+    config that cannot be read is left to the model's loading, which says why."""
+    from transformers import AutoConfig
+
+    from adadpo.trl.loading import causal_lm_problem
+
+    try:
+        model_config = AutoConfig.from_pretrained(model_args.model_name_or_path, revision=model_args.model_revision,
+                                                  trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError):
+        return
+    problem = causal_lm_problem(model_config)
+    if problem:
+        raise ValueError(f"model_name_or_path={model_args.model_name_or_path!r} is {problem}")
 
 
 #: Files of which a local tokenizer directory holds at least one.

@@ -99,12 +99,13 @@ def _response_problem(messages: list[dict[str, Any]], start: int) -> str | None:
     return None
 
 
-def check_formats(rows: Any, columns: list[str], name: str) -> None:
+def check_formats(rows: Any, columns: list[str], name: str, start: int = 0,
+                  first: tuple[int, str, str] | None = None) -> tuple[int, str, str] | None:
     """``ValueError`` naming the row and column when a dataset mixes string and chat formats, a chat message
     lacks a role or content, or a chat response holds other turns than the assistant's (and tool results) or does
-    not end with the assistant's (it would teach the user's words)."""
-    first: tuple[int, str, str] | None = None  # the first value's row, format and column
-    for i, row in enumerate(rows):
+    not end with the assistant's (it would teach the user's words). ``start``: the index of ``rows[0]``;
+    ``first``: the first value's ``(row, format, column)`` seen so far (a stream checked row by row); returns it."""
+    for i, row in enumerate(rows, start):
         for column in columns:
             value = row[column]
             problem = _format_problem(value)
@@ -121,10 +122,11 @@ def check_formats(rows: Any, columns: list[str], name: str) -> None:
             value = row[column]
             if isinstance(value, list):
                 other = row["rejected" if column == "chosen" else "chosen"]
-                start = 0 if "prompt" in columns or not isinstance(other, list) else _shared_turns(value, other)
-                problem = _response_problem(value, start)
+                shared = 0 if "prompt" in columns or not isinstance(other, list) else _shared_turns(value, other)
+                problem = _response_problem(value, shared)
                 if problem:
                     raise ValueError(f"the {name} dataset, row {i}, column {column!r}: {problem}")
+    return first
 
 
 def drop_identical_pairs(dataset: Any, name: str) -> Any:
@@ -155,8 +157,9 @@ def check_preference_dataset(dataset: Any, name: str = "train") -> Any:
     * dropped, with a warning counting them: pairs whose chosen and rejected texts are identical (refused if
       that is every pair).
 
-    ``dataset`` is a ``datasets.Dataset`` (every row is checked) or ``IterableDataset`` (the first row; identical
-    pairs are filtered lazily).
+    ``dataset`` is a ``datasets.Dataset`` (every row is checked now) or ``IterableDataset`` (every row is checked
+    as the stream reads it, by the same rules: the error comes at the step that reads the row; identical pairs
+    are filtered lazily).
     """
     first = None if dataset.column_names else next(iter(dataset), None)
     if not dataset.column_names and first is None:
@@ -170,16 +173,29 @@ def check_preference_dataset(dataset: Any, name: str = "train") -> Any:
             "prompt is the shared start of conversational chosen/rejected. Rename the columns, e.g. "
             "dataset.rename_column('answer_good', 'chosen')"
         )
-    if not isinstance(dataset, Dataset):
-        first = first or next(iter(dataset), None)
-    rows = dataset if isinstance(dataset, Dataset) else [first] if first is not None else []
-    if len(rows) == 0:
-        raise ValueError(f"the {name} dataset is empty")
     columns_to_check = ["prompt", *REQUIRED_COLUMNS] if "prompt" in columns else list(REQUIRED_COLUMNS)
-    check_formats(rows, columns_to_check, name)
-    for column in columns_to_check:
-        values = rows[column] if isinstance(rows, Dataset) else [rows[0][column]]
-        empty = [i for i, v in enumerate(values) if not _text(v).strip()]
+    if not isinstance(dataset, Dataset):  # a stream: each row checked as it is read, by the same rules
+        if first is None and next(iter(dataset), None) is None:
+            raise ValueError(f"the {name} dataset is empty")
+        seen: list[tuple[int, str, str] | None] = [None]
+
+        def check_row(row: dict[str, Any], i: int) -> dict[str, Any]:
+            seen[0] = check_formats([row], columns_to_check, name, start=i, first=seen[0])
+            _check_empty({c: [row[c]] for c in columns_to_check}, name, start=i)
+            return row
+
+        return drop_identical_pairs(dataset.map(check_row, with_indices=True), name)
+    if len(dataset) == 0:
+        raise ValueError(f"the {name} dataset is empty")
+    check_formats(dataset, columns_to_check, name)
+    _check_empty({c: dataset[c] for c in columns_to_check}, name)
+    return drop_identical_pairs(dataset, name)
+
+
+def _check_empty(values: dict[str, list[Any]], name: str, start: int = 0) -> None:
+    """``ValueError`` naming the rows (numbered from ``start``) of an empty chosen or rejected response."""
+    for column, column_values in values.items():
+        empty = [i for i, v in enumerate(column_values, start) if not _text(v).strip()]
         if empty and column == "prompt":
             continue  # an empty prompt is unusual but legal (unconditional preferences)
         if empty:
@@ -187,7 +203,6 @@ def check_preference_dataset(dataset: Any, name: str = "train") -> Any:
                 f"the {name} dataset has {len(empty)} empty {column!r} response(s) (rows {_rows(empty)}); every pair "
                 f"needs non-empty chosen and rejected text. Drop them, e.g. dataset.filter(lambda x: x[{column!r}])"
             )
-    return drop_identical_pairs(dataset, name)
 
 
 def report_truncation(raw: Any, prepared: Any, name: str, max_length: int | None, mode: str) -> None:
@@ -197,6 +212,8 @@ def report_truncation(raw: Any, prepared: Any, name: str, max_length: int | None
     ``rejected_ids``). With ``keep_start`` TRL drops pairs whose prompt alone reaches ``max_length`` and
     its collator cuts the end of longer responses; with ``keep_end`` the collator cuts the start.
     """
+    if isinstance(prepared, Dataset):
+        check_distinct_tokens(prepared, name, max_length, mode)
     if max_length is None or not isinstance(raw, Dataset) or not isinstance(prepared, Dataset):
         return
     total = len(raw)
@@ -227,6 +244,39 @@ def report_truncation(raw: Any, prepared: Any, name: str, max_length: int | None
             "%d of %d %s pairs are longer than max_length=%d tokens; %s to fit (truncation_mode=%r).",
             cut, len(prepared), name, max_length, what, mode,
         )
+
+
+def _same_tokens(p: list[int], c: list[int], r: list[int], max_length: int | None, mode: str) -> bool:
+    """Whether a pair's chosen and rejected token ids are identical as trained on (after ``max_length``)."""
+    if max_length is not None and mode == "keep_end":
+        return (p + c)[-max_length:] == (p + r)[-max_length:]
+    if max_length is not None:
+        keep = max(max_length - len(p), 0)
+        return c[:keep] == r[:keep]
+    return c == r
+
+
+def check_distinct_tokens(prepared: Any, name: str, max_length: int | None, mode: str) -> None:
+    """``ValueError`` when every pair of the tokenised ``prepared`` dataset has identical chosen and rejected token
+    ids as trained on (texts that differ only in what the tokenizer drops or maps to one unknown token, or only
+    past ``max_length``): such a pair gives the loss no gradient, so the run would learn nothing; a warning counting
+    them when only some do."""
+    if len(prepared) == 0 or not set(TOKEN_COLUMNS) <= set(prepared.column_names):
+        return
+    same = prepared.map(
+        lambda b: {"_same": [_same_tokens(p, c, r, max_length, mode)
+                             for p, c, r in zip(b["prompt_ids"], b["chosen_ids"], b["rejected_ids"])]},
+        batched=True, remove_columns=prepared.column_names, keep_in_memory=True,
+    )["_same"]
+    rows = [i for i, flag in enumerate(same) if flag]
+    where = f" within max_length={max_length} ({mode})" if max_length is not None else ""
+    if len(rows) == len(prepared):
+        raise ValueError(f"every pair of the {name} dataset ({len(rows)}) tokenises to identical chosen and rejected "
+                         f"ids{where}: the loss has no gradient, so the run would learn nothing; check the tokenizer "
+                         "(unknown tokens?) and max_length")
+    if rows:
+        logger.warning("adadpo: %d of %d %s pairs tokenise to identical chosen and rejected ids%s (rows %s); they add "
+                       "no gradient", len(rows), len(prepared), name, where, _rows(rows))
 
 
 #: The token-id columns of a prepared (tokenised) preference dataset.

@@ -139,3 +139,30 @@ def import_callback(spec: str) -> Any:
         return obj
     raise ValueError(f"callbacks entry {spec!r} is a {type(obj).__name__}, not a transformers.TrainerCallback "
                      "(a subclass or an instance of one)")
+
+
+#: Endings of the class names of models with a language-model head that predicts the next token.
+CAUSAL_HEADS = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+
+
+def causal_lm_problem(config: Any) -> str | None:
+    """Why a model of transformers ``config`` cannot be trained as a causal LM, or ``None``: an encoder-decoder
+    (T5, BART), an encoder-only model (BERT: bidirectional attention, every token sees the answer), a model type
+    without a causal-LM class, or saved weights of a class without the LM head (a bare ``LlamaModel``, a
+    classifier: ``AutoModelForCausalLM`` would give it a random head without a word)."""
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+
+    kind = getattr(config, "model_type", "")
+    if getattr(config, "is_encoder_decoder", False):
+        return f"an encoder-decoder model ({kind}); preference training here needs a decoder-only causal LM"
+    if kind in MODEL_FOR_MASKED_LM_MAPPING_NAMES and getattr(config, "is_decoder", None) is False:
+        return f"an encoder-only model ({kind}: bidirectional attention, no next-token prediction); use a causal LM"
+    auto_map = getattr(config, "auto_map", None) or {}
+    if kind not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and "AutoModelForCausalLM" not in auto_map:
+        return f"a model of type {kind!r} with no causal-LM class in transformers; use a causal LM"
+    saved = getattr(config, "architectures", None) or []
+    if saved and not any(name.endswith(CAUSAL_HEADS) for name in saved):
+        return (f"its weights are a {', '.join(saved)}, without the language-model head (AutoModelForCausalLM would "
+                "add a random one); use the ...ForCausalLM checkpoint of this model")
+    return None

@@ -4,7 +4,8 @@ transformers and TRL check few of their numbers: ``learning_rate: -1``, ``seed: 
 ``logging_steps: 0`` or ``lora_dropout: 3`` would train nonsense or fail deep inside training with a traceback.
 :func:`check_fields` refuses, in one line naming the field, the value and what is expected: a value of the wrong
 type (a string or a bool for a number, a fraction for an integer), NaN, infinity where it means nothing, a number
-outside the field's range (:data:`RANGES`), and a value that is not one of an enum field's choices.
+outside the field's range (:data:`RANGES`), and a value that is not one of an enum field's choices. An integer
+written as a float (``max_steps: 3.0``) is taken as the integer.
 ``tests/test_config_classes.py`` checks that every numeric field has a range here, so a new one cannot slip through.
 """
 
@@ -155,3 +156,8 @@ def check_fields(instance: Any) -> None:
                 pass
         for item in value if isinstance(value, list) else [value]:
             _check_number(f.name, item, kind, optional)
+        if kind is int:  # YAML's 3.0 for an integer field: the integer 3 (code downstream indexes, ranges, formats it)
+            if isinstance(value, list) and any(isinstance(v, float) for v in value):
+                setattr(instance, f.name, [int(v) if isinstance(v, float) else v for v in value])
+            elif isinstance(value, float):
+                setattr(instance, f.name, int(value))
