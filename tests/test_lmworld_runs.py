@@ -244,6 +244,8 @@ def test_demo_in_the_smollm2_world(tiny_model, tmp_path, capsys, one_thread_swee
     report = (out / "report.md").read_text()
     assert "## Answers before and after training" in report and "| reference |" in report
     assert "real-model world" in report
+    # the study's statistics read the runs' per-comparison records (kept in the demo's runs/ folder)
+    assert "no per-comparison records" not in report and "bootstrap" in report.lower()
     data = json.loads((out / "results.json").read_text())
     assert data["world"] == "smollm2"
     assert isinstance(data["model_parameters"], int) and data["model_parameters"] > 0

@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
     preamble = (f"**{line}**\n\n`adadpo demo --world {args.world}` (β={args.beta:g}, learning rate "
                 f"{args.learning_rate:g}, {args.seeds} seeds): {cost}.")
     report = write_report(rows, config.comparisons, out, title=f"adadpo demo: DPO vs AdaDPO in {what}",
-                          preamble=preamble, order=methods, appendix=appendix)
+                          preamble=preamble, order=methods, appendix=appendix, records_dir=out / "runs")
     per_method = {m: {label: float(np.mean([r[key] for r in rows if r["method"] == m]))
                       for key, label in (("lc", "LC"), ("wr", "WR"), ("tq", "TQ"))} for m in methods}
     (out / "results.json").write_text(json.dumps(json_ready(

@@ -1,8 +1,7 @@
 """Options that only act when another one switches them on: given while their switch is off, they would be
-dropped without a word (``lora_r: 8`` without ``use_peft``: a full fine-tune). :func:`check_switches` refuses
-each in one line naming the option, its switch and how to turn it on; when the switch was turned off on the
-command line (an override of a config file), or for ``num_train_epochs`` under ``max_steps``, it says so in one
-line instead.
+dropped without a word (``lora_r: 8`` without ``use_peft``: a full fine-tune). :func:`check_switches` says each
+in one line naming the option, its switch and how to turn it on, and the run goes on as stock TRL runs the same
+file (drop-in: a config that ``trl dpo`` accepts is not refused). A rule with ``refuse=True`` raises instead.
 
 :data:`SWITCHES` lists every such group of ``adadpo train``'s keys (TRL's ``ModelConfig``, transformers'
 ``TrainingArguments``, TRL's ``DPOConfig`` and adadpo's); ``tests/test_config_classes.py`` gives each member a
@@ -24,13 +23,13 @@ def _value(config: Any, name: str) -> Any:
 @dataclass(frozen=True)
 class Switch:
     """``members`` act only when ``on(value of switch)``; ``turn_on`` says how (e.g. ``use_peft: true``);
-    ``refuse=False``: a note instead of an error (a command-line override that legitimately wins)."""
+    ``refuse=True``: an error instead of a note (unless the switch was turned off on the command line)."""
 
     switch: str
     members: tuple[str, ...]
     on: Callable[[Any], bool]
     turn_on: str
-    refuse: bool = True
+    refuse: bool = False
 
 
 def _truthy(value: Any) -> bool:
@@ -62,17 +61,15 @@ SWITCHES: tuple[Switch, ...] = (
            lambda v: v > 0, "dataloader_num_workers: 1 or more"),
     Switch("precompute_ref_log_probs", ("precompute_ref_batch_size",), _truthy, "precompute_ref_log_probs: true"),
     Switch("sync_ref_model", ("ref_model_mixup_alpha", "ref_model_sync_steps"), _truthy, "sync_ref_model: true"),
-    # `--max_steps 2` over a config's num_train_epochs is the usual quick trial: said, not refused
-    Switch("max_steps", ("num_train_epochs",), lambda v: v < 0, "max_steps: -1 to train num_train_epochs",
-           refuse=False),
+    Switch("max_steps", ("num_train_epochs",), lambda v: v < 0, "max_steps: -1 to train num_train_epochs"),
 )
 
 
 def check_switches(instances: Iterable[Any], given: set[str], overridden: set[str] = frozenset()) -> list[str]:
-    """``ValueError`` for the first key of ``given`` (set in the file or on the command line) whose switch, in
-    the config dataclass ``instances``, is off; returns notes instead where the rule only says so, or where the
-    switch was turned off on the command line (``overridden``: ``--balance false`` over a file of balance_* keys
-    is a deliberate choice)."""
+    """One note per key of ``given`` (set in the file or on the command line) whose switch, in the config
+    dataclasses ``instances``, is off; ``ValueError`` instead for a rule with ``refuse=True``, unless the switch
+    was turned off on the command line (``overridden``: ``--balance false`` over a file of balance_* keys is a
+    deliberate choice)."""
     owner = {name: instance for instance in instances if instance is not None for name in vars(instance)}
     notes = []
     for rule in SWITCHES:
