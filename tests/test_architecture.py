@@ -235,5 +235,5 @@ def test_the_shipped_world_snapshot_is_package_data():
     patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["adadpo"]
     package = ROOT / "src" / "adadpo"
     files = [p.relative_to(package).as_posix() for p in SHIPPED.rglob("*") if p.is_file()]
-    assert len(files) >= 3 and "bench/worlds/smollm2/snapshots/0b4cf880d41a/world.json" in files
+    assert len(files) >= 3 and "bench/worlds/smollm2/snapshots/bcb7ad44de71/world.json" in files
     assert all(any(fnmatch.fnmatch(f, pattern) for pattern in patterns) for f in files), (files, patterns)

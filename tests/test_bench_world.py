@@ -27,7 +27,7 @@ def test_the_committed_worlds_keep_their_keys():
     """The keys the committed results and the shipped snapshot carry (docs/results): a world's default settings
     are its results' identity."""
     assert get_world("oracle").config_cls().key() == "73752b336d39"
-    assert get_world("smollm2").config_cls().key() == "78e4fc6bd118"  # truth VERSION 4 (issue 31): no snapshot yet
+    assert get_world("smollm2").config_cls().key() == "bcb7ad44de71"  # truth v4, cap 256: world A of PLAN.md, shipped
 
 
 def test_an_unknown_world_is_named_with_the_known_ones():

@@ -57,7 +57,7 @@ class LMWorldConfig:
     samples_per_prompt: int = 8
     eval_samples: int = 4
     eval_pairs_per_prompt: int = 2
-    max_new_tokens: int = 48
+    max_new_tokens: int = 256
     temperature: float = 0.7
     tau: float = 6.0
     eta: float = 1.0
@@ -330,7 +330,7 @@ def build_world(config: LMWorldConfig, cache_dir: str | os.PathLike | None = Non
     building it first if absent: from the shipped snapshot of this key (:data:`SHIPPED`) when there is one
     (seconds), else from the samples kept in ``samples_from`` (a built world or snapshot with the same sampling
     settings: a new truth program or judge without sampling again), else by sampling (SmolLM2 on 2 CPU cores:
-    about 35 minutes alone at 48 new tokens; a killed build resumes its sampling from
+    about 35 minutes alone at 48 new tokens, 54 at 256 while other jobs ran; a killed build resumes its sampling from
     ``cache_dir/.lmworld-<key>.samples``)."""
     from adadpo.bench.worlds.smollm2.model import prepare_model
 
