@@ -10,6 +10,7 @@ import math
 import torch
 from torch import Tensor
 
+FAMILIES = ("dpo", "rdpo", "ipo", "simpo", "cpo", "orpo")  # test_registry checks these against adadpo's registry
 REFERENCE_LOSSES = ("dpo", "rdpo", "ipo")
 MEAN_LOSSES = ("ipo", "simpo", "orpo")  # u is a per-token mean (d = 1/T)
 

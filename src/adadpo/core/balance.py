@@ -22,6 +22,8 @@ from typing import Literal, NamedTuple, get_args, get_origin, get_type_hints
 import torch
 from torch import Tensor
 
+from adadpo.core.params import LIMIT
+
 Level = Literal["token", "sequence"]
 Normalize = Literal["sum", "geometric", "rejected", "chosen"]
 Placement = Literal["margin", "gradient"]
@@ -29,8 +31,6 @@ Placement = Literal["margin", "gradient"]
 LEVELS: tuple[str, ...] = get_args(Level)
 NORMALIZATIONS: tuple[str, ...] = get_args(Normalize)
 PLACEMENTS: tuple[str, ...] = get_args(Placement)
-#: The exponents' bound (as adadpo.core.spec.PARAM_LIMIT for the loss parameters).
-ALPHA_LIMIT = 1e9
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
@@ -79,9 +79,9 @@ class Balance:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"Balance.{name}={value!r} must be a finite real number")
-            if abs(value) > ALPHA_LIMIT:  # alpha * X leaves float32's range (inf, or NaN where X = 0)
+            if abs(value) > LIMIT:  # alpha * X leaves float32's range (inf, or NaN where X = 0)
                 raise ValueError(f"Balance.{name}={value!r} is too large for float32 arithmetic; expected "
-                                 f"|{name}| <= {ALPHA_LIMIT:g}")
+                                 f"|{name}| <= {LIMIT:g}")
         clip = self.clip
         if isinstance(clip, bool) or not isinstance(clip, (int, float)) or math.isnan(clip) or clip < 1:
             raise ValueError(f"Balance.clip={clip!r} must be a number >= 1 (kappa), or math.inf to disable clipping")

@@ -28,8 +28,8 @@ from torch import Tensor
 
 from adadpo.core.balance import Balance, coefficient_tensors, statistic_dtype
 from adadpo.core.pairs import PairLogps
-from adadpo.core.registry import REGISTRY, LossDef, reference_based, reference_free
-from adadpo.core.spec import LOSSES, LossFamily, LossSpec, get_family
+from adadpo.core.registry import REGISTRY, LossDef, get_loss, reference_based, reference_free
+from adadpo.core.spec import LOSS_PARAMS, LOSSES, LossFamily, LossSpec, get_family
 from adadpo.core.terms import f_scores, log_f_slope
 
 __all__ = ["LOSSES", "LossFamily", "LossSpec", "PreferenceLossOutput", "as_pairs", "get_family", "preference_loss",
@@ -189,7 +189,8 @@ def side_statistics(
     than it pulls the chosen one. ``balance`` picks level and reference (default: ``Balance()``). The pairs
     come as a :class:`PairLogps` or as keyword tensors (then their values are checked).
     """
-    spec = LossSpec(loss, balance=balance, length_alpha=0.0 if loss == "rdpo" else None)
+    required = {name: p.example for name, p in get_loss(loss).params.items() if p.required}  # no effect on X
+    spec = LossSpec(loss, balance=balance, **required)
     pairs = as_pairs(spec, pairs, chosen_logps=chosen_logps, rejected_logps=rejected_logps,
                      chosen_lengths=chosen_lengths, rejected_lengths=rejected_lengths,
                      ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
@@ -224,11 +225,8 @@ def preference_loss(
     ref_chosen_logps: Tensor | None = None,
     ref_rejected_logps: Tensor | None = None,
     beta: float | None = None,
-    gamma: float | None = None,
-    length_alpha: float | None = None,
-    cpo_alpha: float | None = None,
-    label_smoothing: float | None = None,
     balance: Balance | None = None,
+    **params: float,
 ) -> PreferenceLossOutput:
     """A preference loss over a batch of pairs, plain (``balance=None``) or AdaDPO-balanced.
 
@@ -242,8 +240,9 @@ def preference_loss(
 
     Args:
         loss: a :class:`LossSpec`, or a loss name (``"dpo" | "rdpo" | "ipo" | "simpo" | "cpo" | "orpo"``, or a TRL
-            ``loss_type``; the parameters ``beta`` (default 0.1), ``gamma``, ``length_alpha``, ``cpo_alpha``,
-            ``label_smoothing`` and ``balance`` are then :class:`LossSpec`'s).
+            ``loss_type``; ``beta`` (default 0.1), ``balance`` and the loss's parameters ``**params`` (``gamma``,
+            ``length_alpha``, ``cpo_alpha``, ``label_smoothing``, ...: :data:`adadpo.core.spec.LOSS_PARAMS`) are then
+            :class:`LossSpec`'s).
         pairs: the batch as a :class:`PairLogps`, or ``None`` to give its fields as keywords:
             ``chosen_logps``, ``rejected_logps`` ``[B]`` summed response-token log-probs under the policy;
             ``chosen_lengths``, ``rejected_lengths`` ``[B]`` response token counts ``>= 1``;
@@ -252,8 +251,11 @@ def preference_loss(
     Returns:
         :class:`PreferenceLossOutput`. The loss is computed in float32 (float64 for float64 inputs).
     """
-    params = dict(beta=beta, gamma=gamma, length_alpha=length_alpha, cpo_alpha=cpo_alpha,
-                  label_smoothing=label_smoothing, balance=balance)
+    unknown = sorted(set(params) - set(LOSS_PARAMS))
+    if unknown:
+        raise ValueError(f"preference_loss() got {unknown}, which no loss takes; the loss parameters are "
+                         f"{list(LOSS_PARAMS)}")
+    params = dict(params, beta=beta, balance=balance)
     if isinstance(loss, LossSpec):
         set_params = sorted(k for k, v in params.items() if v is not None)
         if set_params:

@@ -53,14 +53,10 @@ from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 from adadpo.core import terms
+from adadpo.core.params import LIMIT, Param, ParamField, param_fields
 
 Score = Literal["sum", "mean", "log_odds"]
 BalancedForm = Literal["margin", "two-sided"]
-
-#: The loss parameters' bound: within ``[1/PARAM_LIMIT, PARAM_LIMIT]`` (beta) or ``|x| <= PARAM_LIMIT`` (the
-#: others), beta, ipo's target margin ``1/(2 beta)``, their products with log-prob sums of up to 1e5 and the
-#: squares of those stay finite in float32 (max 3.4e38); beyond it the loss or its gradient overflows.
-PARAM_LIMIT = 1e9
 
 
 class Paper(NamedTuple):
@@ -71,35 +67,9 @@ class Paper(NamedTuple):
     arxiv: str
 
 
-@dataclass(frozen=True)
-class Param:
-    """One parameter of a loss: ``default`` (``None``: required), bounds ``low``/``high`` (open with
-    ``open_low``/``open_high``; ``None``: only ``|x| <= PARAM_LIMIT``), ``help`` and the ``example`` an error
-    suggests."""
-
-    name: str
-    default: float | None
-    help: str
-    low: float | None = None
-    high: float | None = None
-    open_low: bool = False
-    open_high: bool = False
-    example: float | None = None
-
-    def check(self, value: object, loss: str) -> float:
-        """``value`` as a float; ``ValueError`` naming the loss unless it is finite and within the bounds."""
-        x = finite_number(self.name, value)
-        below = self.low is not None and (x <= self.low if self.open_low else x < self.low)
-        above = self.high is not None and (x >= self.high if self.open_high else x > self.high)
-        if (below or above) and self.high is None:
-            raise ValueError(f"{self.name}={value!r} must be {'>' if self.open_low else '>='} {self.low:g}")
-        if below or above:
-            lo = "(" if self.open_low else "["
-            hi = ")" if self.open_high else "]"
-            span = f"{lo}{'-inf' if self.low is None else f'{self.low:g}'}, {'inf' if self.high is None else f'{self.high:g}'}{hi}"
-            hint = f" (e.g. {self.example:g})" if self.example is not None else ""
-            raise ValueError(f"{self.name}={value!r} must lie in {span} for loss {loss!r}{hint}")
-        return x
+#: The inverse temperature every loss takes (ipo's regularisation, orpo's weight of the odds-ratio term).
+BETA = Param("beta", 0.1, "Inverse temperature beta (ipo: its target margin is 1/(2 beta); orpo: the weight of "
+             "the odds-ratio term).", low=1 / LIMIT, high=LIMIT, example=0.1)
 
 
 @dataclass(frozen=True)
@@ -157,6 +127,15 @@ def register_loss(definition: LossDef) -> LossDef:
         raise ValueError(f"a loss named {definition.name!r} is already registered")
     if definition.balanced is None and not definition.unbalanced:
         raise ValueError(f"loss {definition.name!r} has no balanced form: say why (unbalanced=...)")
+    for name, param in definition.params.items():
+        if param.name != name or name == "beta":
+            raise ValueError(f"loss {definition.name!r} declares parameter {param.name!r} under the key {name!r}")
+        if param.required and param.example is None:
+            raise ValueError(f"loss {definition.name!r}: required parameter {name!r} needs an example for its error")
+        if _FIELDS is not None and name not in _FIELDS:
+            raise ValueError(f"loss {definition.name!r} declares a new parameter {name!r}, but LossSpec's fields were "
+                             "generated already: declare the loss in adadpo.core.registry")
+    param_fields({**{d.name: d.params for d in REGISTRY.values()}, definition.name: definition.params})
     REGISTRY[definition.name] = definition
     if definition.family:
         LOSSES[definition.name] = definition
@@ -200,34 +179,36 @@ def reference_free() -> str:
     return names(lambda d: not d.needs_reference)
 
 
-def finite_number(name: str, value: object) -> float:
-    """``value`` as a float; ``ValueError`` unless it is a finite number of magnitude ``<= PARAM_LIMIT``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name}={value!r} must be a finite number")
-    if abs(value) > PARAM_LIMIT:
-        raise ValueError(f"{name}={value!r} is too large for the loss's float32 arithmetic; expected |{name}| <= "
-                         f"{PARAM_LIMIT:g}")
-    return float(value)
-
-
 def check_beta(value: object) -> float:
-    """``beta`` as a float; ``ValueError`` unless it is a number in ``[1/PARAM_LIMIT, PARAM_LIMIT]``."""
+    """``beta`` as a float; ``ValueError`` unless it is a number within :data:`BETA`'s bounds."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"beta={value!r} must be a finite number > 0")
-    if not 1 / PARAM_LIMIT <= value <= PARAM_LIMIT:
-        raise ValueError(f"beta={value!r} is outside [{1 / PARAM_LIMIT:g}, {PARAM_LIMIT:g}], where the loss stays "
+    if not BETA.holds(value):
+        raise ValueError(f"beta={value!r} is outside [{BETA.low:g}, {BETA.high:g}], where the loss stays "
                          "finite in float32 (ipo's target margin 1/(2 beta), beta times the log-prob margins); "
                          "typical values are 0.01 to 10")
     return float(value)
 
 
+def loss_param_fields() -> dict[str, ParamField]:
+    """Every loss parameter's :class:`~adadpo.core.params.ParamField` (besides :data:`BETA`), from the registered
+    losses' declarations: the one source of ``LossSpec``'s keyword fields (and of a config's and a command
+    line's). Once read, :func:`register_loss` refuses a loss that declares a new parameter name: the fields exist."""
+    global _FIELDS
+    _FIELDS = param_fields({d.name: d.params for d in REGISTRY.values()})
+    return _FIELDS
+
+
+_FIELDS: dict[str, ParamField] | None = None
+
+
 # ------------------------------------------------------------------------------------------ declarations
 
 _SMOOTHING = Param("label_smoothing", 0.0, "Conservative-loss eps: -(1-eps) log sigma(z) - eps log sigma(-z).",
-                   low=0.0, high=0.5, open_high=True)
-_NOISE = Param("label_smoothing", 0.0, "Label-noise rate eps.")
+                   low=0.0, high=0.5, open_high=True, neutral=0.0)
+_NOISE = Param("label_smoothing", 0.0, "Label-noise rate eps.", neutral=0.0)
 _EXO_EPS = Param("label_smoothing", 0.0, "EXO's eps (label_smoothing).", low=0.0, high=1.0, open_low=True,
-                 open_high=True, example=1e-3)
+                 open_high=True, example=1e-3, neutral=0.0)
 _NO_F = dict(f_divergence=False)
 _SORTS = "it sorts the batch, so a pair's chosen and rejected sides no longer meet in one term"
 
@@ -237,7 +218,7 @@ ADADPO_PAPER = Paper("AdaDPO", "AdaDPO", "2605.28440")
 for _d in (
     LossDef("dpo", terms.dpo, params={"label_smoothing": _SMOOTHING}, paper=DPO_PAPER, family=True),
     LossDef("rdpo", terms.rdpo, params={
-        "length_alpha": Param("length_alpha", None, "R-DPO length penalty (required).", example=0.01),
+        "length_alpha": Param("length_alpha", None, "R-DPO length penalty (required).", example=0.01, required=True),
         "label_smoothing": _SMOOTHING},
         paper=Paper("R-DPO", "Disentangling Length from Quality in Direct Preference Optimization", "2403.19159"),
         family=True),
