@@ -58,7 +58,7 @@ def test_register_loss_refuses_a_taken_name_and_an_unexplained_missing_balance()
     with pytest.raises(ValueError, match="already registered"):
         register_loss(LossDef("dpo", LOSSES["dpo"].term, family=True))
     with pytest.raises(ValueError, match="say why"):
-        register_loss(LossDef("unexplained", LOSSES["dpo"].term, balanced=None, trl=True))
+        register_loss(LossDef("unexplained", LOSSES["dpo"].term, shape="batch", trl=True))
     assert "unexplained" not in REGISTRY
 
 

@@ -67,8 +67,12 @@ class PairLogps:
     check: InitVar[bool] = True
 
     def __post_init__(self, check: bool) -> None:
-        if not check:
-            return
+        if check:
+            self.check_structure()
+
+    def check_structure(self) -> PairLogps:
+        """Raise ``ValueError`` naming the field unless every field is a 1-D ``[B]`` tensor of one shape (sums
+        floating point) and the reference sums are both given or both ``None``; reads no value. Returns ``self``."""
         _check_tensor("chosen_logps", self.chosen_logps, None)
         shape = self.chosen_logps.shape
         for name in ("rejected_logps", "chosen_lengths", "rejected_lengths"):
@@ -83,10 +87,33 @@ class PairLogps:
         for name in ("pair_weights", "raw_chosen_logps"):
             if getattr(self, name) is not None:
                 _check_tensor(name, getattr(self, name), shape)
+        return self
 
     @property
     def has_reference(self) -> bool:
         return self.ref_chosen_logps is not None
+
+    # the method's names (docs/method.md): A policy sums, T lengths, R reference sums; w chosen, l rejected
+    A_w = property(lambda self: self.chosen_logps, doc="``chosen_logps``.")
+    A_l = property(lambda self: self.rejected_logps, doc="``rejected_logps``.")
+    T_w = property(lambda self: self.chosen_lengths, doc="``chosen_lengths``.")
+    T_l = property(lambda self: self.rejected_lengths, doc="``rejected_lengths``.")
+    R_w = property(lambda self: self.ref_chosen_logps, doc="``ref_chosen_logps``.")
+    R_l = property(lambda self: self.ref_rejected_logps, doc="``ref_rejected_logps``.")
+
+    def computed(self) -> PairLogps:
+        """The pairs as the losses compute with them: sums and lengths in float32 (float64 for float64 sums) on the
+        policy sums' device, the reference sums and the raw chosen sums detached (constants); unchecked."""
+        dtype = torch.promote_types(self.chosen_logps.dtype, torch.float32)
+        device = self.chosen_logps.device
+
+        def cast(x: Tensor | None, constant: bool = False) -> Tensor | None:
+            return None if x is None else (x.detach() if constant else x).to(device=device, dtype=dtype)
+
+        return PairLogps(cast(self.chosen_logps), cast(self.rejected_logps), cast(self.chosen_lengths),
+                         cast(self.rejected_lengths), cast(self.ref_chosen_logps, True),
+                         cast(self.ref_rejected_logps, True), self.pair_weights, cast(self.raw_chosen_logps),
+                         self.aux_loss, check=False)
 
     def with_reference(self, ref_chosen_logps: Tensor, ref_rejected_logps: Tensor, check: bool = True) -> PairLogps:
         """The same pairs with the reference sums ``R_w``, ``R_l`` (``[B]`` each) attached (``check`` as the

@@ -1,13 +1,16 @@
 """The loss registry: one declaration per loss, adadpo's six families and TRL 1.16's ``loss_type`` terms alike.
 
 A :class:`LossDef` says what a loss *is*: its side score, whether it needs the reference model, its parameters
-(defaults and bounds), its paper, its per-pair term (:mod:`adadpo.core.terms`) and its balanced form:
+(:class:`~adadpo.core.params.Param`: defaults, bounds, help), its paper, its per-pair term
+(:mod:`adadpo.core.terms`) and that term's ``shape``, which fixes its balanced form:
 
 - ``"margin"``: the term depends on the scores only through ``delta = s_w - s_l``, so ``dL/ds_w = -dL/ds_l``
-  and both placements balance it exactly;
-- ``"two-sided"``: each side's score enters on its own with its own slope, which enters the statistic; scaling
-  the scores inside the loss would move those slopes, so only ``placement="gradient"`` balances it exactly;
-- ``None``: no balanced form, and :attr:`LossDef.unbalanced` says why.
+  and both placements balance it exactly (balanced form ``"margin"``);
+- ``"sides"``: each side's score enters on its own with its own slope, which enters the statistic; scaling
+  the scores inside the loss would move those slopes, so only ``placement="gradient"`` balances it exactly
+  (balanced form ``"two-sided"``);
+- ``"batch"``: the term mixes pairs or has no rejected side: no balanced form, and :attr:`LossDef.unbalanced`
+  says why.
 
 Everything else derives from it: :class:`adadpo.LossSpec`'s validation, ``AdaDPOConfig``'s ``loss`` choices and
 TRL names, ``adadpo train --help``, the model card's citation and the "which losses need X" messages
@@ -56,7 +59,10 @@ from adadpo.core import terms
 from adadpo.core.params import LIMIT, Param, ParamField, param_fields
 
 Score = Literal["sum", "mean", "log_odds"]
+Shape = Literal["margin", "sides", "batch"]
 BalancedForm = Literal["margin", "two-sided"]
+#: The balanced form each shape of term has.
+BALANCED_FORM: dict[str, BalancedForm | None] = {"margin": "margin", "sides": "two-sided", "batch": None}
 
 
 class Paper(NamedTuple):
@@ -78,17 +84,16 @@ class LossDef:
 
     Attributes:
         name: the name ``LossSpec`` and the config take.
-        term: its per-pair term (:mod:`adadpo.core.terms`), of the shape its ``balanced`` form implies.
+        term: its per-pair term (:mod:`adadpo.core.terms`), of the signature its ``shape`` gives.
         score: ``"sum"``, ``"mean"`` (divided by ``T``) or ``"log_odds"`` (of the mean; ORPO).
         needs_reference: takes reference log-probs (and must have them).
         params: its parameters besides ``beta``, by name.
         paper: :class:`Paper`, or ``None``.
-        balanced: ``"margin"``, ``"two-sided"`` or ``None`` (then ``unbalanced`` says why).
+        shape: ``"margin"``, ``"sides"`` or ``"batch"`` (then ``unbalanced`` says why it has no balanced form).
         nll_weight: ``None``, or the parameter weighting the chosen NLL term added to the loss (``"1"``: weight 1).
         family: one of adadpo's ``loss=`` families; ``trl``: one of TRL's ``loss_type`` names.
         same_as: the family this TRL name trains when TRL's defaults apply (``sigmoid`` is ``dpo``).
         f_divergence: TRL accepts an ``f_divergence_type`` other than ``reverse_kl`` with it.
-        batch: the term mixes pairs or has no rejected side (no per-pair term; implies ``balanced=None``).
     """
 
     name: str
@@ -97,14 +102,23 @@ class LossDef:
     needs_reference: bool = True
     params: dict[str, Param] = field(default_factory=dict)
     paper: Paper | None = None
-    balanced: BalancedForm | None = "margin"
+    shape: Shape = "margin"
     unbalanced: str = ""
     nll_weight: str | None = None
     family: bool = False
     trl: bool = False
     same_as: str | None = None
     f_divergence: bool = True
-    batch: bool = False
+
+    @property
+    def balanced(self) -> BalancedForm | None:
+        """The balanced form its shape gives: ``"margin"``, ``"two-sided"`` or ``None``."""
+        return BALANCED_FORM[self.shape]
+
+    @property
+    def batch(self) -> bool:
+        """The term mixes pairs or has no rejected side (no per-pair term, no balanced form)."""
+        return self.shape == "batch"
 
     @property
     def mean(self) -> bool:
@@ -125,6 +139,8 @@ def register_loss(definition: LossDef) -> LossDef:
     a TRL name); ``ValueError`` if the name is taken or the declaration is inconsistent."""
     if definition.name in REGISTRY:
         raise ValueError(f"a loss named {definition.name!r} is already registered")
+    if definition.shape not in BALANCED_FORM:
+        raise ValueError(f"loss {definition.name!r} has shape={definition.shape!r}; expected one of {list(BALANCED_FORM)}")
     if definition.balanced is None and not definition.unbalanced:
         raise ValueError(f"loss {definition.name!r} has no balanced form: say why (unbalanced=...)")
     for name, param in definition.params.items():
@@ -240,31 +256,31 @@ for _d in (
             paper=Paper("SLiC-HF", "SLiC-HF: Sequence Likelihood Calibration with Human Feedback", "2305.10425")),
     LossDef("exo_pair", terms.exo_pair, trl=True, params={"label_smoothing": _EXO_EPS},
             paper=Paper("EXO", "Towards Efficient Exact Optimization of Language Model Alignment", "2402.00856")),
-    LossDef("nca_pair", terms.nca_pair, trl=True, balanced="two-sided", **_NO_F,
+    LossDef("nca_pair", terms.nca_pair, trl=True, shape="sides", **_NO_F,
             paper=Paper("NCA", "Noise Contrastive Alignment of Language Models with Explicit Rewards", "2402.05369")),
     LossDef("robust", terms.robust, trl=True, params={"label_smoothing": _NOISE},
             paper=Paper("rDPO", "Provably Robust DPO: Aligning Language Models with Noisy Feedback", "2403.00409")),
-    LossDef("bco_pair", terms.bco_pair, trl=True, balanced="two-sided", **_NO_F,
+    LossDef("bco_pair", terms.bco_pair, trl=True, shape="sides", **_NO_F,
             paper=Paper("BCO", "Binary Classifier Optimization for Large Language Model Alignment", "2404.04656")),
-    LossDef("sppo_hard", terms.sppo_hard, trl=True, balanced="two-sided", **_NO_F,
+    LossDef("sppo_hard", terms.sppo_hard, trl=True, shape="sides", **_NO_F,
             paper=Paper("SPPO", "Self-Play Preference Optimization for Language Model Alignment", "2405.00675")),
-    LossDef("aot", terms.aot, trl=True, balanced=None, unbalanced=_SORTS, batch=True, **_NO_F,
+    LossDef("aot", terms.aot, trl=True, shape="batch", unbalanced=_SORTS, **_NO_F,
             params={"label_smoothing": _NOISE},
             paper=Paper("AOT", "Distributional Preference Alignment of LLMs via Optimal Transport", "2406.05882")),
-    LossDef("aot_unpaired", terms.aot_unpaired, trl=True, balanced=None, unbalanced=_SORTS, batch=True, **_NO_F,
+    LossDef("aot_unpaired", terms.aot_unpaired, trl=True, shape="batch", unbalanced=_SORTS, **_NO_F,
             params={"label_smoothing": _NOISE},
             paper=Paper("AOT", "Distributional Preference Alignment of LLMs via Optimal Transport", "2406.05882")),
-    LossDef("apo_zero", terms.apo_zero, trl=True, balanced="two-sided", **_NO_F,
+    LossDef("apo_zero", terms.apo_zero, trl=True, shape="sides", **_NO_F,
             paper=Paper("APO", "Anchored Preference Optimization and Contrastive Revisions: Addressing "
                         "Underspecification in Alignment", "2408.06266")),
-    LossDef("apo_down", terms.apo_down, trl=True, balanced="two-sided", **_NO_F,
+    LossDef("apo_down", terms.apo_down, trl=True, shape="sides", **_NO_F,
             paper=Paper("APO", "Anchored Preference Optimization and Contrastive Revisions: Addressing "
                         "Underspecification in Alignment", "2408.06266")),
     LossDef("discopop", terms.discopop, trl=True, params={
         "discopop_tau": Param("discopop_tau", 0.05, "DiscoPOP's temperature tau.")},
         paper=Paper("DiscoPOP", "Discovering Preference Optimization Algorithms with and for Large Language Models",
                     "2406.08414")),
-    LossDef("sft", terms.sft, trl=True, balanced=None, batch=True,
+    LossDef("sft", terms.sft, trl=True, shape="batch",
             unbalanced="it has no rejected side to balance against"),
     LossDef("sigmoid_norm", terms.sigmoid, score="mean", trl=True),  # length-normalised DPO: no one paper
 ):
