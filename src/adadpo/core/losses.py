@@ -125,15 +125,14 @@ def as_pairs(spec: LossSpec, pairs: PairLogps | None = None, **tensors: Tensor |
 def _side_x(definition: LossDef, balance: Balance, pairs: PairLogps, u_w: Tensor, u_l: Tensor) -> tuple[Tensor, Tensor]:
     """``X = log P - log(|g'(u)| d)`` of each side, from detached inputs, in the wide dtype."""
     wide = statistic_dtype(pairs.A_w.device)
-
-    def side(A: Tensor, T: Tensor, R: Tensor | None, u: Tensor) -> Tensor:
+    x = []
+    for A, T, R, u in ((pairs.A_w, pairs.T_w, pairs.R_w, u_w), (pairs.A_l, pairs.T_l, pairs.R_l, u_l)):
         A, T, u = A.detach().to(wide), T.detach().to(wide), u.detach().to(wide)
         v = A - R.detach().to(wide) if balance.use_reference else A
         log_p = v / T if balance.level == "token" else v
-        x = log_p + torch.log(T) if definition.mean else log_p  # -log d
-        return x + log1mexp(_orpo_safe(u)) if definition.log_odds else x  # -log|g'(u)| = log(1 - pbar)
-
-    return side(pairs.A_w, pairs.T_w, pairs.R_w, u_w), side(pairs.A_l, pairs.T_l, pairs.R_l, u_l)
+        side = log_p + torch.log(T) if definition.mean else log_p  # -log d
+        x.append(side + log1mexp(_orpo_safe(u)) if definition.log_odds else side)  # -log|g'(u)| = log(1 - pbar)
+    return x[0], x[1]
 
 
 def _side_slopes(definition: LossDef, beta: float, p: dict, h_w: Tensor, h_l: Tensor) -> tuple[Tensor, Tensor]:
@@ -283,8 +282,11 @@ def _loss(spec: LossSpec, pairs: PairLogps) -> PreferenceLossOutput:
             term = definition.term(pairs, beta, p)
         else:
             _, (s_w, s_l) = scores(definition)
-            if balance is not None and k == spec.balanced:
-                s_w, s_l = _place(balance, coef, s_w, s_l)
+            if balance is not None and k == spec.balanced and balance.placement == "margin":  # s -> c s
+                s_w, s_l = coef.chosen * s_w, coef.rejected * s_l
+            elif balance is not None and k == spec.balanced:  # s -> sg(s) + c (s - sg(s)): the gradient scaled by c
+                s_w = s_w.detach() + coef.chosen * (s_w - s_w.detach())
+                s_l = s_l.detach() + coef.rejected * (s_l - s_l.detach())
             term = definition.term(s_w, s_l, beta, p) if definition.shape == "sides" else \
                 definition.term(s_w - s_l, pairs, beta, p)
         if spec.use_weighting:
@@ -299,15 +301,6 @@ def _loss(spec: LossSpec, pairs: PairLogps) -> PreferenceLossOutput:
     reward_w, reward_l, metrics = _metrics(spec, pairs, scores(first), coef, nll)
     return PreferenceLossOutput(loss=total, losses=losses, metrics=metrics, coefficients=coef,
                                 chosen_rewards=reward_w, rejected_rewards=reward_l, nll=nll)
-
-
-def _place(balance: Balance, coef: Coefficients, s_w: Tensor, s_l: Tensor) -> tuple[Tensor, Tensor]:
-    """The balanced side scores: ``c s`` (``placement="margin"``) or ``sg(s) + c (s - sg(s))`` (``"gradient"``:
-    the same value, the gradient scaled by ``c``)."""
-    c_w, c_l = coef.chosen, coef.rejected
-    if balance.placement == "margin":
-        return c_w * s_w, c_l * s_l
-    return s_w.detach() + c_w * (s_w - s_w.detach()), s_l.detach() + c_l * (s_l - s_l.detach())
 
 
 @torch.no_grad()

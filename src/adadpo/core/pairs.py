@@ -103,17 +103,13 @@ class PairLogps:
 
     def computed(self) -> PairLogps:
         """The pairs as the losses compute with them: sums and lengths in float32 (float64 for float64 sums) on the
-        policy sums' device, the reference sums and the raw chosen sums detached (constants); unchecked."""
-        dtype = torch.promote_types(self.chosen_logps.dtype, torch.float32)
-        device = self.chosen_logps.device
-
-        def cast(x: Tensor | None, constant: bool = False) -> Tensor | None:
-            return None if x is None else (x.detach() if constant else x).to(device=device, dtype=dtype)
-
-        return PairLogps(cast(self.chosen_logps), cast(self.rejected_logps), cast(self.chosen_lengths),
-                         cast(self.rejected_lengths), cast(self.ref_chosen_logps, True),
-                         cast(self.ref_rejected_logps, True), self.pair_weights, cast(self.raw_chosen_logps),
-                         self.aux_loss, check=False)
+        policy sums' device, the reference sums detached (constants); unchecked."""
+        to = {"dtype": torch.promote_types(self.chosen_logps.dtype, torch.float32), "device": self.chosen_logps.device}
+        R_w, R_l, raw = self.ref_chosen_logps, self.ref_rejected_logps, self.raw_chosen_logps
+        return PairLogps(self.chosen_logps.to(**to), self.rejected_logps.to(**to), self.chosen_lengths.to(**to),
+                         self.rejected_lengths.to(**to), None if R_w is None else R_w.detach().to(**to),
+                         None if R_l is None else R_l.detach().to(**to), self.pair_weights,
+                         None if raw is None else raw.to(**to), self.aux_loss, check=False)
 
     def with_reference(self, ref_chosen_logps: Tensor, ref_rejected_logps: Tensor, check: bool = True) -> PairLogps:
         """The same pairs with the reference sums ``R_w``, ``R_l`` (``[B]`` each) attached (``check`` as the

@@ -90,6 +90,8 @@ class LossDef:
         params: its parameters besides ``beta``, by name.
         paper: :class:`Paper`, or ``None``.
         shape: ``"margin"``, ``"sides"`` or ``"batch"`` (then ``unbalanced`` says why it has no balanced form).
+        balanced, batch, mean, log_odds (derived): its balanced form (``"margin"``, ``"two-sided"``, ``None``), a
+            batch term, a score divided by ``T`` (``d = 1/T``), ORPO's log-odds score.
         nll_weight: ``None``, or the parameter weighting the chosen NLL term added to the loss (``"1"``: weight 1).
         family: one of adadpo's ``loss=`` families; ``trl``: one of TRL's ``loss_type`` names.
         same_as: the family this TRL name trains when TRL's defaults apply (``sigmoid`` is ``dpo``).
@@ -110,24 +112,19 @@ class LossDef:
     same_as: str | None = None
     f_divergence: bool = True
 
-    @property
-    def balanced(self) -> BalancedForm | None:
-        """The balanced form its shape gives: ``"margin"``, ``"two-sided"`` or ``None``."""
-        return BALANCED_FORM[self.shape]
+    # derived from the declaration once (read at every step: plain attributes, not properties)
+    balanced: BalancedForm | None = field(init=False, repr=False, compare=False)
+    batch: bool = field(init=False, repr=False, compare=False)
+    mean: bool = field(init=False, repr=False, compare=False)
+    log_odds: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def batch(self) -> bool:
-        """The term mixes pairs or has no rejected side (no per-pair term, no balanced form)."""
-        return self.shape == "batch"
-
-    @property
-    def mean(self) -> bool:
-        """The score divides by the length (``d = 1/T`` in the statistic)."""
-        return self.score != "sum"
-
-    @property
-    def log_odds(self) -> bool:
-        return self.score == "log_odds"
+    def __post_init__(self) -> None:
+        if self.shape not in BALANCED_FORM:
+            raise ValueError(f"loss {self.name!r} has shape={self.shape!r}; expected one of {list(BALANCED_FORM)}")
+        object.__setattr__(self, "balanced", BALANCED_FORM[self.shape])
+        object.__setattr__(self, "batch", self.shape == "batch")
+        object.__setattr__(self, "mean", self.score != "sum")  # d = 1/T in the statistic
+        object.__setattr__(self, "log_odds", self.score == "log_odds")
 
 
 #: Every registered loss by name.
@@ -139,8 +136,6 @@ def register_loss(definition: LossDef) -> LossDef:
     a TRL name); ``ValueError`` if the name is taken or the declaration is inconsistent."""
     if definition.name in REGISTRY:
         raise ValueError(f"a loss named {definition.name!r} is already registered")
-    if definition.shape not in BALANCED_FORM:
-        raise ValueError(f"loss {definition.name!r} has shape={definition.shape!r}; expected one of {list(BALANCED_FORM)}")
     if definition.balanced is None and not definition.unbalanced:
         raise ValueError(f"loss {definition.name!r} has no balanced form: say why (unbalanced=...)")
     for name, param in definition.params.items():
