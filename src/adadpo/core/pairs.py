@@ -31,6 +31,12 @@ LOGP_SLACK = 1e-2
 def _check_tensor(name: str, x: object, shape: torch.Size | None) -> None:
     if not isinstance(x, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of shape [B], got {type(x).__name__}")
+    if x.is_meta:
+        raise ValueError(f"{name} is on the meta device, which holds no values; pass a tensor on the CPU or an "
+                         "accelerator")
+    if x.dtype == torch.bool or x.is_complex():
+        kind = "floating-point" if name in _LOGPS else "real (integer or floating-point)"
+        raise ValueError(f"{name} must be a {kind} tensor, got {x.dtype}")
     if x.dim() != 1 or x.numel() == 0:
         raise ValueError(f"{name} must be a non-empty 1-D tensor of shape [B] (one value per pair), got shape {tuple(x.shape)}")
     if shape is not None and x.shape != shape:
@@ -124,8 +130,16 @@ class PairLogps:
 
     @classmethod
     def cat(cls, parts: list[PairLogps]) -> PairLogps:
-        """Concatenate batches of pairs (all with a reference or all without)."""
-        names = parts[0].tensors()
+        """Concatenate batches of pairs (all with the same fields set: a reference or none, ...)."""
+        parts = list(parts)
+        if not parts or not all(isinstance(p, PairLogps) for p in parts):
+            raise ValueError(f"PairLogps.cat takes a non-empty list of PairLogps, got "
+                             f"{[type(p).__name__ for p in parts] or 'an empty list'}")
+        names = list(parts[0].tensors())
+        for i, p in enumerate(parts):
+            if list(p.tensors()) != names:
+                raise ValueError(f"PairLogps.cat: part {i} sets {list(p.tensors())} but part 0 sets {names}; "
+                                 "concatenate batches with the same fields (a reference in all or in none)")
         return cls(**{name: torch.cat([getattr(p, name) for p in parts]) for name in names})
 
     def check_values(self) -> PairLogps:

@@ -90,6 +90,9 @@ class LossSpec:
                              f"{list(names)}")
         weights = tuple(finite_number("loss_weights", w) for w in weights)
         check_beta(self.beta)
+        for flag in ("debug", "use_weighting"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"{flag}={getattr(self, flag)!r} must be True or False")
         if len({d.needs_reference for d in defs}) > 1:
             raise ValueError(f"loss={list(names)} mixes reference-based and reference-free losses")
         terms = tuple((d, w, _term_params(d, self)) for d, w in zip(defs, weights))
