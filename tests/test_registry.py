@@ -41,6 +41,8 @@ def test_the_independent_formulas_cover_every_family():
     assert set(reference.REFERENCE_LOSSES) == {n for n, d in LOSSES.items() if d.needs_reference}
     assert set(reference.MEAN_LOSSES) == {n for n, d in LOSSES.items() if d.mean}
     assert set(reference.FAMILIES) == set(LOSSES)
+    assert {n: LOSSES[n].params.get(LOSSES[n].nll_weight, Param("1", 1.0, "")).default for n in reference.NLL_WEIGHTS} \
+        == reference.NLL_WEIGHTS and {n for n, d in LOSSES.items() if d.nll_weight} == set(reference.NLL_WEIGHTS)
 
 
 def test_every_declaration_is_complete():

@@ -29,6 +29,7 @@ ipo            mean      yes  margin      ``(delta - 1/(2 beta))^2``
 simpo          mean      no   margin      same as dpo with ``z - gamma``
 cpo            sum       no   margin      same as dpo, plus ``cpo_alpha NLL_w``
 orpo           log_odds  no   margin      ``-beta log sigma(delta)``, plus ``NLL_w``
+rpo            sum       yes  margin      ``-log sigma(z)``, plus ``rpo_alpha NLL_w`` (DPO+NLL)
 sigmoid        sum       yes  margin      ``-log sigma(z)`` (TRL's name for dpo without label smoothing)
 hinge          sum       yes  margin      ``max(0, 1 - z)``
 exo_pair       sum       yes  margin      ``sigma(z) log(sigma(z)/(1-eps)) + sigma(-z) log(sigma(-z)/eps)``
@@ -246,6 +247,10 @@ for _d in (
                     "Machine Translation", "2401.08417")),
     LossDef("orpo", terms.orpo, score="log_odds", needs_reference=False, family=True, nll_weight="1",
             paper=Paper("ORPO", "ORPO: Monolithic Preference Optimization without Reference Model", "2403.07691")),
+    LossDef("rpo", terms.sigmoid, family=True, nll_weight="rpo_alpha", params={
+        "rpo_alpha": Param("rpo_alpha", 1.0, "Weight of RPO's chosen NLL term added to DPO's (default 1.0; a token "
+                           "mean over the batch, as TRL's former rpo_alpha).", low=0.0)},
+        paper=Paper("RPO", "Iterative Reasoning Preference Optimization", "2404.19733")),
     LossDef("sigmoid", terms.sigmoid, trl=True, same_as="dpo", paper=DPO_PAPER),
     LossDef("hinge", terms.hinge, trl=True,
             paper=Paper("SLiC-HF", "SLiC-HF: Sequence Likelihood Calibration with Human Feedback", "2305.10425")),
