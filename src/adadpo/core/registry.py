@@ -277,7 +277,8 @@ for _d in (
             paper=Paper("APO", "Anchored Preference Optimization and Contrastive Revisions: Addressing "
                         "Underspecification in Alignment", "2408.06266")),
     LossDef("discopop", terms.discopop, trl=True, params={
-        "discopop_tau": Param("discopop_tau", 0.05, "DiscoPOP's temperature tau.")},
+        "discopop_tau": Param("discopop_tau", 0.05, "DiscoPOP's temperature tau.", low=0.0, open_low=True,
+                              example=0.05)},
         paper=Paper("DiscoPOP", "Discovering Preference Optimization Algorithms with and for Large Language Models",
                     "2406.08414")),
     LossDef("sft", terms.sft, trl=True, shape="batch",
