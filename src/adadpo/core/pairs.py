@@ -14,6 +14,7 @@ reading a value, so building one never waits for the device; :meth:`PairLogps.ch
 from __future__ import annotations
 
 from dataclasses import InitVar, dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -43,6 +44,13 @@ def _check_tensor(name: str, x: object, shape: torch.Size | None) -> None:
         raise ValueError(f"{name} has shape {tuple(x.shape)} but chosen_logps has shape {tuple(shape)}; every input must be [B]")
     if name in _LOGPS and not x.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
+
+
+def _alias(name: str) -> cached_property:
+    """The field ``name`` under the method's short name (read once per instance, then a plain attribute)."""
+    read = lambda self: getattr(self, name)  # noqa: E731
+    read.__doc__ = f"``{name}``."
+    return cached_property(read)
 
 
 @dataclass(frozen=True)
@@ -99,13 +107,14 @@ class PairLogps:
     def has_reference(self) -> bool:
         return self.ref_chosen_logps is not None
 
-    # the method's names (docs/method.md): A policy sums, T lengths, R reference sums; w chosen, l rejected
-    A_w = property(lambda self: self.chosen_logps, doc="``chosen_logps``.")
-    A_l = property(lambda self: self.rejected_logps, doc="``rejected_logps``.")
-    T_w = property(lambda self: self.chosen_lengths, doc="``chosen_lengths``.")
-    T_l = property(lambda self: self.rejected_lengths, doc="``rejected_lengths``.")
-    R_w = property(lambda self: self.ref_chosen_logps, doc="``ref_chosen_logps``.")
-    R_l = property(lambda self: self.ref_rejected_logps, doc="``ref_rejected_logps``.")
+    # the method's names (docs/method.md): A policy sums, T lengths, R reference sums; w chosen, l rejected (read once
+    # per instance: the fields are frozen, so the first read is stored and the others are plain attribute reads)
+    A_w = _alias("chosen_logps")
+    A_l = _alias("rejected_logps")
+    T_w = _alias("chosen_lengths")
+    T_l = _alias("rejected_lengths")
+    R_w = _alias("ref_chosen_logps")
+    R_l = _alias("ref_rejected_logps")
 
     def computed(self) -> PairLogps:
         """The pairs as the losses compute with them: sums and lengths in float32 (float64 for float64 sums) on the
