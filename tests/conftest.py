@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import ast
 import os
+import sys
+import warnings
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -108,6 +112,94 @@ def _single_thread():
     torch.set_num_threads(1)
     yield
 
+
+# ------------------------------------------------------------------------- the quick loops: `core` and `nomodel`
+# Every test is marked from what its module imports (read from the source, function bodies included), so a new
+# test file is classified without a list to update; CI runs everything (see docs/contributing.md):
+# - ``core``: the module imports only the standard library, torch, hypothesis, pytest, adadpo / adadpo.core and
+#   the formula helpers (conftest, reference), and starts no interpreter (no subprocess): the loss
+#   contributor's loop, ``pytest -m core``;
+# - ``nomodel``: neither the module nor the test touches a model: no transformers, no tiny-model or world helper,
+#   no model fixture (``pytest -m nomodel``; ``core`` tests are ``nomodel`` too).
+
+#: Helpers and packages that build or load a model.
+MODEL_IMPORTS = ("transformers", "peft", "tiny", "gguf_tiny", "lmworld_fixtures", "fsdp_worker", "step_budget",
+                 "launch", "adadpo.bench.worlds.smollm2")
+#: Fixtures that build a model or a model's run directory.
+MODEL_FIXTURES = frozenset({"tiny_model_dirs", "model_dir", "tokenizer", "dataset", "world", "chat_model"})
+#: Modules whose tests build a model in a subprocess, out of their imports' sight (the benchmark scripts).
+MODEL_SUBPROCESSES = frozenset({"test_benchmarks.py"})
+#: What a ``core`` test module may import besides the standard library.
+CORE_IMPORTS = ("torch", "hypothesis", "pytest", "conftest", "reference")
+#: Standard-library modules a ``core`` test may not use: a fresh interpreter costs seconds.
+NOT_CORE = ("subprocess", "multiprocessing")
+CORE_ADADPO = ("adadpo", "adadpo.core")
+
+
+@cache
+def _imports(path: Path) -> dict[str | None, frozenset[str]]:
+    """The modules ``path`` imports (``from a.b import c`` gives ``a.b``): key ``None`` for the module's own
+    (top level and helpers, function bodies included), and each ``test_*`` function's by its name."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a docstring's invalid escape is the module's business, not the marker's
+        tree = ast.parse(path.read_text())
+    found: dict[str | None, set[str]] = {None: set()}
+
+    def visit(node: ast.AST, owner: str | None) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
+            owner = node.name
+            found.setdefault(owner, set())
+        if isinstance(node, ast.Import):
+            found[owner] |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            found[owner].add(node.module or "")
+        for child in ast.iter_child_nodes(node):
+            visit(child, owner)
+
+    visit(tree, None)
+    return {k: frozenset(v) for k, v in found.items()}
+
+
+def _within(name: str, roots: tuple[str, ...]) -> bool:
+    return any(name == r or name.startswith(r + ".") for r in roots)
+
+
+def _needs_model(imports: frozenset[str]) -> bool:
+    return any(_within(name, MODEL_IMPORTS) for name in imports)
+
+
+def _is_core(imports: frozenset[str]) -> bool:
+    for name in imports:
+        top = name.split(".")[0]
+        if top == "adadpo":
+            if name not in CORE_ADADPO and not _within(name, ("adadpo.core",)):
+                return False
+        elif top in NOT_CORE or (top not in sys.stdlib_module_names and top not in CORE_IMPORTS):
+            return False
+    return True
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Under ``-m core`` or ``-m nomodel`` alone, do not import a test module none of whose tests can be selected
+    (its own imports already rule them out): collecting the trainer's modules costs half a minute."""
+    wanted = config.getoption("markexpr", "")
+    if wanted not in ("core", "nomodel") or not collection_path.name.startswith("test_") \
+            or collection_path.suffix != ".py":
+        return None
+    own = _imports(collection_path)[None]
+    return True if collection_path.name in MODEL_SUBPROCESSES or _needs_model(own) or (wanted == "core" and not _is_core(own)) else None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        found = _imports(Path(item.path))
+        imports = found[None] | found.get(getattr(item, "originalname", item.name), frozenset())
+        if Path(item.path).name in MODEL_SUBPROCESSES or _needs_model(imports) \
+                or MODEL_FIXTURES & set(item.fixturenames):
+            continue
+        item.add_marker(pytest.mark.nomodel)
+        if _is_core(imports):
+            item.add_marker(pytest.mark.core)
 
 # ------------------------------------------------------------------------- tiny models, data and CLI worlds
 # Factories shared by the trainer and CLI tests (the builders are in tiny.py). A module tunes them with constants:

@@ -10,7 +10,10 @@ import math
 import torch
 from torch import Tensor
 
-REFERENCE_LOSSES = ("dpo", "rdpo", "ipo")
+FAMILIES = ("dpo", "rdpo", "ipo", "simpo", "cpo", "orpo", "rpo")  # test_registry checks these against the registry
+REFERENCE_LOSSES = ("dpo", "rdpo", "ipo", "rpo")
+#: The losses that add the chosen NLL ``-sum_b A_w / sum_b T_w``, with its default weight.
+NLL_WEIGHTS = {"cpo": 1.0, "orpo": 1.0, "rpo": 1.0}
 MEAN_LOSSES = ("ipo", "simpo", "orpo")  # u is a per-token mean (d = 1/T)
 
 
@@ -66,7 +69,7 @@ def pairwise_margin_form(
     """The pairwise term per pair, coefficients multiplying the side scores (margin placement)."""
     if loss in REFERENCE_LOSSES:
         h_w, h_l = A_w - R_w, A_l - R_l
-    if loss == "dpo":
+    if loss in ("dpo", "rpo"):  # rpo: DPO's term (no smoothing), plus the NLL in total_loss
         return _smooth(beta * (c_w * h_w - c_l * h_l), eps)
     if loss == "rdpo":
         return _smooth(beta * (c_w * h_w - c_l * h_l) + length_alpha * (T_w - T_l), eps)
@@ -84,13 +87,12 @@ def pairwise_margin_form(
     raise ValueError(loss)
 
 
-def total_loss(loss: str, pairwise: Tensor, A_w: Tensor, T_w: Tensor, cpo_alpha: float = 1.0) -> Tensor:
-    nll = -A_w.sum() / T_w.sum()
-    if loss == "cpo":
-        return pairwise.mean() + cpo_alpha * nll
-    if loss == "orpo":
-        return pairwise.mean() + nll
-    return pairwise.mean()
+def total_loss(loss: str, pairwise: Tensor, A_w: Tensor, T_w: Tensor, nll_weight: float | None = None) -> Tensor:
+    """The pairwise terms' mean plus, for the losses of :data:`NLL_WEIGHTS`, the weighted chosen NLL."""
+    if loss not in NLL_WEIGHTS:
+        return pairwise.mean()
+    weight = NLL_WEIGHTS[loss] if nll_weight is None else nll_weight
+    return pairwise.mean() + weight * (-A_w.sum() / T_w.sum())
 
 
 def rewards(loss: str, beta: float, A, T, R=None) -> Tensor:

@@ -9,6 +9,7 @@ import pytest
 from tiny import cli_config as _config
 from tiny import write_yaml as _write
 
+from adadpo import LOSSES
 from adadpo.cli import build_parser, main
 
 
@@ -21,7 +22,7 @@ def test_train_help_starts_with_the_config_file(capsys):
     # the loss parameters' help comes from their declarations in adadpo.core.registry
     assert "SimPO target margin (default 0.5, TRL's simpo_gamma). Only for simpo; unset: the default. (default: None)" \
         in " ".join(text.split())
-    assert "--loss (dpo|rdpo|ipo|simpo|cpo|orpo), --loss_type (TRL's: ipo|sigmoid|hinge" in " ".join(text.split())
+    assert f"--loss ({'|'.join(LOSSES)}), --loss_type (TRL's: ipo|sigmoid|hinge" in " ".join(text.split())
     # before: --no_auto_resume had --auto_resume's help, "Resume from the last checkpoint ... (default: False)"
     assert "--no_auto_resume, --no-auto-resume Set auto_resume to false (it is true by default; see --auto_resume)." \
         in " ".join(text.split())

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import adadpo
 from adadpo import LOSSES, Balance, preference_loss
 from conftest import PARAMS, pair_batches
-from reference import pairwise_margin_form, rewards, total_loss
+from reference import NLL_WEIGHTS, pairwise_margin_form, rewards, total_loss
 
 SMOOTHED = [name for name, fam in LOSSES.items() if "label_smoothing" in fam.params]
 
@@ -77,7 +77,7 @@ def test_metrics_follow_trl_definitions(loss, batch, balanced):
     assert m["rewards/accuracies"] == pytest.approx((rw > rl).double().mean().item())
     assert m["logps/chosen"] == pytest.approx(kw["chosen_logps"].mean().item(), rel=1e-12)
     assert m["logps/rejected"] == pytest.approx(kw["rejected_logps"].mean().item(), rel=1e-12)
-    assert ("nll_loss" in m) == (loss in ("cpo", "orpo"))
+    assert ("nll_loss" in m) == (loss in NLL_WEIGHTS)
     assert ("balance/coef_chosen" in m) == balanced
     assert m["balance/log_rho"] == pytest.approx(out.log_rho.mean().item(), rel=1e-9, abs=1e-12)
     assert all(not v.requires_grad for v in out.metrics.values())
@@ -123,9 +123,27 @@ def test_simpo_gamma_and_cpo_alpha():
     assert torch.allclose(c2.nll, nll, rtol=1e-12)
 
 
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 1.0, 3.0])
+def test_rpo_is_dpo_plus_the_weighted_chosen_nll(alpha):
+    """RPO (Pang et al. 2024): ``-log sigma(beta (h_w - h_l)) + rpo_alpha NLL_w``, balanced on its DPO term."""
+    kw = _kw("rpo")
+    h_w = kw["chosen_logps"] - kw["ref_chosen_logps"]
+    h_l = kw["rejected_logps"] - kw["ref_rejected_logps"]
+    nll = -kw["chosen_logps"].sum() / kw["chosen_lengths"].sum()
+    out = preference_loss("rpo", **kw, rpo_alpha=alpha)
+    assert torch.allclose(out.losses, -torch.log(torch.sigmoid(0.1 * (h_w - h_l))), rtol=1e-12)
+    assert torch.allclose(out.loss, out.losses.mean() + alpha * nll, rtol=1e-12)
+    assert torch.allclose(out.nll, nll, rtol=1e-12) and out.metrics["nll_loss"] == out.nll
+    with pytest.raises(ValueError, match=r"rpo_alpha=-0.5 must be >= 0 for loss 'rpo'"):
+        preference_loss("rpo", **kw, rpo_alpha=-0.5)
+    with pytest.raises(ValueError, match=r"rpo_alpha=1.0 does not apply to loss='dpo'"):
+        preference_loss("dpo", **_kw("dpo"), rpo_alpha=1.0)
+
+
 def test_coefficients_never_touch_the_nll():
-    """For cpo/orpo the NLL gradient on the chosen side is the same with and without balance."""
-    for loss in ("cpo", "orpo"):
+    """For the losses with a chosen NLL term the NLL gradient on the chosen side is the same with and without
+    balance."""
+    for loss in NLL_WEIGHTS:
         grads = []
         for bal in (None, Balance(normalize="rejected")):
             A = _kw(loss)["chosen_logps"].clone().requires_grad_(True)
@@ -136,19 +154,20 @@ def test_coefficients_never_touch_the_nll():
             (g_pair,) = torch.autograd.grad(out2.losses.mean(), A2)
             grads.append(g_total - g_pair)
         assert torch.allclose(grads[0], grads[1], rtol=1e-12)
-        assert torch.allclose(grads[0], -1 / _kw(loss)["chosen_lengths"].sum().double().expand(3), rtol=1e-12)
+        want = -NLL_WEIGHTS[loss] / _kw(loss)["chosen_lengths"].sum().double().expand(3)
+        assert torch.allclose(grads[0], want, rtol=1e-12)
 
 
 @pytest.mark.parametrize("loss", list(LOSSES))
 def test_spec_form_module_form_and_keyword_form_agree(loss):
-    cls = {"dpo": adadpo.DPOLoss, "rdpo": adadpo.RDPOLoss, "ipo": adadpo.IPOLoss, "simpo": adadpo.SimPOLoss,
-           "cpo": adadpo.CPOLoss, "orpo": adadpo.ORPOLoss}[loss]
+    named = [c for c in adadpo.PreferenceLoss.__subclasses__() if c.loss_name == loss]  # DPOLoss, ...; or none
     kw = _kw(loss)
     params = PARAMS.get(loss, {})
     pairs = adadpo.PairLogps(**{k: v for k, v in kw.items() if isinstance(v, torch.Tensor)})
     for bal in (None, Balance(level="sequence", clip=5.0)):
         want = preference_loss(loss, **kw, beta=0.3, balance=bal)
-        module = cls(beta=0.3, balance=bal, **params)
+        module = named[0](beta=0.3, balance=bal, **params) if named else \
+            adadpo.PreferenceLoss(loss, beta=0.3, balance=bal, **params)
         for got in (module(pairs), module(*pairs.tensors().values()),
                     preference_loss(adadpo.LossSpec(loss, beta=0.3, balance=bal, **params), pairs)):
             assert torch.equal(got.loss, want.loss) and torch.equal(got.losses, want.losses)

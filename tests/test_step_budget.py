@@ -1,4 +1,4 @@
-"""The host-side cost of one ``AdaDPOTrainer.training_step`` (issue 20): at most four adadpo types built and at
+"""The host-side cost of one ``AdaDPOTrainer.training_step`` (issue 20): at most five adadpo types built and at
 most two device reads of adadpo's own (the batch's counted tokens, one ``nonzero``; the loss's finiteness and the
 metrics, one gather read with ``tolist``), for plain and balanced DPO and TRL ``loss_type``\ s.
 
@@ -26,7 +26,8 @@ CASES = {
     "trl sigmoid+ipo": dict(loss_type=["sigmoid", "ipo"], loss_weights=[1.0, 0.5]),
     "trl hinge balanced": dict(loss_type="hinge", balance=True),
 }
-MAX_TYPES, MAX_READS = 4, 2
+# five types since issue 33: the loss's Coefficients record replaced a 6-tuple (10 instances per step, was 9)
+MAX_TYPES, MAX_READS = 5, 2
 
 
 def measure(model_dir, out, **kw) -> tuple[Constructions, DeviceReads, int]:

@@ -12,7 +12,8 @@ from adadpo.core.logps import (SequenceLogps, TokenLogps, counted_tokens, linear
 from adadpo.core.losses import PreferenceLossOutput, preference_loss, side_statistics
 from adadpo.core.modules import CPOLoss, DPOLoss, IPOLoss, ORPOLoss, PreferenceLoss, RDPOLoss, SimPOLoss
 from adadpo.core.pairs import PairLogps
-from adadpo.core.registry import REGISTRY, TRL_LOSS_TYPES, LossDef, Param, register_loss
+from adadpo.core.params import Param
+from adadpo.core.registry import REGISTRY, TRL_LOSS_TYPES, LossDef, register_loss
 from adadpo.core.spec import LOSSES, LossFamily, LossSpec
 
 __all__ = [

@@ -22,6 +22,8 @@ from typing import Literal, NamedTuple, get_args, get_origin, get_type_hints
 import torch
 from torch import Tensor
 
+from adadpo.core.params import LIMIT
+
 Level = Literal["token", "sequence"]
 Normalize = Literal["sum", "geometric", "rejected", "chosen"]
 Placement = Literal["margin", "gradient"]
@@ -29,8 +31,6 @@ Placement = Literal["margin", "gradient"]
 LEVELS: tuple[str, ...] = get_args(Level)
 NORMALIZATIONS: tuple[str, ...] = get_args(Normalize)
 PLACEMENTS: tuple[str, ...] = get_args(Placement)
-#: The exponents' bound (as adadpo.core.spec.PARAM_LIMIT for the loss parameters).
-ALPHA_LIMIT = 1e9
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
@@ -79,9 +79,9 @@ class Balance:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"Balance.{name}={value!r} must be a finite real number")
-            if abs(value) > ALPHA_LIMIT:  # alpha * X leaves float32's range (inf, or NaN where X = 0)
+            if abs(value) > LIMIT:  # alpha * X leaves float32's range (inf, or NaN where X = 0)
                 raise ValueError(f"Balance.{name}={value!r} is too large for float32 arithmetic; expected "
-                                 f"|{name}| <= {ALPHA_LIMIT:g}")
+                                 f"|{name}| <= {LIMIT:g}")
         clip = self.clip
         if isinstance(clip, bool) or not isinstance(clip, (int, float)) or math.isnan(clip) or clip < 1:
             raise ValueError(f"Balance.clip={clip!r} must be a number >= 1 (kappa), or math.inf to disable clipping")
@@ -154,32 +154,6 @@ def normalized_coefficients(log_rho: Tensor, normalize: Normalize) -> tuple[Tens
 
 
 @torch.no_grad()
-def coefficient_tensors(
-    x_chosen: Tensor, x_rejected: Tensor, balance: Balance, dtype: torch.dtype, check: bool = False
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """:func:`balance_coefficients` as a plain tuple ``(c_w, c_l, imbalance, log_rho, log_rho_used, clipped)``,
-    the form the loss uses every step (no object built). ``check`` as there."""
-    wide = statistic_dtype(x_chosen.device)
-    x_w, x_l = x_chosen.to(wide), x_rejected.to(wide)
-    log_rho = balance.alpha_chosen * x_w - balance.alpha_rejected * x_l
-    if math.isinf(balance.clip):
-        used = log_rho
-    else:
-        bound = math.log(balance.clip)
-        used = log_rho.clamp(-bound, bound)
-    clipped = used != log_rho
-    c_w, c_l = normalized_coefficients(used, balance.normalize)
-    c_w, c_l = c_w.to(dtype), c_l.to(dtype)
-    if check and not bool(torch.isfinite(c_w).all() & torch.isfinite(c_l).all() & (c_w > 0).all() & (c_l > 0).all()):
-        worst = float(log_rho.abs().max())
-        raise ValueError(
-            f"AdaDPO coefficients are not representable in {dtype} (|log rho| up to {worst:.4g} with "
-            f"Balance.clip={balance.clip!r}, normalize={balance.normalize!r}): they overflow or reach 0; "
-            "set a finite Balance.clip such as 10"
-        )
-    return c_w, c_l, x_w - x_l, log_rho, used, clipped
-
-
 def balance_coefficients(
     x_chosen: Tensor, x_rejected: Tensor, balance: Balance, dtype: torch.dtype, check: bool = True
 ) -> Coefficients:
@@ -190,6 +164,28 @@ def balance_coefficients(
     (the loss's compute dtype). With ``check`` (one host sync), raises ``ValueError`` if they overflow it or
     vanish (``clip=inf`` with extreme inputs); without, such coefficients make the loss non-finite.
     """
-    c_w, c_l, imbalance, log_rho, used, clipped = coefficient_tensors(x_chosen, x_rejected, balance, dtype, check)
-    return Coefficients(chosen=c_w, rejected=c_l, imbalance=imbalance, log_rho=log_rho, log_rho_used=used,
-                        clipped=clipped)
+    wide = statistic_dtype(x_chosen.device)
+    x_w, x_l = x_chosen.to(wide), x_rejected.to(wide)
+    log_rho = balance.alpha_chosen * x_w - balance.alpha_rejected * x_l
+    used = log_rho if math.isinf(balance.clip) else log_rho.clamp(-math.log(balance.clip), math.log(balance.clip))
+    c_w, c_l = normalized_coefficients(used, balance.normalize)
+    c_w, c_l = c_w.to(dtype), c_l.to(dtype)
+    if check and not bool(torch.isfinite(c_w).all() & torch.isfinite(c_l).all() & (c_w > 0).all() & (c_l > 0).all()):
+        worst = float(log_rho.abs().max())
+        raise ValueError(
+            f"AdaDPO coefficients are not representable in {dtype} (|log rho| up to {worst:.4g} with "
+            f"Balance.clip={balance.clip!r}, normalize={balance.normalize!r}): they overflow or reach 0; "
+            "set a finite Balance.clip such as 10"
+        )
+    return Coefficients(chosen=c_w, rejected=c_l, imbalance=x_w - x_l, log_rho=log_rho, log_rho_used=used,
+                        clipped=used != log_rho)
+
+
+@torch.no_grad()
+def plain_coefficients(x_chosen: Tensor, x_rejected: Tensor, dtype: torch.dtype) -> Coefficients:
+    """The plain loss's :class:`Coefficients`: ``c_w = c_l = 1`` (in ``dtype``), ``log rho`` used ``0``, and the
+    imbalance ``X_w - X_l`` it leaves (what ``balance/log_rho`` reports)."""
+    imbalance = x_chosen.to(statistic_dtype(x_chosen.device)) - x_rejected.to(statistic_dtype(x_chosen.device))
+    ones = torch.ones(imbalance.shape, dtype=dtype, device=imbalance.device)
+    return Coefficients(chosen=ones, rejected=ones, imbalance=imbalance, log_rho=imbalance,
+                        log_rho_used=torch.zeros_like(imbalance), clipped=torch.zeros_like(imbalance, dtype=torch.bool))

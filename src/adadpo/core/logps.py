@@ -31,9 +31,13 @@ import torch
 from torch import Tensor
 
 from adadpo.core.pairs import PairLogps
+from adadpo.core.params import Param
 
 #: Target size of one chunk of float32 logits (elements); ``2**23`` floats = 32 MiB.
 _CHUNK_ELEMENTS = 2**23
+#: Rows (counted tokens) per chunk of the log-prob helpers (``AdaDPOConfig.logps_chunk_size``); unset: automatic.
+CHUNK_SIZE = Param("chunk_size", None, "Counted tokens per chunk of logits (unset: about 32 MiB of float32 logits).",
+                   low=1, kind=int, example=4096)
 
 
 class SequenceLogps(NamedTuple):
@@ -166,9 +170,7 @@ def _index(labels: Tensor, positions: int, vocab: int, mask: Tensor | None, igno
 def _chunk_rows(vocab: int, chunk_size: int | None) -> int:
     if chunk_size is None:
         return max(16, _CHUNK_ELEMENTS // max(vocab, 1))
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size={chunk_size} must be >= 1")
-    return chunk_size
+    return CHUNK_SIZE.check(chunk_size)
 
 
 def _fold_chunk(z: Tensor, targets: Tensor, scratch: Tensor | None) -> tuple:

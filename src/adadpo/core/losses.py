@@ -26,10 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from adadpo.core.balance import Balance, coefficient_tensors, statistic_dtype
+from adadpo.core.balance import Balance, Coefficients, balance_coefficients, plain_coefficients, statistic_dtype
 from adadpo.core.pairs import PairLogps
-from adadpo.core.registry import REGISTRY, LossDef, reference_based, reference_free
-from adadpo.core.spec import LOSSES, LossFamily, LossSpec, get_family
+from adadpo.core.registry import REGISTRY, LossDef, get_loss, reference_based, reference_free
+from adadpo.core.spec import LOSS_PARAMS, LOSSES, LossFamily, LossSpec, get_family
 from adadpo.core.terms import f_scores, log_f_slope
 
 __all__ = ["LOSSES", "LossFamily", "LossSpec", "PreferenceLossOutput", "as_pairs", "get_family", "preference_loss",
@@ -47,7 +47,9 @@ class PreferenceLossOutput:
             plus ``balance/*``: ``log_rho`` (mean of ``imbalance``, reported for the plain loss too),
             and with balance ``coef_chosen``, ``coef_rejected``, ``clipped_frac`` and ``log_rho_after``
             (mean over pairs of the remaining ``log(|G_l| / |G_w|)`` after the coefficients: 0 up to clipping).
-        coef_chosen, coef_rejected: ``[B]`` coefficients used (ones for the plain loss).
+        coefficients: the :class:`~adadpo.core.balance.Coefficients` used (for the plain loss: ones, ``log rho``
+            used ``0``), whose ``imbalance`` is the base loss's.
+        coef_chosen, coef_rejected: ``[B]`` coefficients used (``coefficients.chosen``, ``.rejected``).
         imbalance: ``[B]`` the base loss's imbalance ``log rho = X_w - X_l = log(|G_l| / |G_w|)`` under the
             balance statistic in use (``Balance()``'s for the plain loss), unclipped and without exponents.
         chosen_rewards, rejected_rewards: ``[B]`` detached rewards (``beta h`` with a reference, ``beta u`` without).
@@ -57,12 +59,14 @@ class PreferenceLossOutput:
     loss: Tensor
     losses: Tensor
     metrics: dict[str, Tensor]
-    coef_chosen: Tensor
-    coef_rejected: Tensor
-    imbalance: Tensor
+    coefficients: Coefficients
     chosen_rewards: Tensor
     rejected_rewards: Tensor
     nll: Tensor | None = None
+
+    coef_chosen = property(lambda self: self.coefficients.chosen, doc="``[B]`` ``c_w``.")
+    coef_rejected = property(lambda self: self.coefficients.rejected, doc="``[B]`` ``c_l``.")
+    imbalance = property(lambda self: self.coefficients.imbalance, doc="``[B]`` ``X_w - X_l``.")
 
     @property
     def log_rho(self) -> Tensor:
@@ -89,26 +93,11 @@ def _log_odds(u: Tensor) -> Tensor:
 # ------------------------------------------------------------------------------------------ the pairs
 
 
-def _compute_view(pairs: PairLogps) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
-    """``A_w, A_l, T_w, T_l, R_w, R_l`` in the compute dtype (float32, or float64 for float64 sums) on the
-    policy sums' device; the reference sums detached (constants)."""
-    dtype = torch.promote_types(pairs.chosen_logps.dtype, torch.float32)
-    device = pairs.chosen_logps.device
-
-    def cast(x: Tensor) -> Tensor:
-        return x.to(device=device, dtype=dtype)
-
-    R_w = R_l = None
-    if pairs.ref_chosen_logps is not None:
-        R_w, R_l = cast(pairs.ref_chosen_logps.detach()), cast(pairs.ref_rejected_logps.detach())
-    return (cast(pairs.chosen_logps), cast(pairs.rejected_logps), cast(pairs.chosen_lengths),
-            cast(pairs.rejected_lengths), R_w, R_l)
-
-
 def as_pairs(spec: LossSpec, pairs: PairLogps | None = None, **tensors: Tensor | None) -> PairLogps:
     """The one door of the keyword convenience: ``pairs``, or the :class:`PairLogps` of the keyword tensors, checked
     against ``spec`` (reference present exactly when it needs one; WPO weights when it uses them). Values are
-    read and checked (one host sync) for keyword tensors and under ``spec.debug``."""
+    read and checked (one host sync) for keyword tensors and under ``spec.debug`` (then the structure too: the
+    pairs a trainer builds skip the constructor's checks)."""
     given = {k: v for k, v in tensors.items() if v is not None}
     if pairs is not None and given:
         raise ValueError(f"pass the pairs either as a PairLogps or as keyword tensors, not both (got {sorted(given)})")
@@ -123,6 +112,8 @@ def as_pairs(spec: LossSpec, pairs: PairLogps | None = None, **tensors: Tensor |
                          f"ref_chosen_logps/ref_rejected_logps or use {reference_based()}")
     if spec.use_weighting and checked.pair_weights is None:
         raise ValueError("use_weighting=True (WPO) needs the [B] pair weights (PairLogps.pair_weights)")
+    if pairs is not None and spec.debug:
+        checked.check_structure()
     if pairs is None or spec.debug:
         checked.check_values()
     return checked
@@ -131,40 +122,39 @@ def as_pairs(spec: LossSpec, pairs: PairLogps | None = None, **tensors: Tensor |
 # ------------------------------------------------------------------------------------------ statistics
 
 
-def _side_x(definition: LossDef, balance: Balance, A: Tensor, T: Tensor, R: Tensor | None, u: Tensor) -> Tensor:
-    """``X = log P - log(|g'(u)| d)`` for one side, from detached inputs, in the wide dtype."""
-    wide = statistic_dtype(A.device)
-    A, T, u = A.detach().to(wide), T.detach().to(wide), u.detach().to(wide)
-    v = A - R.detach().to(wide) if balance.use_reference else A
-    log_p = v / T if balance.level == "token" else v
-    x = log_p + torch.log(T) if definition.mean else log_p  # -log d
-    if definition.log_odds:
-        x = x + log1mexp(_orpo_safe(u))  # -log|g'(u)| = log(1 - pbar)
-    return x
+def _side_x(definition: LossDef, balance: Balance, pairs: PairLogps, u_w: Tensor, u_l: Tensor) -> tuple[Tensor, Tensor]:
+    """``X = log P - log(|g'(u)| d)`` of each side, from detached inputs, in the wide dtype."""
+    wide = statistic_dtype(pairs.A_w.device)
+    x = []
+    for A, T, R, u in ((pairs.A_w, pairs.T_w, pairs.R_w, u_w), (pairs.A_l, pairs.T_l, pairs.R_l, u_l)):
+        A, T, u = A.detach().to(wide), T.detach().to(wide), u.detach().to(wide)
+        v = A - R.detach().to(wide) if balance.use_reference else A
+        log_p = v / T if balance.level == "token" else v
+        side = log_p + torch.log(T) if definition.mean else log_p  # -log d
+        x.append(side + log1mexp(_orpo_safe(u)) if definition.log_odds else side)  # -log|g'(u)| = log(1 - pbar)
+    return x[0], x[1]
 
 
 def _side_slopes(definition: LossDef, beta: float, p: dict, h_w: Tensor, h_l: Tensor) -> tuple[Tensor, Tensor]:
-    """``(log|dL/ds_w|, log|dL/ds_l|)`` of a two-sided term at the detached scores, by autograd, ``[B]`` each."""
+    """``(log|dL/ds_w|, log|dL/ds_l|)`` of a sides-shaped term at the detached scores, by autograd, ``[B]`` each."""
     with torch.enable_grad():
         x_w, x_l = h_w.detach().requires_grad_(True), h_l.detach().requires_grad_(True)
         g_w, g_l = torch.autograd.grad(definition.term(x_w, x_l, beta, p).sum(), (x_w, x_l))
     return torch.log(g_w.abs()), torch.log(g_l.abs())
 
 
-def _statistics(spec: LossSpec, A_w: Tensor, A_l: Tensor, T_w: Tensor, T_l: Tensor, R_w: Tensor | None,
-                R_l: Tensor | None, u_w: Tensor, u_l: Tensor) -> tuple[Tensor, Tensor]:
+def _statistics(spec: LossSpec, pairs: PairLogps, u_w: Tensor, u_l: Tensor) -> tuple[Tensor, Tensor]:
     """``(X_w, X_l)`` of the spec's balanced (or reported) term: TRL's sigmoid statistic when it has none."""
     i = spec.balanced
     definition, _, p = spec.terms[i] if i is not None else (REGISTRY["sigmoid"], 1.0, {})
-    stat = spec.statistic
-    x_w, x_l = _side_x(definition, stat, A_w, T_w, R_w, u_w), _side_x(definition, stat, A_l, T_l, R_l, u_l)
-    if spec.f_divergence_type == "reverse_kl" and definition.balanced != "two-sided":
+    x_w, x_l = _side_x(definition, spec.statistic, pairs, u_w, u_l)
+    if spec.f_divergence_type == "reverse_kl" and definition.shape != "sides":
         return x_w, x_l
     with torch.no_grad():
-        h_w, h_l = (A_w - R_w).to(x_w.dtype), (A_l - R_l).to(x_l.dtype)
+        h_w, h_l = (pairs.A_w - pairs.R_w).to(x_w.dtype), (pairs.A_l - pairs.R_l).to(x_l.dtype)
         kind, a = spec.f_divergence_type, spec.f_alpha_divergence_coef
         x_w, x_l = x_w - log_f_slope(kind, a, h_w), x_l - log_f_slope(kind, a, h_l)
-        if definition.balanced == "two-sided":
+        if definition.shape == "sides":
             lw, ll = _side_slopes(definition, spec.beta, p, h_w, h_l)
             both_flat = torch.isinf(lw) & torch.isinf(ll)  # no gradient on either side: nothing to balance
             x_w, x_l = torch.where(both_flat, x_w, x_w - lw), torch.where(both_flat, x_l, x_l - ll)
@@ -189,26 +179,27 @@ def side_statistics(
     than it pulls the chosen one. ``balance`` picks level and reference (default: ``Balance()``). The pairs
     come as a :class:`PairLogps` or as keyword tensors (then their values are checked).
     """
-    spec = LossSpec(loss, balance=balance, length_alpha=0.0 if loss == "rdpo" else None)
+    required = {name: p.example for name, p in get_loss(loss).params.items() if p.required}  # no effect on X
+    spec = LossSpec(loss, balance=balance, **required)
     pairs = as_pairs(spec, pairs, chosen_logps=chosen_logps, rejected_logps=rejected_logps,
                      chosen_lengths=chosen_lengths, rejected_lengths=rejected_lengths,
                      ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
-    A_w, A_l, T_w, T_l, R_w, R_l = _compute_view(pairs)
-    (u_w, u_l), _ = _scores(spec.family, spec, A_w, A_l, T_w, T_l, R_w, R_l)
-    return _statistics(spec, A_w, A_l, T_w, T_l, R_w, R_l, u_w, u_l)
+    pairs = pairs.computed()
+    (u_w, u_l), _ = _scores(spec.family, spec, pairs)
+    return _statistics(spec, pairs, u_w, u_l)
 
 
 # ------------------------------------------------------------------------------------------ the loss
 
 
-def _scores(definition: LossDef, spec: LossSpec, A_w: Tensor, A_l: Tensor, T_w: Tensor, T_l: Tensor,
-            R_w: Tensor | None, R_l: Tensor | None) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+def _scores(definition: LossDef, spec: LossSpec, pairs: PairLogps) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
     """``((u_w, u_l), (g_w, g_l))``: the linear statistic (sum or mean of ``f(v)``) and the side score."""
+    A_w, A_l, R_w, R_l = pairs.A_w, pairs.A_l, pairs.R_w, pairs.R_l
     v_w, v_l = (A_w - R_w, A_l - R_l) if R_w is not None else (A_w, A_l)
     if spec.f_divergence_type != "reverse_kl":
         kind, a = spec.f_divergence_type, spec.f_alpha_divergence_coef
         v_w, v_l = f_scores(kind, a, v_w), f_scores(kind, a, v_l)
-    u_w, u_l = (v_w / T_w, v_l / T_l) if definition.mean else (v_w, v_l)
+    u_w, u_l = (v_w / pairs.T_w, v_l / pairs.T_l) if definition.mean else (v_w, v_l)
     g = (_log_odds(u_w), _log_odds(u_l)) if definition.log_odds else (u_w, u_l)
     return (u_w, u_l), g
 
@@ -224,11 +215,8 @@ def preference_loss(
     ref_chosen_logps: Tensor | None = None,
     ref_rejected_logps: Tensor | None = None,
     beta: float | None = None,
-    gamma: float | None = None,
-    length_alpha: float | None = None,
-    cpo_alpha: float | None = None,
-    label_smoothing: float | None = None,
     balance: Balance | None = None,
+    **params: float,
 ) -> PreferenceLossOutput:
     """A preference loss over a batch of pairs, plain (``balance=None``) or AdaDPO-balanced.
 
@@ -242,8 +230,9 @@ def preference_loss(
 
     Args:
         loss: a :class:`LossSpec`, or a loss name (``"dpo" | "rdpo" | "ipo" | "simpo" | "cpo" | "orpo"``, or a TRL
-            ``loss_type``; the parameters ``beta`` (default 0.1), ``gamma``, ``length_alpha``, ``cpo_alpha``,
-            ``label_smoothing`` and ``balance`` are then :class:`LossSpec`'s).
+            ``loss_type``; ``beta`` (default 0.1), ``balance`` and the loss's parameters ``**params`` (``gamma``,
+            ``length_alpha``, ``cpo_alpha``, ``label_smoothing``, ...: :data:`adadpo.core.spec.LOSS_PARAMS`) are then
+            :class:`LossSpec`'s).
         pairs: the batch as a :class:`PairLogps`, or ``None`` to give its fields as keywords:
             ``chosen_logps``, ``rejected_logps`` ``[B]`` summed response-token log-probs under the policy;
             ``chosen_lengths``, ``rejected_lengths`` ``[B]`` response token counts ``>= 1``;
@@ -252,8 +241,11 @@ def preference_loss(
     Returns:
         :class:`PreferenceLossOutput`. The loss is computed in float32 (float64 for float64 inputs).
     """
-    params = dict(beta=beta, gamma=gamma, length_alpha=length_alpha, cpo_alpha=cpo_alpha,
-                  label_smoothing=label_smoothing, balance=balance)
+    unknown = sorted(set(params) - set(LOSS_PARAMS))
+    if unknown:
+        raise ValueError(f"preference_loss() got {unknown}, which no loss takes; the loss parameters are "
+                         f"{list(LOSS_PARAMS)}")
+    params = dict(params, beta=beta, balance=balance)
     if isinstance(loss, LossSpec):
         set_params = sorted(k for k, v in params.items() if v is not None)
         if set_params:
@@ -269,41 +261,34 @@ def preference_loss(
 
 def _loss(spec: LossSpec, pairs: PairLogps) -> PreferenceLossOutput:
     """The loss of the module docstring on one batch: side scores, coefficients, the weighted terms, the NLL."""
-    A_w, A_l, T_w, T_l, R_w, R_l = _compute_view(pairs)
-    balance, beta, first = spec.balance, spec.beta, spec.family
-    cache = {}
+    pairs, balance, beta, first = pairs.computed(), spec.balance, spec.beta, spec.family
+    cache: dict[str, tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]] = {}
 
     def scores(definition: LossDef) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
-        key = (definition.score)
-        if key not in cache:
-            cache[key] = _scores(definition, spec, A_w, A_l, T_w, T_l, R_w, R_l)
-        return cache[key]
+        if definition.score not in cache:
+            cache[definition.score] = _scores(definition, spec, pairs)
+        return cache[definition.score]
 
     stat_def = spec.terms[spec.balanced][0] if spec.balanced is not None else REGISTRY["sigmoid"]
-    (u_w, u_l), (g_w, g_l) = scores(stat_def)
-    x_w, x_l = _statistics(spec, A_w, A_l, T_w, T_l, R_w, R_l, u_w, u_l)
-    c_w, c_l, imbalance, _, used, clipped = coefficient_tensors(x_w, x_l, spec.statistic, dtype=A_w.dtype,
-                                                                check=spec.debug)
-    if balance is None:
-        c_w, c_l = torch.ones_like(A_w), torch.ones_like(A_l)
+    (u_w, u_l), _ = scores(stat_def)
+    x_w, x_l = _statistics(spec, pairs, u_w, u_l)
+    dtype = pairs.A_w.dtype
+    coef = plain_coefficients(x_w, x_l, dtype) if balance is None else \
+        balance_coefficients(x_w, x_l, balance, dtype, check=spec.debug)
 
     losses = None
-    sft_w = pairs.raw_chosen_logps.to(A_w.dtype) if pairs.raw_chosen_logps is not None else A_w
     for k, (definition, weight, p) in enumerate(spec.terms):
-        if definition.batch:
-            term = definition.term(A_w, A_l, R_w, R_l, sft_w, T_w, beta, p)
+        if definition.shape == "batch":
+            term = definition.term(pairs, beta, p)
         else:
             _, (s_w, s_l) = scores(definition)
-            if balance is not None and k == spec.balanced:
-                if balance.placement == "margin":  # s -> c s
-                    s_w, s_l = c_w * s_w, c_l * s_l
-                else:  # s -> sg(s) + c (s - sg(s)): same value, gradient scaled by c
-                    s_w = s_w.detach() + c_w * (s_w - s_w.detach())
-                    s_l = s_l.detach() + c_l * (s_l - s_l.detach())
-            if definition.balanced == "two-sided":
-                term = definition.term(s_w, s_l, beta, p)
-            else:
-                term = definition.term(s_w - s_l, T_w, T_l, beta, p)
+            if balance is not None and k == spec.balanced and balance.placement == "margin":  # s -> c s
+                s_w, s_l = coef.chosen * s_w, coef.rejected * s_l
+            elif balance is not None and k == spec.balanced:  # s -> sg(s) + c (s - sg(s)): the gradient scaled by c
+                s_w = s_w.detach() + coef.chosen * (s_w - s_w.detach())
+                s_l = s_l.detach() + coef.rejected * (s_l - s_l.detach())
+            term = definition.term(s_w, s_l, beta, p) if definition.shape == "sides" else \
+                definition.term(s_w - s_l, pairs, beta, p)
         if spec.use_weighting:
             term = term * pairs.pair_weights.to(term.dtype)
         term = term if weight == 1.0 else weight * term
@@ -311,35 +296,41 @@ def _loss(spec: LossSpec, pairs: PairLogps) -> PreferenceLossOutput:
     total = losses.mean()
     nll = None
     if first.nll_weight is not None:  # NLL_w = -sum_b A_w / sum_b T_w, untouched by the coefficients
-        nll = -A_w.sum() / T_w.sum()
+        nll = -pairs.A_w.sum() / pairs.T_w.sum()
         total = total + (1.0 if first.nll_weight == "1" else spec.params[first.nll_weight]) * nll
+    reward_w, reward_l, metrics = _metrics(spec, pairs, scores(first), coef, nll)
+    return PreferenceLossOutput(loss=total, losses=losses, metrics=metrics, coefficients=coef,
+                                chosen_rewards=reward_w, rejected_rewards=reward_l, nll=nll)
 
-    with torch.no_grad():
-        (lin_w, lin_l), (gf_w, gf_l) = scores(first)
-        reward_w = beta * (A_w - R_w if spec.needs_reference else lin_w)
-        reward_l = beta * (A_l - R_l if spec.needs_reference else lin_l)
-        margins = reward_w - reward_l
-        m: dict[str, Tensor] = {
-            "rewards/chosen": reward_w.mean(),
-            "rewards/rejected": reward_l.mean(),
-            "rewards/margins": margins.mean(),
-            "rewards/accuracies": (margins > 0).to(reward_w.dtype).mean(),
-            "logps/chosen": A_w.detach().mean(),
-            "logps/rejected": A_l.detach().mean(),
-        }
-        if nll is not None:
-            m["nll_loss"] = nll.detach()
-        if first.log_odds:  # TRL's ORPO logs these two
-            log_odds = (gf_w - gf_l).detach()
-            m["log_odds_chosen"] = log_odds.mean()
-            m["log_odds_ratio"] = F.logsigmoid(log_odds).mean()
-        dtype = reward_w.dtype
-        m["balance/log_rho"] = imbalance.mean().to(dtype)
-        if balance is not None:
-            m["balance/coef_chosen"] = c_w.mean()
-            m["balance/coef_rejected"] = c_l.mean()
-            m["balance/clipped_frac"] = clipped.to(dtype).mean()
-            m["balance/log_rho_after"] = (imbalance - used).mean().to(dtype)
-    return PreferenceLossOutput(loss=total, losses=losses, metrics=m, coef_chosen=c_w, coef_rejected=c_l,
-                                imbalance=imbalance, chosen_rewards=reward_w.detach(),
-                                rejected_rewards=reward_l.detach(), nll=nll)
+
+@torch.no_grad()
+def _metrics(spec: LossSpec, pairs: PairLogps, first_scores: tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]],
+             coef: Coefficients, nll: Tensor | None) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    """``(rewards_w, rewards_l, metrics)``: TRL's rewards and logs of the first term, and adadpo's ``balance/*``."""
+    (lin_w, lin_l), (gf_w, gf_l) = first_scores
+    beta = spec.beta
+    reward_w = beta * (pairs.A_w - pairs.R_w if spec.needs_reference else lin_w)
+    reward_l = beta * (pairs.A_l - pairs.R_l if spec.needs_reference else lin_l)
+    margins = reward_w - reward_l
+    m: dict[str, Tensor] = {
+        "rewards/chosen": reward_w.mean(),
+        "rewards/rejected": reward_l.mean(),
+        "rewards/margins": margins.mean(),
+        "rewards/accuracies": (margins > 0).to(reward_w.dtype).mean(),
+        "logps/chosen": pairs.A_w.detach().mean(),
+        "logps/rejected": pairs.A_l.detach().mean(),
+    }
+    if nll is not None:
+        m["nll_loss"] = nll.detach()
+    if spec.family.log_odds:  # TRL's ORPO logs these two
+        log_odds = (gf_w - gf_l).detach()
+        m["log_odds_chosen"] = log_odds.mean()
+        m["log_odds_ratio"] = F.logsigmoid(log_odds).mean()
+    dtype = reward_w.dtype
+    m["balance/log_rho"] = coef.imbalance.mean().to(dtype)
+    if spec.balance is not None:
+        m["balance/coef_chosen"] = coef.chosen.mean()
+        m["balance/coef_rejected"] = coef.rejected.mean()
+        m["balance/clipped_frac"] = coef.clipped.to(dtype).mean()
+        m["balance/log_rho_after"] = (coef.imbalance - coef.log_rho_used).mean().to(dtype)
+    return reward_w.detach(), reward_l.detach(), m

@@ -14,6 +14,7 @@ reading a value, so building one never waits for the device; :meth:`PairLogps.ch
 from __future__ import annotations
 
 from dataclasses import InitVar, dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -31,12 +32,25 @@ LOGP_SLACK = 1e-2
 def _check_tensor(name: str, x: object, shape: torch.Size | None) -> None:
     if not isinstance(x, Tensor):
         raise ValueError(f"{name} must be a torch.Tensor of shape [B], got {type(x).__name__}")
+    if x.is_meta:
+        raise ValueError(f"{name} is on the meta device, which holds no values; pass a tensor on the CPU or an "
+                         "accelerator")
+    if x.dtype == torch.bool or x.is_complex():
+        kind = "floating-point" if name in _LOGPS else "real (integer or floating-point)"
+        raise ValueError(f"{name} must be a {kind} tensor, got {x.dtype}")
     if x.dim() != 1 or x.numel() == 0:
         raise ValueError(f"{name} must be a non-empty 1-D tensor of shape [B] (one value per pair), got shape {tuple(x.shape)}")
     if shape is not None and x.shape != shape:
         raise ValueError(f"{name} has shape {tuple(x.shape)} but chosen_logps has shape {tuple(shape)}; every input must be [B]")
     if name in _LOGPS and not x.is_floating_point():
         raise ValueError(f"{name} must be a floating-point tensor, got {x.dtype}")
+
+
+def _alias(name: str) -> cached_property:
+    """The field ``name`` under the method's short name (read once per instance, then a plain attribute)."""
+    read = lambda self: getattr(self, name)  # noqa: E731
+    read.__doc__ = f"``{name}``."
+    return cached_property(read)
 
 
 @dataclass(frozen=True)
@@ -67,8 +81,12 @@ class PairLogps:
     check: InitVar[bool] = True
 
     def __post_init__(self, check: bool) -> None:
-        if not check:
-            return
+        if check:
+            self.check_structure()
+
+    def check_structure(self) -> PairLogps:
+        """Raise ``ValueError`` naming the field unless every field is a 1-D ``[B]`` tensor of one shape (sums
+        floating point) and the reference sums are both given or both ``None``; reads no value. Returns ``self``."""
         _check_tensor("chosen_logps", self.chosen_logps, None)
         shape = self.chosen_logps.shape
         for name in ("rejected_logps", "chosen_lengths", "rejected_lengths"):
@@ -83,10 +101,30 @@ class PairLogps:
         for name in ("pair_weights", "raw_chosen_logps"):
             if getattr(self, name) is not None:
                 _check_tensor(name, getattr(self, name), shape)
+        return self
 
     @property
     def has_reference(self) -> bool:
         return self.ref_chosen_logps is not None
+
+    # the method's names (docs/method.md): A policy sums, T lengths, R reference sums; w chosen, l rejected (read once
+    # per instance: the fields are frozen, so the first read is stored and the others are plain attribute reads)
+    A_w = _alias("chosen_logps")
+    A_l = _alias("rejected_logps")
+    T_w = _alias("chosen_lengths")
+    T_l = _alias("rejected_lengths")
+    R_w = _alias("ref_chosen_logps")
+    R_l = _alias("ref_rejected_logps")
+
+    def computed(self) -> PairLogps:
+        """The pairs as the losses compute with them: sums and lengths in float32 (float64 for float64 sums) on the
+        policy sums' device, the reference sums detached (constants); unchecked."""
+        to = {"dtype": torch.promote_types(self.chosen_logps.dtype, torch.float32), "device": self.chosen_logps.device}
+        R_w, R_l, raw = self.ref_chosen_logps, self.ref_rejected_logps, self.raw_chosen_logps
+        return PairLogps(self.chosen_logps.to(**to), self.rejected_logps.to(**to), self.chosen_lengths.to(**to),
+                         self.rejected_lengths.to(**to), None if R_w is None else R_w.detach().to(**to),
+                         None if R_l is None else R_l.detach().to(**to), self.pair_weights,
+                         None if raw is None else raw.to(**to), self.aux_loss, check=False)
 
     def with_reference(self, ref_chosen_logps: Tensor, ref_rejected_logps: Tensor, check: bool = True) -> PairLogps:
         """The same pairs with the reference sums ``R_w``, ``R_l`` (``[B]`` each) attached (``check`` as the
@@ -101,8 +139,16 @@ class PairLogps:
 
     @classmethod
     def cat(cls, parts: list[PairLogps]) -> PairLogps:
-        """Concatenate batches of pairs (all with a reference or all without)."""
-        names = parts[0].tensors()
+        """Concatenate batches of pairs (all with the same fields set: a reference or none, ...)."""
+        parts = list(parts)
+        if not parts or not all(isinstance(p, PairLogps) for p in parts):
+            raise ValueError(f"PairLogps.cat takes a non-empty list of PairLogps, got "
+                             f"{[type(p).__name__ for p in parts] or 'an empty list'}")
+        names = list(parts[0].tensors())
+        for i, p in enumerate(parts):
+            if list(p.tensors()) != names:
+                raise ValueError(f"PairLogps.cat: part {i} sets {list(p.tensors())} but part 0 sets {names}; "
+                                 "concatenate batches with the same fields (a reference in all or in none)")
         return cls(**{name: torch.cat([getattr(p, name) for p in parts]) for name in names})
 
     def check_values(self) -> PairLogps:

@@ -1,13 +1,16 @@
 """The loss registry: one declaration per loss, adadpo's six families and TRL 1.16's ``loss_type`` terms alike.
 
 A :class:`LossDef` says what a loss *is*: its side score, whether it needs the reference model, its parameters
-(defaults and bounds), its paper, its per-pair term (:mod:`adadpo.core.terms`) and its balanced form:
+(:class:`~adadpo.core.params.Param`: defaults, bounds, help), its paper, its per-pair term
+(:mod:`adadpo.core.terms`) and that term's ``shape``, which fixes its balanced form:
 
 - ``"margin"``: the term depends on the scores only through ``delta = s_w - s_l``, so ``dL/ds_w = -dL/ds_l``
-  and both placements balance it exactly;
-- ``"two-sided"``: each side's score enters on its own with its own slope, which enters the statistic; scaling
-  the scores inside the loss would move those slopes, so only ``placement="gradient"`` balances it exactly;
-- ``None``: no balanced form, and :attr:`LossDef.unbalanced` says why.
+  and both placements balance it exactly (balanced form ``"margin"``);
+- ``"sides"``: each side's score enters on its own with its own slope, which enters the statistic; scaling
+  the scores inside the loss would move those slopes, so only ``placement="gradient"`` balances it exactly
+  (balanced form ``"two-sided"``);
+- ``"batch"``: the term mixes pairs or has no rejected side: no balanced form, and :attr:`LossDef.unbalanced`
+  says why.
 
 Everything else derives from it: :class:`adadpo.LossSpec`'s validation, ``AdaDPOConfig``'s ``loss`` choices and
 TRL names, ``adadpo train --help``, the model card's citation and the "which losses need X" messages
@@ -26,6 +29,7 @@ ipo            mean      yes  margin      ``(delta - 1/(2 beta))^2``
 simpo          mean      no   margin      same as dpo with ``z - gamma``
 cpo            sum       no   margin      same as dpo, plus ``cpo_alpha NLL_w``
 orpo           log_odds  no   margin      ``-beta log sigma(delta)``, plus ``NLL_w``
+rpo            sum       yes  margin      ``-log sigma(z)``, plus ``rpo_alpha NLL_w`` (DPO+NLL)
 sigmoid        sum       yes  margin      ``-log sigma(z)`` (TRL's name for dpo without label smoothing)
 hinge          sum       yes  margin      ``max(0, 1 - z)``
 exo_pair       sum       yes  margin      ``sigma(z) log(sigma(z)/(1-eps)) + sigma(-z) log(sigma(-z)/eps)``
@@ -53,14 +57,13 @@ from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
 from adadpo.core import terms
+from adadpo.core.params import LIMIT, Param, ParamField, param_fields
 
 Score = Literal["sum", "mean", "log_odds"]
+Shape = Literal["margin", "sides", "batch"]
 BalancedForm = Literal["margin", "two-sided"]
-
-#: The loss parameters' bound: within ``[1/PARAM_LIMIT, PARAM_LIMIT]`` (beta) or ``|x| <= PARAM_LIMIT`` (the
-#: others), beta, ipo's target margin ``1/(2 beta)``, their products with log-prob sums of up to 1e5 and the
-#: squares of those stay finite in float32 (max 3.4e38); beyond it the loss or its gradient overflows.
-PARAM_LIMIT = 1e9
+#: The balanced form each shape of term has.
+BALANCED_FORM: dict[str, BalancedForm | None] = {"margin": "margin", "sides": "two-sided", "batch": None}
 
 
 class Paper(NamedTuple):
@@ -71,35 +74,9 @@ class Paper(NamedTuple):
     arxiv: str
 
 
-@dataclass(frozen=True)
-class Param:
-    """One parameter of a loss: ``default`` (``None``: required), bounds ``low``/``high`` (open with
-    ``open_low``/``open_high``; ``None``: only ``|x| <= PARAM_LIMIT``), ``help`` and the ``example`` an error
-    suggests."""
-
-    name: str
-    default: float | None
-    help: str
-    low: float | None = None
-    high: float | None = None
-    open_low: bool = False
-    open_high: bool = False
-    example: float | None = None
-
-    def check(self, value: object, loss: str) -> float:
-        """``value`` as a float; ``ValueError`` naming the loss unless it is finite and within the bounds."""
-        x = finite_number(self.name, value)
-        below = self.low is not None and (x <= self.low if self.open_low else x < self.low)
-        above = self.high is not None and (x >= self.high if self.open_high else x > self.high)
-        if (below or above) and self.high is None:
-            raise ValueError(f"{self.name}={value!r} must be {'>' if self.open_low else '>='} {self.low:g}")
-        if below or above:
-            lo = "(" if self.open_low else "["
-            hi = ")" if self.open_high else "]"
-            span = f"{lo}{'-inf' if self.low is None else f'{self.low:g}'}, {'inf' if self.high is None else f'{self.high:g}'}{hi}"
-            hint = f" (e.g. {self.example:g})" if self.example is not None else ""
-            raise ValueError(f"{self.name}={value!r} must lie in {span} for loss {loss!r}{hint}")
-        return x
+#: The inverse temperature every loss takes (ipo's regularisation, orpo's weight of the odds-ratio term).
+BETA = Param("beta", 0.1, "Inverse temperature beta (ipo: its target margin is 1/(2 beta); orpo: the weight of "
+             "the odds-ratio term).", low=1 / LIMIT, high=LIMIT, example=0.1)
 
 
 @dataclass(frozen=True)
@@ -108,17 +85,18 @@ class LossDef:
 
     Attributes:
         name: the name ``LossSpec`` and the config take.
-        term: its per-pair term (:mod:`adadpo.core.terms`), of the shape its ``balanced`` form implies.
+        term: its per-pair term (:mod:`adadpo.core.terms`), of the signature its ``shape`` gives.
         score: ``"sum"``, ``"mean"`` (divided by ``T``) or ``"log_odds"`` (of the mean; ORPO).
         needs_reference: takes reference log-probs (and must have them).
         params: its parameters besides ``beta``, by name.
         paper: :class:`Paper`, or ``None``.
-        balanced: ``"margin"``, ``"two-sided"`` or ``None`` (then ``unbalanced`` says why).
+        shape: ``"margin"``, ``"sides"`` or ``"batch"`` (then ``unbalanced`` says why it has no balanced form).
+        balanced, batch, mean, log_odds (derived): its balanced form (``"margin"``, ``"two-sided"``, ``None``), a
+            batch term, a score divided by ``T`` (``d = 1/T``), ORPO's log-odds score.
         nll_weight: ``None``, or the parameter weighting the chosen NLL term added to the loss (``"1"``: weight 1).
         family: one of adadpo's ``loss=`` families; ``trl``: one of TRL's ``loss_type`` names.
         same_as: the family this TRL name trains when TRL's defaults apply (``sigmoid`` is ``dpo``).
         f_divergence: TRL accepts an ``f_divergence_type`` other than ``reverse_kl`` with it.
-        batch: the term mixes pairs or has no rejected side (no per-pair term; implies ``balanced=None``).
     """
 
     name: str
@@ -127,23 +105,27 @@ class LossDef:
     needs_reference: bool = True
     params: dict[str, Param] = field(default_factory=dict)
     paper: Paper | None = None
-    balanced: BalancedForm | None = "margin"
+    shape: Shape = "margin"
     unbalanced: str = ""
     nll_weight: str | None = None
     family: bool = False
     trl: bool = False
     same_as: str | None = None
     f_divergence: bool = True
-    batch: bool = False
 
-    @property
-    def mean(self) -> bool:
-        """The score divides by the length (``d = 1/T`` in the statistic)."""
-        return self.score != "sum"
+    # derived from the declaration once (read at every step: plain attributes, not properties)
+    balanced: BalancedForm | None = field(init=False, repr=False, compare=False)
+    batch: bool = field(init=False, repr=False, compare=False)
+    mean: bool = field(init=False, repr=False, compare=False)
+    log_odds: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def log_odds(self) -> bool:
-        return self.score == "log_odds"
+    def __post_init__(self) -> None:
+        if self.shape not in BALANCED_FORM:
+            raise ValueError(f"loss {self.name!r} has shape={self.shape!r}; expected one of {list(BALANCED_FORM)}")
+        object.__setattr__(self, "balanced", BALANCED_FORM[self.shape])
+        object.__setattr__(self, "batch", self.shape == "batch")
+        object.__setattr__(self, "mean", self.score != "sum")  # d = 1/T in the statistic
+        object.__setattr__(self, "log_odds", self.score == "log_odds")
 
 
 #: Every registered loss by name.
@@ -157,6 +139,15 @@ def register_loss(definition: LossDef) -> LossDef:
         raise ValueError(f"a loss named {definition.name!r} is already registered")
     if definition.balanced is None and not definition.unbalanced:
         raise ValueError(f"loss {definition.name!r} has no balanced form: say why (unbalanced=...)")
+    for name, param in definition.params.items():
+        if param.name != name or name == "beta":
+            raise ValueError(f"loss {definition.name!r} declares parameter {param.name!r} under the key {name!r}")
+        if param.required and param.example is None:
+            raise ValueError(f"loss {definition.name!r}: required parameter {name!r} needs an example for its error")
+        if _FIELDS is not None and name not in _FIELDS:
+            raise ValueError(f"loss {definition.name!r} declares a new parameter {name!r}, but LossSpec's fields were "
+                             "generated already: declare the loss in adadpo.core.registry")
+    param_fields({**{d.name: d.params for d in REGISTRY.values()}, definition.name: definition.params})
     REGISTRY[definition.name] = definition
     if definition.family:
         LOSSES[definition.name] = definition
@@ -200,34 +191,36 @@ def reference_free() -> str:
     return names(lambda d: not d.needs_reference)
 
 
-def finite_number(name: str, value: object) -> float:
-    """``value`` as a float; ``ValueError`` unless it is a finite number of magnitude ``<= PARAM_LIMIT``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{name}={value!r} must be a finite number")
-    if abs(value) > PARAM_LIMIT:
-        raise ValueError(f"{name}={value!r} is too large for the loss's float32 arithmetic; expected |{name}| <= "
-                         f"{PARAM_LIMIT:g}")
-    return float(value)
-
-
 def check_beta(value: object) -> float:
-    """``beta`` as a float; ``ValueError`` unless it is a number in ``[1/PARAM_LIMIT, PARAM_LIMIT]``."""
+    """``beta`` as a float; ``ValueError`` unless it is a number within :data:`BETA`'s bounds."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"beta={value!r} must be a finite number > 0")
-    if not 1 / PARAM_LIMIT <= value <= PARAM_LIMIT:
-        raise ValueError(f"beta={value!r} is outside [{1 / PARAM_LIMIT:g}, {PARAM_LIMIT:g}], where the loss stays "
+    if not BETA.holds(value):
+        raise ValueError(f"beta={value!r} is outside [{BETA.low:g}, {BETA.high:g}], where the loss stays "
                          "finite in float32 (ipo's target margin 1/(2 beta), beta times the log-prob margins); "
                          "typical values are 0.01 to 10")
     return float(value)
 
 
+def loss_param_fields() -> dict[str, ParamField]:
+    """Every loss parameter's :class:`~adadpo.core.params.ParamField` (besides :data:`BETA`), from the registered
+    losses' declarations: the one source of ``LossSpec``'s keyword fields (and of a config's and a command
+    line's). Once read, :func:`register_loss` refuses a loss that declares a new parameter name: the fields exist."""
+    global _FIELDS
+    _FIELDS = param_fields({d.name: d.params for d in REGISTRY.values()})
+    return _FIELDS
+
+
+_FIELDS: dict[str, ParamField] | None = None
+
+
 # ------------------------------------------------------------------------------------------ declarations
 
 _SMOOTHING = Param("label_smoothing", 0.0, "Conservative-loss eps: -(1-eps) log sigma(z) - eps log sigma(-z).",
-                   low=0.0, high=0.5, open_high=True)
-_NOISE = Param("label_smoothing", 0.0, "Label-noise rate eps.")
+                   low=0.0, high=0.5, open_high=True, neutral=0.0)
+_NOISE = Param("label_smoothing", 0.0, "Label-noise rate eps.", neutral=0.0)
 _EXO_EPS = Param("label_smoothing", 0.0, "EXO's eps (label_smoothing).", low=0.0, high=1.0, open_low=True,
-                 open_high=True, example=1e-3)
+                 open_high=True, example=1e-3, neutral=0.0)
 _NO_F = dict(f_divergence=False)
 _SORTS = "it sorts the batch, so a pair's chosen and rejected sides no longer meet in one term"
 
@@ -237,7 +230,7 @@ ADADPO_PAPER = Paper("AdaDPO", "AdaDPO", "2605.28440")
 for _d in (
     LossDef("dpo", terms.dpo, params={"label_smoothing": _SMOOTHING}, paper=DPO_PAPER, family=True),
     LossDef("rdpo", terms.rdpo, params={
-        "length_alpha": Param("length_alpha", None, "R-DPO length penalty (required).", example=0.01),
+        "length_alpha": Param("length_alpha", None, "R-DPO length penalty (required).", example=0.01, required=True),
         "label_smoothing": _SMOOTHING},
         paper=Paper("R-DPO", "Disentangling Length from Quality in Direct Preference Optimization", "2403.19159"),
         family=True),
@@ -254,36 +247,41 @@ for _d in (
                     "Machine Translation", "2401.08417")),
     LossDef("orpo", terms.orpo, score="log_odds", needs_reference=False, family=True, nll_weight="1",
             paper=Paper("ORPO", "ORPO: Monolithic Preference Optimization without Reference Model", "2403.07691")),
+    LossDef("rpo", terms.sigmoid, family=True, nll_weight="rpo_alpha", params={
+        "rpo_alpha": Param("rpo_alpha", 1.0, "Weight of RPO's chosen NLL term added to DPO's (default 1.0; a token "
+                           "mean over the batch, as TRL's former rpo_alpha).", low=0.0)},
+        paper=Paper("RPO", "Iterative Reasoning Preference Optimization", "2404.19733")),
     LossDef("sigmoid", terms.sigmoid, trl=True, same_as="dpo", paper=DPO_PAPER),
     LossDef("hinge", terms.hinge, trl=True,
             paper=Paper("SLiC-HF", "SLiC-HF: Sequence Likelihood Calibration with Human Feedback", "2305.10425")),
     LossDef("exo_pair", terms.exo_pair, trl=True, params={"label_smoothing": _EXO_EPS},
             paper=Paper("EXO", "Towards Efficient Exact Optimization of Language Model Alignment", "2402.00856")),
-    LossDef("nca_pair", terms.nca_pair, trl=True, balanced="two-sided", **_NO_F,
+    LossDef("nca_pair", terms.nca_pair, trl=True, shape="sides", **_NO_F,
             paper=Paper("NCA", "Noise Contrastive Alignment of Language Models with Explicit Rewards", "2402.05369")),
     LossDef("robust", terms.robust, trl=True, params={"label_smoothing": _NOISE},
             paper=Paper("rDPO", "Provably Robust DPO: Aligning Language Models with Noisy Feedback", "2403.00409")),
-    LossDef("bco_pair", terms.bco_pair, trl=True, balanced="two-sided", **_NO_F,
+    LossDef("bco_pair", terms.bco_pair, trl=True, shape="sides", **_NO_F,
             paper=Paper("BCO", "Binary Classifier Optimization for Large Language Model Alignment", "2404.04656")),
-    LossDef("sppo_hard", terms.sppo_hard, trl=True, balanced="two-sided", **_NO_F,
+    LossDef("sppo_hard", terms.sppo_hard, trl=True, shape="sides", **_NO_F,
             paper=Paper("SPPO", "Self-Play Preference Optimization for Language Model Alignment", "2405.00675")),
-    LossDef("aot", terms.aot, trl=True, balanced=None, unbalanced=_SORTS, batch=True, **_NO_F,
+    LossDef("aot", terms.aot, trl=True, shape="batch", unbalanced=_SORTS, **_NO_F,
             params={"label_smoothing": _NOISE},
             paper=Paper("AOT", "Distributional Preference Alignment of LLMs via Optimal Transport", "2406.05882")),
-    LossDef("aot_unpaired", terms.aot_unpaired, trl=True, balanced=None, unbalanced=_SORTS, batch=True, **_NO_F,
+    LossDef("aot_unpaired", terms.aot_unpaired, trl=True, shape="batch", unbalanced=_SORTS, **_NO_F,
             params={"label_smoothing": _NOISE},
             paper=Paper("AOT", "Distributional Preference Alignment of LLMs via Optimal Transport", "2406.05882")),
-    LossDef("apo_zero", terms.apo_zero, trl=True, balanced="two-sided", **_NO_F,
+    LossDef("apo_zero", terms.apo_zero, trl=True, shape="sides", **_NO_F,
             paper=Paper("APO", "Anchored Preference Optimization and Contrastive Revisions: Addressing "
                         "Underspecification in Alignment", "2408.06266")),
-    LossDef("apo_down", terms.apo_down, trl=True, balanced="two-sided", **_NO_F,
+    LossDef("apo_down", terms.apo_down, trl=True, shape="sides", **_NO_F,
             paper=Paper("APO", "Anchored Preference Optimization and Contrastive Revisions: Addressing "
                         "Underspecification in Alignment", "2408.06266")),
     LossDef("discopop", terms.discopop, trl=True, params={
-        "discopop_tau": Param("discopop_tau", 0.05, "DiscoPOP's temperature tau.")},
+        "discopop_tau": Param("discopop_tau", 0.05, "DiscoPOP's temperature tau.", low=0.0, open_low=True,
+                              example=0.05)},
         paper=Paper("DiscoPOP", "Discovering Preference Optimization Algorithms with and for Large Language Models",
                     "2406.08414")),
-    LossDef("sft", terms.sft, trl=True, balanced=None, batch=True,
+    LossDef("sft", terms.sft, trl=True, shape="batch",
             unbalanced="it has no rejected side to balance against"),
     LossDef("sigmoid_norm", terms.sigmoid, score="mean", trl=True),  # length-normalised DPO: no one paper
 ):

@@ -12,22 +12,33 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from adadpo.core.balance import Balance
-from adadpo.core.registry import (LOSSES, PARAM_LIMIT, REGISTRY, TRL_LOSS_TYPES, LossDef, check_beta, finite_number,
-                                  get_family, get_loss, reference_based)
+from adadpo.core.params import ParamField, finite_number
+from adadpo.core.registry import (LOSSES, REGISTRY, TRL_LOSS_TYPES, LossDef, check_beta, get_family, get_loss,
+                                  loss_param_fields, reference_based)
 from adadpo.core.terms import F_DIVERGENCES
 
-__all__ = ["LOSSES", "PARAM_LIMIT", "REGISTRY", "LossDef", "LossFamily", "LossSpec", "check_beta", "finite_number",
-           "get_family", "get_loss"]
+__all__ = ["LOSSES", "REGISTRY", "LossDef", "LossFamily", "LossSpec", "check_beta", "finite_number", "get_family",
+           "get_loss"]
 
 #: The declaration type's name before the registry (``adadpo.LossFamily``).
 LossFamily = LossDef
 #: The statistic of the plain loss's reported imbalance (``balance/log_rho``).
 DEFAULT_BALANCE = Balance()
-#: The loss parameters a spec takes as keywords (each declared by the losses that use it).
-LOSS_PARAMS = ("gamma", "length_alpha", "cpo_alpha", "label_smoothing", "discopop_tau")
+#: The loss parameters a spec takes as keywords, by name: generated from the registry's declarations.
+LOSS_PARAMS: dict[str, ParamField] = loss_param_fields()
+
+
+def _with_loss_params(cls: type) -> type:
+    """Add one keyword-only field per :data:`LOSS_PARAMS` entry (``float | None``, default ``None``: the loss's
+    own default) to ``cls`` before :func:`dataclasses.dataclass` reads its annotations."""
+    for name, param in LOSS_PARAMS.items():
+        cls.__annotations__[name] = "float | None"
+        setattr(cls, name, field(default=None, kw_only=True, metadata={"help": param.help}))
+    return cls
 
 
 @dataclass(frozen=True)
+@_with_loss_params
 class LossSpec:
     """One preference loss, checked once. Pass it to :func:`adadpo.preference_loss` with a :class:`PairLogps`.
 
@@ -36,10 +47,9 @@ class LossSpec:
             ``loss_type`` names), or a list of them (TRL's weighted multi-loss).
         beta: inverse temperature; for ipo the regularisation ``tau`` (target margin ``1 / (2 beta)``); for
             orpo the weight ``lambda`` of the odds-ratio term.
-        gamma, length_alpha, cpo_alpha, label_smoothing, discopop_tau: the losses' own parameters (see
-            ``adadpo.core.registry``: simpo's target margin, default 0.5; rdpo's length coefficient, required;
-            cpo's NLL weight, default 1.0; the conservative ``eps`` in ``[0, 0.5)`` for dpo, rdpo, simpo, cpo, or
-            TRL's ``eps`` for exo_pair, robust, aot; discopop's ``tau``). Only the parameters some term takes.
+        <parameter>: keyword-only, one per parameter a registered loss declares (:data:`LOSS_PARAMS`: ``gamma``,
+            ``length_alpha``, ``cpo_alpha``, ``label_smoothing``, ``discopop_tau``, ...; bounds, defaults and help
+            in ``adadpo.core.registry``); ``None``: the loss's default. Only the parameters some term takes.
         balance: ``None`` for the plain loss, or a :class:`Balance` (AdaDPO).
         debug: also check every batch's values (finite sums, lengths ``>= 1``, representable coefficients),
             one host sync each; off, a bad batch shows as a non-finite loss.
@@ -56,14 +66,9 @@ class LossSpec:
 
     loss: str | Sequence[str]
     beta: float = 0.1
-    gamma: float | None = None
-    length_alpha: float | None = None
-    cpo_alpha: float | None = None
-    label_smoothing: float | None = None
     balance: Balance | None = None
     debug: bool = False
     weights: Sequence[float] | None = None
-    discopop_tau: float | None = None
     f_divergence_type: str = "reverse_kl"
     f_alpha_divergence_coef: float = 0.5
     use_weighting: bool = False
@@ -85,6 +90,9 @@ class LossSpec:
                              f"{list(names)}")
         weights = tuple(finite_number("loss_weights", w) for w in weights)
         check_beta(self.beta)
+        for flag in ("debug", "use_weighting"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(f"{flag}={getattr(self, flag)!r} must be True or False")
         if len({d.needs_reference for d in defs}) > 1:
             raise ValueError(f"loss={list(names)} mixes reference-based and reference-free losses")
         terms = tuple((d, w, _term_params(d, self)) for d, w in zip(defs, weights))
@@ -122,24 +130,22 @@ def _lookup(name: str, listed: bool) -> LossDef:
 def _term_params(definition: LossDef, spec: LossSpec) -> dict[str, float]:
     """The values of ``definition``'s parameters in ``spec``, defaults filled in, checked against its bounds."""
     values = {}
+    option = "loss" if definition.family else "loss_type"
     for name, param in definition.params.items():
         value = getattr(spec, name)
         value = param.default if value is None else value
         if value is None:
-            example = param.example if param.example is not None else 0.01
-            raise ValueError(f"loss={definition.name!r} needs {name} (e.g. {name}={example:g}); it has no default")
-        if name == "label_smoothing" and definition.name == "exo_pair" and not 0 < finite_number(name, value) < 1:
-            raise ValueError(f"loss_type 'exo_pair' needs label_smoothing in (0, 1) (EXO's eps, e.g. 1e-3), got {value}")
-        values[name] = param.check(value, definition.name)
+            raise ValueError(f"loss={definition.name!r} needs {name} (e.g. {name}={param.example:g}); it has no default")
+        values[name] = param.check(value, definition.name, option)
     return values
 
 
 def _check_unused(spec: LossSpec, defs: list[LossDef]) -> None:
     """``ValueError`` for a parameter given (not at its neutral value) that no term takes."""
     taken = {name for d in defs for name in d.params}
-    for name in LOSS_PARAMS:
+    for name, declared in LOSS_PARAMS.items():
         value = getattr(spec, name)
-        if value is None or name in taken or (name == "label_smoothing" and value == 0):
+        if value is None or name in taken or (declared.neutral is not None and value == declared.neutral):
             continue
         takes = sorted(taken) or "only beta"
         raise ValueError(f"{name}={value!r} does not apply to loss={spec.loss if isinstance(spec.loss, str) else '+'.join(spec.loss)!r}; "

@@ -1,10 +1,12 @@
 """The per-pair terms of every registered loss, and f-DPO's score maps; torch only, no configuration.
 
-Three shapes of term (``beta`` the inverse temperature, ``p`` the term's own parameters, all ``[B]`` tensors):
+Three shapes of term, each declared on its loss's :class:`~adadpo.core.registry.LossDef` (``shape``); ``beta``
+the inverse temperature, ``p`` the term's own parameters (by name), ``pairs`` the batch as the losses compute with
+it (:meth:`adadpo.PairLogps.computed`: ``pairs.A_w``, ``pairs.T_l``, ...), every other argument a ``[B]`` tensor:
 
-- *margin* ``term(delta, T_w, T_l, beta, p)``: depends on the side scores only through ``delta = s_w - s_l``;
-- *sides* ``term(s_w, s_l, beta, p)``: each side's score enters on its own;
-- *batch* ``term(A_w, A_l, R_w, R_l, sft_w, T_w, beta, p)``: mixes pairs (sorting) or has no rejected side.
+- ``"margin"`` ``term(delta, pairs, beta, p)``: depends on the side scores only through ``delta = s_w - s_l``;
+- ``"sides"`` ``term(s_w, s_l, beta, p)``: each side's score enters on its own;
+- ``"batch"`` ``term(pairs, beta, p)``: mixes pairs (sorting) or has no rejected side.
 
 ``eps`` is ``label_smoothing``; formulas in :mod:`adadpo.core.registry` next to each declaration.
 """
@@ -17,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from adadpo.core.pairs import PairLogps
+
 
 def sigmoid_loss(z: Tensor, eps: float) -> Tensor:
     """``-(1 - eps) log sigma(z) - eps log sigma(-z)`` (conservative form; ``eps = 0``: ``-log sigma(z)``)."""
@@ -27,46 +31,46 @@ def sigmoid_loss(z: Tensor, eps: float) -> Tensor:
 # ------------------------------------------------------------------------------------------- margin terms
 
 
-def dpo(delta: Tensor, T_w: Tensor, T_l: Tensor, beta: float, p: dict) -> Tensor:
+def dpo(delta: Tensor, pairs: PairLogps, beta: float, p: dict) -> Tensor:
     return sigmoid_loss(beta * delta, p["label_smoothing"])
 
 
-def rdpo(delta: Tensor, T_w: Tensor, T_l: Tensor, beta: float, p: dict) -> Tensor:
-    return sigmoid_loss(beta * delta + p["length_alpha"] * (T_w - T_l), p["label_smoothing"])
+def rdpo(delta: Tensor, pairs: PairLogps, beta: float, p: dict) -> Tensor:
+    return sigmoid_loss(beta * delta + p["length_alpha"] * (pairs.T_w - pairs.T_l), p["label_smoothing"])
 
 
-def ipo(delta: Tensor, T_w: Tensor, T_l: Tensor, beta: float, p: dict) -> Tensor:
+def ipo(delta: Tensor, pairs: PairLogps, beta: float, p: dict) -> Tensor:
     return (delta - 1 / (2 * beta)) ** 2
 
 
-def simpo(delta: Tensor, T_w: Tensor, T_l: Tensor, beta: float, p: dict) -> Tensor:
+def simpo(delta: Tensor, pairs: PairLogps, beta: float, p: dict) -> Tensor:
     return sigmoid_loss(beta * delta - p["gamma"], p["label_smoothing"])
 
 
-def orpo(delta: Tensor, T_w: Tensor, T_l: Tensor, beta: float, p: dict) -> Tensor:
+def orpo(delta: Tensor, pairs: PairLogps, beta: float, p: dict) -> Tensor:
     return -beta * F.logsigmoid(delta)
 
 
-def sigmoid(delta: Tensor, T_w: Tensor, T_l: Tensor, beta: float, p: dict) -> Tensor:
+def sigmoid(delta: Tensor, pairs: PairLogps, beta: float, p: dict) -> Tensor:
     return sigmoid_loss(beta * delta, 0.0)
 
 
-def hinge(delta: Tensor, T_w: Tensor, T_l: Tensor, beta: float, p: dict) -> Tensor:
+def hinge(delta: Tensor, pairs: PairLogps, beta: float, p: dict) -> Tensor:
     return torch.relu(1 - beta * delta)
 
 
-def exo_pair(delta: Tensor, T_w: Tensor, T_l: Tensor, beta: float, p: dict) -> Tensor:
+def exo_pair(delta: Tensor, pairs: PairLogps, beta: float, p: dict) -> Tensor:
     z, eps = beta * delta, p["label_smoothing"]
     return (torch.sigmoid(z) * (F.logsigmoid(z) - math.log1p(-eps))
             + torch.sigmoid(-z) * (F.logsigmoid(-z) - math.log(eps)))
 
 
-def robust(delta: Tensor, T_w: Tensor, T_l: Tensor, beta: float, p: dict) -> Tensor:
+def robust(delta: Tensor, pairs: PairLogps, beta: float, p: dict) -> Tensor:
     z, eps = beta * delta, p["label_smoothing"]
     return (-(1 - eps) * F.logsigmoid(z) + eps * F.logsigmoid(-z)) / (1 - 2 * eps)
 
 
-def discopop(delta: Tensor, T_w: Tensor, T_l: Tensor, beta: float, p: dict) -> Tensor:
+def discopop(delta: Tensor, pairs: PairLogps, beta: float, p: dict) -> Tensor:
     z = beta * delta
     mix = torch.sigmoid(z / p["discopop_tau"])
     return -F.logsigmoid(z) * (1 - mix) + torch.exp(-z) * mix
@@ -102,21 +106,20 @@ def _aot_loss(d: Tensor, beta: float, eps: float) -> Tensor:
     return -(1 - eps) * F.logsigmoid(beta * d) - eps * F.logsigmoid(-beta * d)
 
 
-def aot(A_w: Tensor, A_l: Tensor, R_w: Tensor, R_l: Tensor, sft_w: Tensor, T_w: Tensor, beta: float,
-        p: dict) -> Tensor:
-    d = torch.sort(A_w - A_l).values - torch.sort(R_w - R_l).values
+def aot(pairs: PairLogps, beta: float, p: dict) -> Tensor:
+    d = torch.sort(pairs.A_w - pairs.A_l).values - torch.sort(pairs.R_w - pairs.R_l).values
     return _aot_loss(d, beta, p["label_smoothing"])
 
 
-def aot_unpaired(A_w: Tensor, A_l: Tensor, R_w: Tensor, R_l: Tensor, sft_w: Tensor, T_w: Tensor, beta: float,
-                 p: dict) -> Tensor:
-    d = torch.sort(A_w - R_w).values - torch.sort(A_l - R_l).values
+def aot_unpaired(pairs: PairLogps, beta: float, p: dict) -> Tensor:
+    d = torch.sort(pairs.A_w - pairs.R_w).values - torch.sort(pairs.A_l - pairs.R_l).values
     return _aot_loss(d, beta, p["label_smoothing"])
 
 
-def sft(A_w: Tensor, A_l: Tensor, R_w: Tensor, R_l: Tensor, sft_w: Tensor, T_w: Tensor, beta: float,
-        p: dict) -> Tensor:
-    return (-sft_w.sum() / T_w.sum()).expand(A_w.shape[0])
+def sft(pairs: PairLogps, beta: float, p: dict) -> Tensor:
+    """The chosen NLL, of the raw sums under LD-DPO (``raw_chosen_logps``), for every pair."""
+    A_w = pairs.raw_chosen_logps if pairs.raw_chosen_logps is not None else pairs.A_w
+    return (-A_w.sum() / pairs.T_w.sum()).expand(pairs.A_w.shape[0])
 
 
 # ------------------------------------------------------------------------------------- f-DPO score maps

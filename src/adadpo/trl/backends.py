@@ -4,9 +4,10 @@ A TRL preference batch holds ``2B`` rows, the ``B`` chosen sequences then the ``
 ``completion_mask`` marking the response tokens. :func:`model_inputs` turns it into the model's keywords and
 ``labels`` (the input ids, ``-100`` outside the responses): the one masking convention used from here on.
 Every backend takes those (and optionally the batch's :func:`~adadpo.core.logps.counted_tokens`, found once for
-the policy and the reference) and returns ``(pairs, metric_sums)``: the :class:`adadpo.PairLogps` of the batch
-with the per-pair extras as fields (WPO's ``pair_weights``, LD-DPO's ``raw_chosen_logps``, the MoE
-``aux_loss``), and TRL's token metrics as ``(numerator, count)`` sums (empty without ``metrics``). No backend
+the policy and the reference, and a :data:`Reference` giving the reference sums) and returns
+``(pairs, metric_sums)``: the :class:`adadpo.PairLogps` of the batch, built once, with the reference sums and the
+per-pair extras as fields (WPO's ``pair_weights``, LD-DPO's ``raw_chosen_logps``, the MoE ``aux_loss``), and TRL's
+token metrics as ``(numerator, count)`` sums (empty without ``metrics``). No backend
 reads a value back from the device.
 
 - ``chunked`` (:class:`ChunkedBackend`): backbone + :func:`adadpo.core.logps.linear_token_logps` through the
@@ -23,6 +24,7 @@ reads a value back from the device.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -66,11 +68,17 @@ def token_metric_sums(tokens: TokenLogps) -> MetricSums:
     }
 
 
-def _pairs(logps: Tensor, lengths: Tensor, **extras: Tensor | None) -> PairLogps:
-    """The pairs of ``[2B]`` sums and lengths laid out as TRL concatenates them (chosen rows, then rejected)."""
+#: What a backend calls, after the policy's forward, for the reference sums ``(R_w, R_l)`` it builds into the pairs.
+Reference = Callable[[], tuple[Tensor, Tensor]]
+
+
+def _pairs(logps: Tensor, lengths: Tensor, reference: Reference | None, **extras: Tensor | None) -> PairLogps:
+    """The pairs of ``[2B]`` sums and lengths laid out as TRL concatenates them (chosen rows, then rejected), with
+    the reference's sums when ``reference`` is given (called now: after the policy's forward, TRL's order)."""
     w, l = logps.chunk(2)
     T_w, T_l = lengths.chunk(2)
-    return PairLogps(w, l, T_w, T_l, check=False, **extras)
+    R_w, R_l = reference() if reference is not None else (None, None)
+    return PairLogps(w, l, T_w, T_l, R_w, R_l, check=False, **extras)
 
 
 class LogpsBackend:
@@ -84,15 +92,16 @@ class LogpsBackend:
         self.ld_alpha = ld_alpha
 
     def __call__(self, model: Any, model_kwargs: dict[str, Any], labels: Tensor, metrics: bool,
-                 wpo: bool = False, index: CountedTokens | None = None) -> tuple[PairLogps, MetricSums]:
+                 wpo: bool = False, index: CountedTokens | None = None,
+                 reference: Reference | None = None) -> tuple[PairLogps, MetricSums]:
         raise NotImplementedError
 
     def _output(self, tokens: TokenLogps, metric_sums: MetricSums, aux_loss: Tensor | None,
-                pair_weights: Tensor | None = None) -> tuple[PairLogps, MetricSums]:
+                reference: Reference | None) -> tuple[PairLogps, MetricSums]:
         if self.ld_alpha is None:
-            return _pairs(*tokens.sums(), pair_weights=pair_weights, aux_loss=aux_loss), metric_sums
+            return _pairs(*tokens.sums(), reference, aux_loss=aux_loss), metric_sums
         raw = tokens.sums()[0]
-        return _pairs(*tokens.desensitized_sums(self.ld_alpha), pair_weights=pair_weights, aux_loss=aux_loss,
+        return _pairs(*tokens.desensitized_sums(self.ld_alpha), reference, aux_loss=aux_loss,
                       raw_chosen_logps=raw[: tokens.batch // 2]), metric_sums
 
     def __repr__(self) -> str:
@@ -105,11 +114,12 @@ class ChunkedBackend(LogpsBackend):
     name = "chunked"
 
     def __call__(self, model: Any, model_kwargs: dict[str, Any], labels: Tensor, metrics: bool,
-                 wpo: bool = False, index: CountedTokens | None = None) -> tuple[PairLogps, MetricSums]:
+                 wpo: bool = False, index: CountedTokens | None = None,
+                 reference: Reference | None = None) -> tuple[PairLogps, MetricSums]:
         _no_wpo(self, wpo)
         out = model(**model_kwargs, labels=labels, adadpo_chunked=True, adadpo_stats=metrics,
                     adadpo_chunk_size=self.chunk_size, adadpo_index=index)
-        return self._output(out.tokens, token_metric_sums(out.tokens) if metrics else {}, out.aux_loss)
+        return self._output(out.tokens, token_metric_sums(out.tokens) if metrics else {}, out.aux_loss, reference)
 
 
 class FullBackend(LogpsBackend):
@@ -118,11 +128,13 @@ class FullBackend(LogpsBackend):
     name = "full"
 
     def __call__(self, model: Any, model_kwargs: dict[str, Any], labels: Tensor, metrics: bool,
-                 wpo: bool = False, index: CountedTokens | None = None) -> tuple[PairLogps, MetricSums]:
+                 wpo: bool = False, index: CountedTokens | None = None,
+                 reference: Reference | None = None) -> tuple[PairLogps, MetricSums]:
         _no_wpo(self, wpo)
         out = model(**model_kwargs)
         tokens = token_logps(out.logits, labels, chunk_size=self.chunk_size, stats=metrics, index=index)
-        return self._output(tokens, token_metric_sums(tokens) if metrics else {}, getattr(out, "aux_loss", None))
+        return self._output(tokens, token_metric_sums(tokens) if metrics else {}, getattr(out, "aux_loss", None),
+                            reference)
 
 
 class TrlFusedBackend(LogpsBackend):
@@ -131,7 +143,8 @@ class TrlFusedBackend(LogpsBackend):
     name = "trl_fused"
 
     def __call__(self, model: Any, model_kwargs: dict[str, Any], labels: Tensor, metrics: bool,
-                 wpo: bool = False, index: CountedTokens | None = None) -> tuple[PairLogps, MetricSums]:
+                 wpo: bool = False, index: CountedTokens | None = None,
+                 reference: Reference | None = None) -> tuple[PairLogps, MetricSums]:
         out = model(**model_kwargs, labels=labels, fused_lm_head=True)
         counted = labels[:, 1:] != -100
         width = counted.size(1)  # prompt-learning PEFT prepends virtual tokens: keep the real positions
@@ -140,10 +153,11 @@ class TrlFusedBackend(LogpsBackend):
         weights = self._wpo_weights(out, log_probs, counted) if wpo else None
         lengths = counted.sum(dim=1)
         if self.ld_alpha is None:
-            return _pairs(log_probs.sum(dim=1), lengths, pair_weights=weights, aux_loss=out.aux_loss), metric_sums
+            return _pairs(log_probs.sum(dim=1), lengths, reference, pair_weights=weights, aux_loss=out.aux_loss), \
+                metric_sums
         raw = (log_probs.double() * counted).sum(dim=1).float()
-        return _pairs(_desensitized(log_probs, counted, lengths, self.ld_alpha), lengths, pair_weights=weights,
-                      aux_loss=out.aux_loss, raw_chosen_logps=raw.chunk(2)[0]), metric_sums
+        return _pairs(_desensitized(log_probs, counted, lengths, self.ld_alpha), lengths, reference,
+                      pair_weights=weights, aux_loss=out.aux_loss, raw_chosen_logps=raw.chunk(2)[0]), metric_sums
 
     @staticmethod
     @torch.no_grad()
@@ -242,9 +256,12 @@ def batch_pair_logps(model: Any, batch: dict[str, Tensor], *, ref_model: Any = N
     ``AdaDPOConfig.logps_backend`` (``trl_fused`` needs TRL's fused head on the model: ``add_fused_lm_head``)."""
     model_kwargs, labels = model_inputs(batch)
     index = counted_tokens(labels)
+
+    def reference() -> tuple[Tensor, Tensor]:
+        ref_backend = choose_backend(ref_model, backend, chunk_size)
+        return reference_sums(ref_backend, ref_model, model_kwargs, labels, index=index)
+
     with torch.no_grad():
-        pairs, _ = choose_backend(model, backend, chunk_size)(model, model_kwargs, labels, metrics=False, index=index)
-    if ref_model is None:
-        return pairs
-    ref = reference_sums(choose_backend(ref_model, backend, chunk_size), ref_model, model_kwargs, labels, index=index)
-    return pairs.with_reference(*ref)
+        pairs, _ = choose_backend(model, backend, chunk_size)(model, model_kwargs, labels, metrics=False, index=index,
+                                                              reference=None if ref_model is None else reference)
+    return pairs

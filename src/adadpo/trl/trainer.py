@@ -5,7 +5,7 @@ distributed set-up. TRL 1.16 computes forward, reference, loss and metrics in on
 ``DPOTrainer._compute_loss``; this class overrides it with a walk over named parts:
 
     batch --model_inputs--> (model kwargs, labels) --counted_tokens--> index (the step's one nonzero)
-          --backend--> PairLogps (+ token metrics) --reference_sums--> PairLogps with R_w, R_l
+          --backend (policy forward, then reference_sums)--> PairLogps with R_w, R_l (+ token metrics)
           --preference_loss(loss_spec, .)--> loss --reduce_step--> logs (the step's one gather and read)
 
 * :mod:`adadpo.trl.backends`: the log-prob backends (``args.logps_backend``), each returning the pairs;
@@ -60,8 +60,7 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
     (``loss``, ``balance``, ``balance_*``, ``gamma``, ``length_alpha``, ``cpo_alpha``), resolved once into
     ``self.loss_spec`` (:class:`adadpo.LossSpec`). Per step::
 
-        pairs, _ = backend(model, batch)                # PairLogps: A_w, A_l, T_w, T_l (+ WPO/LD-DPO extras)
-        pairs = pairs.with_reference(R_w, R_l)          # reference-based losses only
+        pairs, _ = backend(model, batch, reference)     # PairLogps: A_w, A_l, T_w, T_l, R_w, R_l (+ extras)
         loss = preference_loss(self.loss_spec, pairs).loss   # every loss, TRL's loss types too
 
     Logged metrics keep TRL's names (``rewards/*``, ``logps/*``, ``entropy``, ``logits/*``,
@@ -169,12 +168,12 @@ class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
             model_kwargs["output_router_logits"] = True
         spec = self.loss_spec
         index = counted_tokens(labels, vocab=self._vocab() if spec.debug else None)
+        reference = None
+        if spec.needs_reference:  # called by the backend after the policy's forward
+            reference = (lambda: (inputs["ref_chosen_logps"], inputs["ref_rejected_logps"])) \
+                if self.precompute_ref_logps else (lambda: self.reference_logps(model_kwargs, labels, index))
         pairs, token_sums = self.logps_backend_for(model)(model, model_kwargs, labels, metrics=True,
-                                                          wpo=spec.use_weighting, index=index)
-        if spec.needs_reference:
-            ref = (inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]) if self.precompute_ref_logps else \
-                self.reference_logps(model_kwargs, labels, index)
-            pairs = pairs.with_reference(*ref, check=spec.debug)
+                                                          wpo=spec.use_weighting, index=index, reference=reference)
         out = preference_loss(spec, pairs)
         loss, means = out.loss, out.metrics
         if self.aux_loss_enabled:
