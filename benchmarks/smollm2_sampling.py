@@ -149,8 +149,9 @@ def report(runs: list[dict], args) -> None:
     print("|---|---|---|---|---|---|---|")
     keys = sorted({(x["model"], x["cap"]) for x in runs}, key=lambda k: (args.models.index(k[0]), k[1]))
     for kind, cap in keys:
-        by = {e: [x for x in runs if (x["model"], x["cap"], x["engine"]) == (kind, cap, e)] for e in args.engines}
-        if not all(by.values()):
+        by = {e: [x for x in runs if (x["model"], x["cap"], x["engine"]) == (kind, cap, e)]
+              for e in ("generate", "stream")}
+        if not all(by.values()):  # one engine only: no ratio
             continue
         g, s = by["generate"], by["stream"]
         ratios = [b["seconds"] / a["seconds"] for a, b in zip(g, s)]

@@ -29,6 +29,7 @@ pytest.importorskip("gguf")
 
 import lmworld_fixtures  # noqa: E402
 
+from adadpo.bench import sampling  # noqa: E402
 from adadpo.bench.sampling import answer_batch, draw, generate, score, stream_sample  # noqa: E402
 from adadpo.bench.worlds.smollm2 import policy as lmpolicy  # noqa: E402
 from adadpo.bench.worlds.smollm2.policy import batch_seed, chat_prompt, never_emitted, sample  # noqa: E402
@@ -155,9 +156,9 @@ def test_lengths_and_first_tokens_match_generate_in_distribution(model, tokenize
 # ------------------------------------------------------------------------------------------------ the schedule
 
 
-def test_answers_do_not_depend_on_the_schedule(model, tokenizer, prompts):
-    """Widths 1, 3 and 64, and the batches in reverse order: the same answers for the same seeds; each batch
-    reported once, with its answers."""
+def test_answers_do_not_depend_on_the_schedule(model, tokenizer, prompts, monkeypatch):
+    """Widths 1, 3 and 64, the batches in reverse order, a cache that must grow at every step: the same
+    answers for the same seeds; each batch reported once, with its answers."""
     batches = [[p for p in prompts for _ in range(2)], [prompts[2]] * 3, [], prompts[::-1]]
     seeds = [batch_seed(3, b) for b in range(len(batches))]
     reported = {}
@@ -166,6 +167,8 @@ def test_answers_do_not_depend_on_the_schedule(model, tokenizer, prompts):
     for width in (3, 64):
         assert run(model, tokenizer, batches, seeds, 5, width) == first
     assert run(model, tokenizer, batches[::-1], seeds[::-1], 5, 3) == first[::-1]
+    monkeypatch.setattr(sampling._GrowingLayer, "ROOM", 0)
+    assert run(model, tokenizer, batches, seeds, 5, 64) == first
     assert run(model, tokenizer, batches, [s + 1 for s in seeds], 5, 3) != first  # the seed matters
 
 
