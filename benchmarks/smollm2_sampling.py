@@ -155,7 +155,8 @@ def report(runs: list[dict], args) -> None:
             continue
         g, s = by["generate"], by["stream"]
         ratios = [b["seconds"] / a["seconds"] for a, b in zip(g, s)]
-        ratio = f"{statistics.median(ratios):.3f}" + (f" ({min(ratios):.3f}-{max(ratios):.3f})" if len(ratios) > 1 else "")
+        spread = f" ({min(ratios):.3f}-{max(ratios):.3f})" if len(ratios) > 1 else ""
+        ratio = f"{statistics.median(ratios):.3f}{spread}"
         ended = f"{statistics.mean(g[0]['ended']):.2f} / {statistics.mean(s[0]['ended']):.2f}"
         waste = lambda x: x["dead_row_steps"] / x["row_steps"]  # noqa: E731
         total = sum(s[0].get(p, 0) for p in ("prefill", "decode", "rebuild", "draw"))

@@ -6,14 +6,18 @@ the tokens in ``never`` never emitted, EOS not allowed as the first token, an an
 (:func:`score` with ``process=True``), and a Monte Carlo KL between two policies sampled this way is an
 unbiased estimate of a true KL. Without ``process``, :func:`score` gives ``log pi(y + EOS | x)`` under the model's
 plain distribution, as the trainer scores a pair. A world says how text becomes token ids and how it seeds.
+
+Two samplers of that process: :func:`generate` (``model.generate`` on one batch, the random stream of
+``torch.multinomial``) and :func:`stream_sample` (continuous batching over many batches, one uniform per token;
+for long answers, where a batch of ``generate`` runs as long as its longest row).
 """
 
 from __future__ import annotations
 
 import inspect
 import time
-from contextlib import contextmanager
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
