@@ -206,5 +206,10 @@ def test_sample_resumes_from_its_journal_and_keeps_engines_apart(model, tokenize
     assert sampled == [1]  # only the batch the journal lacked
     other = sample(model, tokenizer, prompts, **kwargs, journal=journal, engine="generate")
     assert other != whole and len(other.tokens) == len(whole.tokens)
+    # a journal written before there was a choice of engine (no "engine" field) is generate's
+    old = [json.loads(x) for x in journal.read_text().splitlines() if '"generate"' in x]
+    journal.write_text("".join(json.dumps({k: v for k, v in row.items() if k != "engine"}) + "\n" for row in old))
+    monkeypatch.setattr(lmpolicy, "generate", None)  # nothing left to sample: all read back
+    assert sample(model, tokenizer, prompts, **kwargs, journal=journal, engine="generate") == other
     with pytest.raises(ValueError, match="engine='beam'"):
         sample(model, tokenizer, prompts, **kwargs, engine="beam")

@@ -130,7 +130,7 @@ def _read_journal(path: str | os.PathLike | None, key: dict) -> dict[int, Sample
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if {**{"engine": "generate"}, **{k: row.get(k) for k in row if k in key}} == key:
+            if {k: row.get(k, "generate" if k == "engine" else None) for k in key} == key:
                 done[row["batch"]] = Samples(row["tokens"], row["texts"], row["ended"])
     return done
 
