@@ -292,7 +292,7 @@ def test_shared_prompt_prefill_samples_what_generate_alone_samples(biased, token
     import adadpo.bench.sampling as sampling
 
     assert len({len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts}) > 1
-    kwargs = dict(n=3, max_new_tokens=6, temperature=1.0, seed=7, batch_size=batch_size)
+    kwargs = dict(n=3, max_new_tokens=6, temperature=1.0, seed=7, batch_size=batch_size, engine="generate")
     calls = []
     shared = sampling._shared_prompts
     monkeypatch.setattr(sampling, "_shared_prompts", lambda *a: calls.append(shared(*a)) or calls[-1])
@@ -326,7 +326,8 @@ def test_response_logps_with_ended_is_the_sampling_process_of_generate(biased, t
     """Scored with ``ended``, an answer gets exactly the log-probability that ``generate``'s processed scores
     (temperature, suppressed tokens, min_new_tokens) gave the tokens it sampled."""
     n, temperature, seed = 3, 0.7, 11
-    out = sample(biased, tokenizer, prompts, n=n, max_new_tokens=MAX_NEW, temperature=temperature, seed=seed)
+    out = sample(biased, tokenizer, prompts, n=n, max_new_tokens=MAX_NEW, temperature=temperature, seed=seed,
+                 engine="generate")
     flat = [p for p in prompts for _ in range(n)]
     # the same call as `sample` (one batch), with the scores kept
     side, tokenizer.padding_side = tokenizer.padding_side, "left"

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from adadpo.bench.sampling import answer_batch, cut_at_eos, generate, score
+from adadpo.bench.sampling import answer_batch, cut_at_eos, generate, score, stream_sample
 
 
 @dataclass
@@ -58,46 +58,69 @@ def batch_seed(seed: int, batch: int) -> int:
 
 def sample(model, tokenizer, prompts: Sequence[str], *, n: int, max_new_tokens: int, temperature: float, seed: int,
            batch_size: int = 64, progress: Callable[[int, int], None] | None = None,
-           journal: str | os.PathLike | None = None) -> Samples:
+           journal: str | os.PathLike | None = None, engine: str = "stream") -> Samples:
     """``n`` answers per chat prompt (strings from :func:`chat_prompt`), prompt-major, in batches of
     ``batch_size`` answers, batch ``b`` seeded with :func:`batch_seed` ``(seed, b)``.
 
+    ``engine``: ``"stream"`` (:func:`adadpo.bench.sampling.stream_sample`: at most ``batch_size`` rows decode
+    together, a row leaves as it ends and the next batch's rows take its place; each answer is a function of
+    its batch's seed and its place in the batch, whatever shared its decode steps) or ``"generate"``
+    (:func:`adadpo.bench.sampling.generate`, one ``model.generate`` per batch: every batch runs as long as its
+    longest answer; the answers of this world before issue 31). Both sample the same process; their random
+    streams differ, so their answers for one seed do.
+
     ``journal``: a JSON-lines file that every finished batch is appended to (flushed and synced); batches
-    already in it are read back instead of sampled, so a killed call resumes where it stopped.
+    already in it (from a call with the same seed, batch size, number of answers and engine) are read back
+    instead of sampled, so a killed call resumes where it stopped.
     """
+    if engine not in ("stream", "generate"):
+        raise ValueError(f"engine={engine!r}: expected 'stream' or 'generate'")
     flat = [p for p in prompts for _ in range(n)]
-    done = _read_journal(journal, seed, batch_size, len(flat))
+    key = {"seed": seed, "batch_size": batch_size, "total": len(flat), "engine": engine}
+    done = _read_journal(journal, key)
     eos = tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    out = Samples([], [], [])
+    never = never_emitted(tokenizer)
+    starts = range(0, len(flat), batch_size)
+    count = sum(len(done[b].tokens) for b in done)
     if progress:
-        progress(0, len(flat))
-    with torch.no_grad():
-        for b, s in enumerate(range(0, len(flat), batch_size)):
-            if b in done:
-                batch = done[b]
-            else:
+        progress(count, len(flat))
+
+    def finished(b: int, rows: list[tuple[list[int], bool]]) -> None:
+        nonlocal count
+        batch = Samples([ids for ids, _ in rows], [tokenizer.decode(ids, skip_special_tokens=True).strip()
+                                                   for ids, _ in rows], [ended for _, ended in rows])
+        _append_journal(journal, {**key, "batch": b, **asdict(batch)})
+        done[b] = batch
+        count += len(rows)
+        if progress:
+            progress(count, len(flat))
+
+    todo = [b for b in range(len(starts)) if b not in done]
+    if engine == "stream":
+        stream_sample(model, tokenizer, [flat[starts[b] : starts[b] + batch_size] for b in todo],
+                      [batch_seed(seed, b) for b in todo], temperature=temperature, max_new_tokens=max_new_tokens,
+                      never=never, width=batch_size,
+                      on_batch=lambda i, answers: finished(todo[i], [(ids, ended) for ids, ended, _ in answers]))
+    else:
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+        with torch.no_grad():
+            for b in todo:
                 torch.manual_seed(batch_seed(seed, b))
-                batch = Samples([], [], [])
-                for row in generate(model, tokenizer, flat[s : s + batch_size], temperature=temperature,
-                                    max_new_tokens=max_new_tokens, never=never_emitted(tokenizer), pad=pad):
-                    ids, ended = cut_at_eos(row, eos)
-                    batch.tokens.append(ids)
-                    batch.ended.append(ended)
-                    batch.texts.append(tokenizer.decode(ids, skip_special_tokens=True).strip())
-                _append_journal(journal, {"seed": seed, "batch_size": batch_size, "total": len(flat),
-                                          "batch": b, **asdict(batch)})
-            out.tokens += batch.tokens
-            out.ended += batch.ended
-            out.texts += batch.texts
-            if progress:
-                progress(min(s + batch_size, len(flat)), len(flat))
+                finished(b, [cut_at_eos(row, eos) for row in generate(
+                    model, tokenizer, flat[starts[b] : starts[b] + batch_size], temperature=temperature,
+                    max_new_tokens=max_new_tokens, never=never, pad=pad)])
+    out = Samples([], [], [])
+    for b in range(len(starts)):
+        out.tokens += done[b].tokens
+        out.ended += done[b].ended
+        out.texts += done[b].texts
     return out
 
 
-def _read_journal(path: str | os.PathLike | None, seed: int, batch_size: int, total: int) -> dict[int, Samples]:
-    """The batches of a :func:`sample` journal written by a call with the same ``seed``, ``batch_size`` and
-    number of answers (others, and a torn last line, are ignored)."""
+def _read_journal(path: str | os.PathLike | None, key: dict) -> dict[int, Samples]:
+    """The batches of a :func:`sample` journal written by a call with the same ``key`` (seed, batch size,
+    number of answers and engine; a line without an engine is ``generate``'s, written before there was a
+    choice); others, and a torn last line, are ignored."""
     done: dict[int, Samples] = {}
     if path is None or not os.path.exists(path):
         return done
@@ -107,7 +130,7 @@ def _read_journal(path: str | os.PathLike | None, seed: int, batch_size: int, to
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if (row.get("seed"), row.get("batch_size"), row.get("total")) == (seed, batch_size, total):
+            if {k: row.get(k, "generate" if k == "engine" else None) for k in key} == key:
                 done[row["batch"]] = Samples(row["tokens"], row["texts"], row["ended"])
     return done
 
