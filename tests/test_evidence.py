@@ -176,6 +176,34 @@ def test_lc_bias_recovers_an_exact_line(slope, intercept, xs):
     assert ev.lc_bias(rows[:2]) is None
 
 
+def test_lc_bias_of_another_estimator_uses_its_values_over_the_runs_it_has():
+    xs = [-6.0, -2.0, 1.0, 4.0, 9.0]
+    rows = [{"key": f"r{i}", "method": "A", "tq": 0.5, "lc": 0.9, "length": 10 + x, "ref_length": 10.0}
+            for i, x in enumerate(xs)]
+    other = {f"r{i}": 0.5 + 0.002 * x for i, x in enumerate(xs[:4])}  # r4 not estimated: left out
+    b = ev.lc_bias(rows, other)
+    assert b["runs"] == 4 and b["slope"] == pytest.approx(0.002) and b["intercept"] == pytest.approx(0.0, abs=1e-12)
+    assert ev.lc_bias(rows)["intercept"] == pytest.approx(0.4)  # the rows' own LC otherwise
+
+
+def test_joint_lc_is_the_across_models_estimator_on_the_grids_records():
+    """One LC per run with records, from length_controlled_winrates over all of them with (prompt, answer index)
+    as the instruction; nothing to estimate a difficulty from with fewer than two runs."""
+    from adadpo.eval import length_controlled_winrates
+
+    rows, recs = _grid(seed=3, cells=((0.1, 1e-4),), seeds=(0, 1))
+    joint = ev.joint_lc(rows, recs)
+    assert set(joint) == {r["key"] for r in rows} and all(0.0 <= v <= 1.0 for v in joint.values())
+    comps = [(k, c) for k in recs for c in recs[k]]
+    direct = length_controlled_winrates([k for k, _ in comps], [(c["prompt"], c["sample"]) for _, c in comps],
+                                        [c["judge"] for _, c in comps], [c["words"] for _, c in comps],
+                                        [c["ref_words"] for _, c in comps])
+    assert direct.difficulty_source == "estimated"
+    assert joint == pytest.approx({k: r.lc for k, r in direct.models.items()})
+    assert ev.joint_lc(rows, {k: v for k, v in recs.items() if k == rows[0]["key"]}) == {}
+    assert len(ev.joint_lc(rows, {k: recs[k] for k in list(recs)[:3]})) == 3  # runs without records left out
+
+
 def test_length_only_rankers_and_the_gates_bar():
     chosen, rejected = np.array([3, 5, 5, 9]), np.array([4, 5, 2, 10])
     bar = length_only(chosen, rejected)
@@ -215,6 +243,7 @@ def test_a_report_from_stored_records_has_every_section(tmp_path):
     assert tq["bootstrap"]["lo"] == pytest.approx(boot.lo) and f"[{boot.lo:+.3f}, {boot.hi:+.3f}]" in report
     assert "no per-comparison records" not in report and "nan" not in report.lower()
     assert "| capital | 4 |" in report and "**Best versus best**" in report and "(lc_bias.png)" in report
+    assert data["lc_bias_joint"]["runs"] == data["lc_bias"]["runs"] and "estimated jointly over the grid" in report
     assert "| β=0.1, lr=0.0001 | DPO | 3 | 0.90 | 0.90-0.90 | 3 | 0.90 | 1.00 |" in report
     assert "| seed 0 | untrained | 1 | 0.90 | | 1 | 0.90 | 1.00 |" in report
     # the same report written away from the records says where it looked instead of failing

@@ -228,13 +228,35 @@ def per_kind(rows: Sequence[dict], recs: dict[str, list[dict]], plain: str, bala
     return out
 
 
-def lc_bias(rows: Sequence[dict]) -> dict[str, Any] | None:
+def joint_lc(rows: Sequence[dict], recs: dict[str, list[dict]]) -> dict[str, float]:
+    """Each run's LC with the instruction difficulty estimated jointly over ``rows`` (the untrained ones too), as
+    AlpacaEval 2 estimates it over its models (:func:`adadpo.eval.length_controlled_winrates`): every run of a
+    world answers the same held-out prompts against the same reference answers, so an instruction is a
+    (held-out prompt, answer index) and each run is a model. From the per-comparison records: the judge's
+    probability, the answer's and the reference's words. ``{run key: lc}``; ``{}`` unless two or more runs
+    have records."""
+    from adadpo.eval import length_controlled_winrates
+
+    use = [r for r in rows if r.get("key") in recs]
+    if len(use) < 2:
+        return {}
+    comps = [(r["key"], c) for r in use for c in recs[r["key"]]]
+    fit = length_controlled_winrates([k for k, _ in comps], [(c["prompt"], c["sample"]) for _, c in comps],
+                                     [c["judge"] for _, c in comps], [c["words"] for _, c in comps],
+                                     [c["ref_words"] for _, c in comps])
+    return {k: float(res.lc) for k, res in fit.models.items()}
+
+
+def lc_bias(rows: Sequence[dict], lc: dict[str, float] | None = None) -> dict[str, Any] | None:
     """``LC - TQ`` against ``Δwords = length - ref_length`` (the policy's mean words minus the reference answers'
     mean), over ``rows``: per method the mean of both, and the least-squares line over all runs (``slope`` per
-    word with its standard error, ``intercept``, Pearson ``r``). ``None`` with fewer than 3 runs or one length."""
-    use = [r for r in rows if all(k in r for k in ("lc", "tq", "length", "ref_length"))]
+    word with its standard error, ``intercept``, Pearson ``r``). ``lc``: ``{run key: LC}`` of another estimator
+    (:func:`joint_lc`) in place of each row's own ``lc``, over the rows it has. ``None`` with fewer than 3 runs
+    or one length."""
+    use = [r for r in rows if all(k in r for k in ("lc", "tq", "length", "ref_length"))
+           and (lc is None or r.get("key") in lc)]
     x = np.array([r["length"] - r["ref_length"] for r in use])
-    y = np.array([r["lc"] - r["tq"] for r in use])
+    y = np.array([(r["lc"] if lc is None else lc[r["key"]]) - r["tq"] for r in use])
     if len(use) < 3 or np.ptp(x) == 0:
         return None
     slope, intercept = np.polyfit(x, y, 1)

@@ -43,6 +43,8 @@ def collect(rows: Sequence[dict], recs: dict[str, list[dict]], comparisons: Sequ
     out: dict[str, Any] = {"records": bool(rows) and all(r.get("key") in recs for r in rows), "draws": draws,
                            "split": SPLIT, "methods": {}, "comparisons": [], "ended": {},
                            "lc_bias": ev.lc_bias([r for r in rows if r["method"] != UNTRAINED])}
+    joint = ev.joint_lc(rows, recs)
+    out["lc_bias_joint"] = ev.lc_bias([r for r in rows if r["method"] != UNTRAINED], joint) if joint else None
     for m in methods:
         if untrained:
             d = ev.prompt_diffs(ev.pairs_of(rows, m, UNTRAINED), recs)
@@ -156,7 +158,7 @@ def markdown(data: dict[str, Any], figure: str | None = None) -> str:
                              f"| {fmt(e['diff'])} | {fmt(e['bootstrap'])} |")
             lines.append("")
     lines += _ended_lines(data["ended"])
-    lines += _bias_lines(data["lc_bias"], figure)
+    lines += _bias_lines(data["lc_bias"], figure, data.get("lc_bias_joint"))
     return "\n".join(lines) + "\n"
 
 
@@ -180,16 +182,25 @@ def _ended_lines(ended: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
-def _bias_lines(bias: dict[str, Any] | None, figure: str | None) -> list[str]:
+def _line(bias: dict[str, Any]) -> str:
+    return (f"LC - TQ = {bias['intercept']:+.4f} {bias['slope']:+.4f} x Δwords (slope SE {bias['slope_se']:.4f}, "
+            f"Pearson r {bias['r']:+.2f})")
+
+
+def _bias_lines(bias: dict[str, Any] | None, figure: str | None, joint: dict[str, Any] | None = None) -> list[str]:
     if bias is None:
         return []
     lines = ["**Length left in LC.** The judge at equal length is the truth, so LC - TQ is the LC estimator's error. "
-             "Against Δwords (the policy's mean words minus the reference answers'), over "
-             f"{bias['runs']} runs: LC - TQ = {bias['intercept']:+.4f} {bias['slope']:+.4f} x Δwords "
-             f"(slope SE {bias['slope_se']:.4f}, Pearson r {bias['r']:+.2f}).", "",
-             "| method | runs | Δwords | LC - TQ |", "|---|---|---|---|"]
+             f"Against Δwords (the policy's mean words minus the reference answers'), over {bias['runs']} runs: "
+             f"each run's own LC (one model against the reference, no difficulty term): {_line(bias)}."
+             + ("" if joint is None else f" LC with the instruction difficulty estimated jointly over the grid's "
+                f"runs, as AlpacaEval 2 does over its models (`adadpo.eval.length_controlled_winrates`): "
+                f"{_line(joint)}."), "",
+             "| method | runs | Δwords | LC - TQ, own LC |" + ("" if joint is None else " LC - TQ, joint LC |"),
+             "|---|---|---|---|" + ("" if joint is None else "---|")]
     for m, e in bias["methods"].items():
-        lines.append(f"| {m} | {e['runs']} | {e['words']:+.1f} | {e['lc_minus_tq']:+.4f} |")
+        extra = "" if joint is None or m not in joint["methods"] else f" {joint['methods'][m]['lc_minus_tq']:+.4f} |"
+        lines.append(f"| {m} | {e['runs']} | {e['words']:+.1f} | {e['lc_minus_tq']:+.4f} |" + extra)
     lines.append("")
     if figure:
         lines += [f"![LC - TQ against Δwords, one point per run]({figure})", ""]
