@@ -161,7 +161,7 @@ def recompute(records: Sequence[dict[str, Any]], lc: bool = True) -> dict[str, f
     if lc:
         from adadpo.eval import length_controlled_winrate
 
-        out["lc"] = float(length_controlled_winrate(judge, n, n_ref).lc)
+        out["lc"] = float(length_controlled_winrate(judge, n, n_ref, warn_incomparable=False).lc)
     return out
 
 
