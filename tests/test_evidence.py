@@ -173,7 +173,24 @@ def test_lc_bias_recovers_an_exact_line(slope, intercept, xs):
     assert b["slope"] == pytest.approx(slope, abs=1e-9) and b["intercept"] == pytest.approx(intercept, abs=1e-9)
     assert b["slope_se"] == pytest.approx(0, abs=1e-8) and b["runs"] == len(xs)
     assert b["methods"]["B"]["words"] == pytest.approx(np.mean(xs[::2]))
+    assert b["mean_abs"] == pytest.approx(np.mean([abs(intercept + slope * x) for x in xs]), abs=1e-9)
     assert ev.lc_bias(rows[:2]) is None
+
+
+def test_the_estimator_with_less_length_left_is_the_one_with_the_flatter_line():
+    from adadpo.bench.evidence_report import less_length_left
+
+    xs = [-6.0, -2.0, 1.0, 4.0, 9.0]
+    rows = [{"key": f"r{i}", "method": "A", "tq": 0.5, "lc": 0.5 + 0.003 * x, "length": 10 + x, "ref_length": 10.0}
+            for i, x in enumerate(xs)]
+    own = ev.lc_bias(rows)
+    flatter = ev.lc_bias(rows, {f"r{i}": 0.52 - 0.001 * x for i, x in enumerate(xs)})
+    steeper = ev.lc_bias(rows, {f"r{i}": 0.5 + 0.01 * x for i, x in enumerate(xs)})
+    assert less_length_left(own, flatter) == "joint" and less_length_left(own, steeper) == "own"
+    # equal slopes: the smaller mean |LC - TQ| decides
+    shifted = ev.lc_bias(rows, {f"r{i}": 0.6 + 0.003 * x for i, x in enumerate(xs)})
+    assert less_length_left(own, shifted) == "own" and less_length_left(shifted, own) == "joint"
+    assert less_length_left(own, None) is None and less_length_left(None, own) is None
 
 
 def test_lc_bias_of_another_estimator_uses_its_values_over_the_runs_it_has():
@@ -244,6 +261,15 @@ def test_a_report_from_stored_records_has_every_section(tmp_path):
     assert "no per-comparison records" not in report and "nan" not in report.lower()
     assert "| capital | 4 |" in report and "**Best versus best**" in report and "(lc_bias.png)" in report
     assert data["lc_bias_joint"]["runs"] == data["lc_bias"]["runs"] and "estimated jointly over the grid" in report
+    assert set(data["joint_lc"]) == {r["key"] for r in stored} and "Less length left in LC: **" in report
+    # families.md: both estimators' lines for the grid, one marked as leaving less length in LC
+    from adadpo.bench import families
+
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in stored))
+    (tmp_path / "families").mkdir()
+    text = families.write(tmp_path / "families", [tmp_path]).read_text()
+    bias = [line for line in text.splitlines() if line.split(" | ")[1:2] in (["own"], ["joint"])]
+    assert len(bias) == 2 and sum("**yes**" in line for line in bias) == 1
     assert "| β=0.1, lr=0.0001 | DPO | 3 | 0.90 | 0.90-0.90 | 3 | 0.90 | 1.00 |" in report
     assert "| seed 0 | untrained | 1 | 0.90 | | 1 | 0.90 | 1.00 |" in report
     # the same report written away from the records says where it looked instead of failing

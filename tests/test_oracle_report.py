@@ -88,6 +88,11 @@ def test_an_interval_whose_ends_print_alike_says_the_seeds_agree():
 
     assert ci_text(Interval(-0.0131, -0.01312, -0.01308, 3)) == "[-0.013, -0.013] (the seeds agree to 3 decimals)"
     assert ci_text(Interval(0.02, 0.01, 0.03, 3)) == "[+0.010, +0.030]"
+    # one seed: no interval, and not "the seeds agree" (its NaN ends print alike)
+    from adadpo.bench.stats import interval
+
+    assert ci_text(interval([0.071])) == "(n=1: no interval)"
+    assert "agree" not in ci_text(interval([]))
 
 
 def test_ablation_report_has_one_figure_per_kind(tmp_path):

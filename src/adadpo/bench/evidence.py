@@ -250,7 +250,7 @@ def joint_lc(rows: Sequence[dict], recs: dict[str, list[dict]]) -> dict[str, flo
 def lc_bias(rows: Sequence[dict], lc: dict[str, float] | None = None) -> dict[str, Any] | None:
     """``LC - TQ`` against ``Δwords = length - ref_length`` (the policy's mean words minus the reference answers'
     mean), over ``rows``: per method the mean of both, and the least-squares line over all runs (``slope`` per
-    word with its standard error, ``intercept``, Pearson ``r``). ``lc``: ``{run key: LC}`` of another estimator
+    word with its standard error, ``intercept``, Pearson ``r``, ``mean_abs``: the mean ``|LC - TQ|``). ``lc``: ``{run key: LC}`` of another estimator
     (:func:`joint_lc`) in place of each row's own ``lc``, over the rows it has. ``None`` with fewer than 3 runs
     or one length."""
     use = [r for r in rows if all(k in r for k in ("lc", "tq", "length", "ref_length"))
@@ -268,7 +268,7 @@ def lc_bias(rows: Sequence[dict], lc: dict[str, float] | None = None) -> dict[st
                for m in dict.fromkeys(r["method"] for r in use)}
     r = float(np.corrcoef(x, y)[0, 1]) if np.ptp(y) > 0 else math.nan
     return {"runs": len(use), "slope": float(slope), "slope_se": se, "intercept": float(intercept), "r": r,
-            "methods": methods}
+            "mean_abs": float(np.abs(y).mean()), "methods": methods}
 
 
 def ended_cells(rows: Sequence[dict], method: str) -> dict[Cell, dict[str, Any]]:

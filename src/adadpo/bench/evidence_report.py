@@ -44,6 +44,7 @@ def collect(rows: Sequence[dict], recs: dict[str, list[dict]], comparisons: Sequ
                            "split": SPLIT, "methods": {}, "comparisons": [], "ended": {},
                            "lc_bias": ev.lc_bias([r for r in rows if r["method"] != UNTRAINED])}
     joint = ev.joint_lc(rows, recs)
+    out["joint_lc"] = joint
     out["lc_bias_joint"] = ev.lc_bias([r for r in rows if r["method"] != UNTRAINED], joint) if joint else None
     for m in methods:
         if untrained:
@@ -184,7 +185,17 @@ def _ended_lines(ended: dict[str, Any]) -> list[str]:
 
 def _line(bias: dict[str, Any]) -> str:
     return (f"LC - TQ = {bias['intercept']:+.4f} {bias['slope']:+.4f} x Δwords (slope SE {bias['slope_se']:.4f}, "
-            f"Pearson r {bias['r']:+.2f})")
+            f"Pearson r {bias['r']:+.2f}; mean |LC - TQ| {bias['mean_abs']:.4f})")
+
+
+def less_length_left(own: dict[str, Any] | None, joint: dict[str, Any] | None) -> str | None:
+    """Which LC estimator leaves less length in LC over the same runs: ``"own"`` (each run alone) or ``"joint"``
+    (difficulty estimated over the grid's runs), by the smaller ``|slope|`` of LC - TQ against Δwords, ties broken
+    by the smaller mean ``|LC - TQ|``; ``None`` unless both were measured."""
+    if own is None or joint is None:
+        return None
+    key = (lambda b: (round(abs(b["slope"]), 6), b["mean_abs"]))
+    return "joint" if key(joint) < key(own) else "own"
 
 
 def _bias_lines(bias: dict[str, Any] | None, figure: str | None, joint: dict[str, Any] | None = None) -> list[str]:
@@ -196,6 +207,9 @@ def _bias_lines(bias: dict[str, Any] | None, figure: str | None, joint: dict[str
              + ("" if joint is None else f" LC with the instruction difficulty estimated jointly over the grid's "
                 f"runs, as AlpacaEval 2 does over its models (`adadpo.eval.length_controlled_winrates`): "
                 f"{_line(joint)}."), "",
+             *([] if (better := less_length_left(bias, joint)) is None else [
+                 f"Less length left in LC: **{'the joint' if better == 'joint' else 'each run' + chr(39) + 's own'} "
+                 "LC** (the smaller slope against Δwords over these runs).", ""]),
              "| method | runs | Δwords | LC - TQ, own LC |" + ("" if joint is None else " LC - TQ, joint LC |"),
              "|---|---|---|---|" + ("" if joint is None else "---|")]
     for m, e in bias["methods"].items():
@@ -207,26 +221,33 @@ def _bias_lines(bias: dict[str, Any] | None, figure: str | None, joint: dict[str
     return lines
 
 
-def plot_lc_bias(groups: dict[str, Sequence[dict]], path: str | Path, title: str = "") -> None:
+def plot_lc_bias(groups: dict[str, Sequence[dict]], path: str | Path, title: str = "",
+                 joint: dict[str, float] | None = None) -> None:
     """``LC - TQ`` against ``length - ref_length``, one point per run, one colour per group (a method, or a
-    family), with each group's least-squares line."""
+    family), with each group's least-squares line. ``joint`` (``{run key: LC}``, :func:`adadpo.bench.evidence.joint_lc`):
+    a second panel, the same runs scored with that estimator, on the same axes."""
     import numpy as np
 
     from adadpo.plotting import figure, legend_outside, save
 
-    fig, ax = figure(figsize=(6.4, 4.0))
-    for name, rows in groups.items():
-        x = np.array([r["length"] - r["ref_length"] for r in rows])
-        y = np.array([r["lc"] - r["tq"] for r in rows])
-        dots = ax.scatter(x, y, s=14, alpha=0.7, label=name)
-        if len(x) >= 3 and np.ptp(x) > 0:
-            slope, intercept = np.polyfit(x, y, 1)
-            xs = np.linspace(x.min(), x.max(), 2)
-            ax.plot(xs, slope * xs + intercept, color=dots.get_facecolor()[0], lw=1)
-    ax.axhline(0.0, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("Δwords: the policy's mean words minus the reference answers'")
-    ax.set_ylabel("LC - TQ (the LC estimator's error)")
+    panels = [("each run's own LC", None)] + ([("LC with difficulty estimated jointly", joint)] if joint else [])
+    fig, axes = figure(1, len(panels), figsize=(5.2 * len(panels) + 1.2, 4.0), sharey=True, squeeze=False)
+    for ax, (label, lcs) in zip(axes[0], panels):
+        for name, rows in groups.items():
+            rows = [r for r in rows if lcs is None or r.get("key") in lcs]
+            x = np.array([r["length"] - r["ref_length"] for r in rows])
+            y = np.array([(r["lc"] if lcs is None else lcs[r["key"]]) - r["tq"] for r in rows])
+            dots = ax.scatter(x, y, s=14, alpha=0.7, label=name)
+            if len(x) >= 3 and np.ptp(x) > 0:
+                slope, intercept = np.polyfit(x, y, 1)
+                xs = np.linspace(x.min(), x.max(), 2)
+                ax.plot(xs, slope * xs + intercept, color=dots.get_facecolor()[0], lw=1)
+        ax.axhline(0.0, color="grey", lw=0.8, ls="--")
+        ax.set_xlabel("Δwords: the policy's mean words minus the reference answers'")
+        if len(panels) > 1:
+            ax.set_title(label, fontsize=9)
+    axes[0][0].set_ylabel("LC - TQ (the LC estimator's error)")
     if title:
-        ax.set_title(title, fontsize=10)
-    legend_outside(fig, ax)
+        fig.suptitle(title, fontsize=10)
+    legend_outside(fig, axes[0][0])
     save(fig, path)

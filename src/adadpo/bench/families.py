@@ -21,12 +21,13 @@ figure), and the earlier interval pooled over cells x seeds (kept for comparison
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adadpo.bench.evidence_report import NO_RECORDS, fmt, plot_lc_bias, sign_text
+from adadpo.bench.evidence_report import NO_RECORDS, fmt, less_length_left, plot_lc_bias, sign_text
 from adadpo.bench.paired import GATE_ACCURACY
 from adadpo.plotting import figure, save
 
@@ -238,19 +239,27 @@ def ended_table(families: list[Family]) -> str:
 
 
 def bias_table(families: list[Family]) -> str:
-    """Per family, ``LC - TQ`` against ``Δwords`` over its runs: the line's slope (SE), intercept and Pearson r,
-    and each form's mean Δwords and LC - TQ."""
-    lines = ["| grid | runs | slope per word (SE) | intercept | r | plain: Δwords, LC - TQ "
-             "| balanced: Δwords, LC - TQ |", "|---|---|---|---|---|---|---|"]
+    """Per family and LC estimator (each run's own, and the joint one over the grid's runs), ``LC - TQ`` against
+    ``Δwords`` over its runs: the line's slope (SE), intercept, Pearson r and mean ``|LC - TQ|``, each form's mean
+    Δwords and LC - TQ, and which estimator leaves less length in LC."""
+    lines = ["| grid | LC | runs | slope per word (SE) | intercept | r | mean abs(LC - TQ) "
+             "| plain: Δwords, LC - TQ | balanced: Δwords, LC - TQ | less length left |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for f in families:
-        b = None if f.evidence is None else f.evidence.get("lc_bias")
-        if b is None:
-            lines.append(f"| {f.grid} | {MISSING if f.evidence is None else '-'} | | | | | |")
+        own = None if f.evidence is None else f.evidence.get("lc_bias")
+        if own is None:
+            lines.append(f"| {f.grid} | | {MISSING if f.evidence is None else '-'} | | | | | | | |")
             continue
-        forms = [b["methods"].get(m) for m in (f.plain, f.balanced)]
-        lines.append(f"| {f.grid} | {b['runs']} | {b['slope']:+.4f} ({b['slope_se']:.4f}) | {b['intercept']:+.4f} "
-                     f"| {b['r']:+.2f} | " + " | ".join(f"{x['words']:+.1f}, {x['lc_minus_tq']:+.4f}" if x else "-"
-                                                      for x in forms) + " |")
+        joint = f.evidence.get("lc_bias_joint")
+        better = less_length_left(own, joint)
+        for name, b in (("own", own), ("joint", joint)):
+            if b is None:
+                continue
+            forms = [b["methods"].get(m) for m in (f.plain, f.balanced)]
+            lines.append(f"| {f.grid} | {name} | {b['runs']} | {b['slope']:+.4f} ({b['slope_se']:.4f}) "
+                         f"| {b['intercept']:+.4f} | {b['r']:+.2f} | {b.get('mean_abs', math.nan):.4f} | "
+                         + " | ".join(f"{x['words']:+.1f}, {x['lc_minus_tq']:+.4f}" if x else "-" for x in forms)
+                         + f" | {'**yes**' if better == name else ''} |")
     return "\n".join(lines)
 
 
@@ -332,8 +341,10 @@ def write(output_dir: str | Path, result_dirs: Sequence[str | Path]) -> Path:
     groups = {f"{f.plain} / {f.balanced}": _runs(f) for f in families}
     bias_figure = ""
     if any(groups.values()):
+        joint = {k: v for f in families if f.evidence for k, v in (f.evidence.get("joint_lc") or {}).items()
+                 if f.path is not None}  # each grid's own joint fit (run keys name their method: no clashes)
         plot_lc_bias({k: v for k, v in groups.items() if v}, out / "families_lc_bias.png",
-                     "LC - TQ against Δwords, one point per run")
+                     "LC - TQ against Δwords, one point per run", joint=joint or None)
         bias_figure = "\n\n![LC - TQ against Δwords, one point per run, per family](families_lc_bias.png)"
     text = (f"{_table(families)}\n\nPrimary intervals: per seed the mean over the grid's cells, then a 95% "
             "t-interval over seeds; bootstrap: resampling the held-out prompts and the seeds (TQ, from the "

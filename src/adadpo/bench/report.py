@@ -100,7 +100,10 @@ def columns_text(keys: Sequence[str]) -> str:
 
 
 def ci_text(iv: Interval, digits: int = 3) -> str:
-    """``[lo, hi]`` of a 95% interval, saying so when the seeds agree to the digits printed (``[x, x]``)."""
+    """``[lo, hi]`` of a 95% interval, saying so when the seeds agree to the digits printed (``[x, x]``), or that
+    there is no interval (one value)."""
+    if iv.n < 2 or math.isnan(iv.lo):
+        return f"(n={iv.n}: no interval)"
     lo, hi = f"{iv.lo:+.{digits}f}", f"{iv.hi:+.{digits}f}"
     return f"[{lo}, {hi}]" + (f" (the seeds agree to {digits} decimals)" if lo == hi else "")
 
@@ -255,7 +258,8 @@ def write_report(rows: list[dict], comparisons: Sequence[tuple[str, str]], outpu
         figure = None
         if study["lc_bias"] is not None:
             figure = "lc_bias.png"
-            evidence_report.plot_lc_bias({m: [r for r in rows if r["method"] == m] for m in methods}, out / figure)
+            evidence_report.plot_lc_bias({m: [r for r in rows if r["method"] == m] for m in methods}, out / figure,
+                                         joint=study["joint_lc"] or None)
         section = evidence_report.markdown(study, figure) + "\n" + section  # the primary intervals first
     (out / "summary.json").write_text(json.dumps(json_ready(data), indent=2, allow_nan=False))
     path = out / "report.md"
