@@ -18,6 +18,7 @@ from transformers import AutoModelForCausalLM
 
 import adadpo
 from adadpo.cli import main
+from adadpo.core.registry import example_params
 from adadpo.trl.callbacks import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +32,7 @@ def _train(tmp_path: Path, config: dict, *extra: str) -> int:
 @pytest.mark.parametrize("balance", [False, True])
 def test_train_each_loss_plain_and_balanced(world, tmp_path, loss, balance):
     out = tmp_path / "out"
-    params = {"length_alpha": 0.05} if loss == "rdpo" else {}
+    params = example_params(loss)  # rdpo: its required length_alpha
     assert _train(tmp_path, _config(world, out, loss=loss, balance=balance, **params), "--beta", "0.2") == 0
 
     rows = read_metrics(str(out / "metrics.jsonl"))

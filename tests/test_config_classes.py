@@ -16,6 +16,7 @@ import yaml
 
 from adadpo.cli import main
 from adadpo.cli.train import _dataclass_types, parse
+from adadpo.trl.config import LOSS_PARAM_FIELDS
 from adadpo.trl.ranges import RANGES, check_fields, choices, numeric_kind
 
 
@@ -94,8 +95,8 @@ def test_a_boundary_value_passes_the_checks(name, value):
     """The config's checks refuse only what is out of range (other keys' rules aside, nothing is trained)."""
     extra = {"eval_strategy": "steps"} if name in ("eval_steps", "eval_delay", "eval_accumulation_steps") else {}
     extra |= {"dataloader_num_workers": 1} if name == "dataloader_prefetch_factor" else {}
-    extra |= {"loss": {"cpo_alpha": "cpo", "gamma": "simpo", "length_alpha": "rdpo"}[name]} \
-        if name in ("cpo_alpha", "gamma", "length_alpha") else {}
+    if name in LOSS_PARAM_FIELDS:  # adadpo's loss parameters: for a loss that takes the value (the registry's)
+        extra["loss"] = next(loss for loss, p in LOSS_PARAM_FIELDS[name].takers.items() if p.holds(value))
     argv = [token for key, v in {**BASE, **extra, name: value}.items() for token in (f"--{key}", str(v))]
     parsed = parse(argv)
     for instance in parsed.instances:
