@@ -106,6 +106,17 @@ def test_precomputed_reference_from_the_command_line(world, tmp_path):
     assert len([r for r in read_metrics(str(out / "metrics.jsonl")) if "loss" in r]) == 3
 
 
+def test_a_registry_parameter_is_a_command_line_option(world, tmp_path):
+    """rpo_alpha exists in AdaDPOConfig and on the command line by its Param alone (no rpo code in cli/ or trl/).
+    At step 1 the policy is its reference, so DPO's term is log 2 and the loss is log 2 + rpo_alpha * NLL_w."""
+    out = tmp_path / "out"
+    assert _train(tmp_path, _config(world, out, max_steps=1), "--loss", "rpo", "--rpo_alpha", "0.5") == 0
+    settings = json.loads((out / "adadpo_run.json").read_text())["settings"]
+    assert (settings["loss"], settings["rpo_alpha"]) == ("rpo", 0.5)
+    (step,) = [r for r in read_metrics(str(out / "metrics.jsonl")) if "loss" in r]
+    assert step["loss"] == pytest.approx(math.log(2) + 0.5 * step["nll_loss"], abs=2e-4)  # TRL rounds to 4 places
+
+
 def test_command_line_overrides_the_config_file(world, tmp_path):
     from adadpo.cli.train import parse
 
