@@ -94,7 +94,6 @@ BalanceFields = make_dataclass(
 LOSS_PARAM_FIELDS = {name: p for name, p in LOSS_PARAMS.items() if name not in {f.name for f in fields(DPOConfig)}}
 
 
-
 def _param_help(p: ParamField) -> str:
     """A loss parameter's config help, from its declarations: the help text and the losses that take it."""
     helps = {q.help for q in p.takers.values()}
