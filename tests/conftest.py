@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from adadpo import LOSSES  # noqa: E402
+from adadpo.core.registry import example_params  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -27,7 +28,8 @@ settings.register_profile(
 settings.register_profile("ci", max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 settings.load_profile("ci" if os.environ.get("CI") else "default")
 
-PARAMS = {"rdpo": {"length_alpha": 0.02}}
+#: Each family's required parameters at their declared examples (rdpo: length_alpha).
+PARAMS = {name: example_params(name) for name in LOSSES}
 
 # Every valid (loss, level, use_reference, normalize, placement) combination.
 COMBOS = [

@@ -10,6 +10,7 @@ import logging
 
 import pytest
 import torch
+from conftest import PARAMS
 from tiny import TRAINER_ARGS, make_model
 from transformers import AutoModelForCausalLM
 
@@ -18,7 +19,6 @@ from adadpo.trl import AdaDPOConfig, AdaDPOTrainer, model_inputs
 from adadpo.trl.chunked_head import chunked_head_problem
 
 COMMON = {**TRAINER_ARGS, "max_steps": 1}
-PARAMS = {"rdpo": {"length_alpha": 0.05}}
 METRICS = ("entropy", "logits/chosen", "logits/rejected", "mean_token_accuracy", "logps/chosen", "logps/rejected")
 
 #: The shared fixtures' settings (tests/conftest.py).

@@ -18,6 +18,7 @@ from transformers import AutoModelForCausalLM
 
 import adadpo
 from adadpo.cli import main
+from adadpo.core.registry import example_params
 from adadpo.trl.callbacks import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +32,7 @@ def _train(tmp_path: Path, config: dict, *extra: str) -> int:
 @pytest.mark.parametrize("balance", [False, True])
 def test_train_each_loss_plain_and_balanced(world, tmp_path, loss, balance):
     out = tmp_path / "out"
-    params = {"length_alpha": 0.05} if loss == "rdpo" else {}
+    params = example_params(loss)  # rdpo: its required length_alpha
     assert _train(tmp_path, _config(world, out, loss=loss, balance=balance, **params), "--beta", "0.2") == 0
 
     rows = read_metrics(str(out / "metrics.jsonl"))
@@ -103,6 +104,17 @@ def test_precomputed_reference_from_the_command_line(world, tmp_path):
     out = tmp_path / "out"
     assert _train(tmp_path, _config(world, out, loss="rdpo", length_alpha=0.01, precompute_ref_log_probs=True)) == 0
     assert len([r for r in read_metrics(str(out / "metrics.jsonl")) if "loss" in r]) == 3
+
+
+def test_a_registry_parameter_is_a_command_line_option(world, tmp_path):
+    """rpo_alpha exists in AdaDPOConfig and on the command line by its Param alone (no rpo code in cli/ or trl/).
+    At step 1 the policy is its reference, so DPO's term is log 2 and the loss is log 2 + rpo_alpha * NLL_w."""
+    out = tmp_path / "out"
+    assert _train(tmp_path, _config(world, out, max_steps=1), "--loss", "rpo", "--rpo_alpha", "0.5") == 0
+    settings = json.loads((out / "adadpo_run.json").read_text())["settings"]
+    assert (settings["loss"], settings["rpo_alpha"]) == ("rpo", 0.5)
+    (step,) = [r for r in read_metrics(str(out / "metrics.jsonl")) if "loss" in r]
+    assert step["loss"] == pytest.approx(math.log(2) + 0.5 * step["nll_loss"], abs=2e-4)  # TRL rounds to 4 places
 
 
 def test_command_line_overrides_the_config_file(world, tmp_path):

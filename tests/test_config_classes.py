@@ -16,6 +16,12 @@ import yaml
 
 from adadpo.cli import main
 from adadpo.cli.train import _dataclass_types, parse
+from adadpo.core.balance import Balance, balance_options
+from adadpo.core.logps import CHUNK_SIZE
+from adadpo.core.params import LIMIT
+from adadpo.core.registry import BETA
+from adadpo.core.spec import LOSS_PARAMS
+from adadpo.trl.config import LOSS_PARAM_FIELDS
 from adadpo.trl.ranges import RANGES, check_fields, choices, numeric_kind
 
 
@@ -94,9 +100,48 @@ def test_a_boundary_value_passes_the_checks(name, value):
     """The config's checks refuse only what is out of range (other keys' rules aside, nothing is trained)."""
     extra = {"eval_strategy": "steps"} if name in ("eval_steps", "eval_delay", "eval_accumulation_steps") else {}
     extra |= {"dataloader_num_workers": 1} if name == "dataloader_prefetch_factor" else {}
-    extra |= {"loss": {"cpo_alpha": "cpo", "gamma": "simpo", "length_alpha": "rdpo"}[name]} \
-        if name in ("cpo_alpha", "gamma", "length_alpha") else {}
+    if name in LOSS_PARAM_FIELDS:  # adadpo's loss parameters: for a loss that takes the value (the registry's)
+        extra["loss"] = next(loss for loss, p in LOSS_PARAM_FIELDS[name].takers.items() if p.holds(value))
     argv = [token for key, v in {**BASE, **extra, name: value}.items() for token in (f"--{key}", str(v))]
     parsed = parse(argv)
     for instance in parsed.instances:
         check_fields(instance)
+
+
+def _probes(bounds: list[float], step: float = 1e-3) -> list[float]:
+    """Values at, just inside and just outside each bound, and the magnitude limit's edges."""
+    near = [b + d for b in bounds for d in (-step, 0.0, step)]
+    return sorted({*near, 0.0, -LIMIT, LIMIT, -2 * LIMIT, 2 * LIMIT, math.inf, -math.inf})
+
+
+def _declared_ok(check, value: float) -> bool:
+    try:
+        check(value)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", sorted(LOSS_PARAMS))
+def test_a_loss_parameter_range_is_its_declarations(name):
+    """A loss parameter's config range is the union of its losses' declared bounds (they overlap, so the union is
+    the hull ``param_range`` takes): no value a loss takes is refused, none that every loss refuses passes."""
+    takers = LOSS_PARAMS[name].takers
+    for x in _probes([b for p in takers.values() for b in (p.low, p.high) if b is not None]):
+        declared = any(_declared_ok(lambda v, p=p, loss=loss: p.check(v, loss), x) for loss, p in takers.items())
+        assert (RANGES[name].holds(x) and math.isfinite(x)) == declared, x
+
+
+@pytest.mark.parametrize(("name", "param"), [("beta", BETA), ("logps_chunk_size", CHUNK_SIZE)])
+def test_beta_and_chunk_size_ranges_are_their_declarations(name, param):
+    for x in _probes([b for b in (param.low, param.high) if b is not None], 1 if param.kind is int else 1e-3):
+        value = int(x) if param.kind is int and math.isfinite(x) else x  # fractions: test_a_bad_value_...
+        assert (RANGES[name].holds(value) and math.isfinite(value)) == _declared_ok(param.check, value), value
+
+
+@pytest.mark.parametrize("option", [o for o in balance_options() if o.kind is float], ids=lambda o: o.name)
+def test_a_balance_range_is_what_balance_accepts(option):
+    for x in _probes([option.low] if option.low is not None else []):
+        accepted = _declared_ok(lambda v: Balance(**{option.name: v}), x)
+        rng = RANGES[f"balance_{option.name}"]
+        assert (rng.holds(x) and (math.isfinite(x) or rng.hi == math.inf and x > 0)) == accepted, x

@@ -62,7 +62,7 @@ CASES = [
      r"loss='orpo' is reference-free"),
     ("use_reference on a reference-free loss",
      lambda: preference_loss("simpo", **kw(**NOREF), balance=Balance(use_reference=True)),
-     r"use_reference=True\) needs a reference model, but loss='simpo' is reference-free"),
+     r"Balance\(use_reference=True\)\) needs a reference model, but loss='simpo' is reference-free"),
     ("unknown loss", lambda: preference_loss("kto", **kw()),
      rf"loss='kto' is not a known preference loss; expected one of {re.escape(str(list(adadpo.LOSSES)))}"),
     ("unknown normalization", lambda: Balance(normalize="mean"),

@@ -137,7 +137,8 @@ def test_a_parameter_no_term_takes_is_refused_unless_neutral(name):
         spec_loss = loss if REGISTRY[loss].family or not REGISTRY[loss].trl else [loss]
         if field.neutral is not None:
             assert LossSpec(spec_loss, **{name: field.neutral}).params == {}
-        with pytest.raises(ValueError, match=rf"{name}=0.25 does not apply to loss="):
+        option = "loss" if isinstance(spec_loss, str) else "loss_type"  # named as the caller gave it
+        with pytest.raises(ValueError, match=rf"{name}=0.25 does not apply to {option}="):
             LossSpec(spec_loss, **{name: 0.25})
 
 

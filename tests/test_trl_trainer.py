@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM, TrainerCallback
 from trl import DPOConfig, DPOTrainer
 
 import adadpo
+from adadpo.core.registry import example_params
 from adadpo.trl import AdaDPOConfig, AdaDPOTrainer, NonFiniteLossError, batch_pair_logps, model_inputs
 
 COMMON = TRAINER_ARGS
@@ -74,7 +75,7 @@ def _logged(trainer) -> dict:
 @pytest.mark.parametrize("balance", [False, True])
 def test_training_step_loss_is_the_core_loss(model_dir, tokenizer, dataset, tmp_path, loss, balance):
     """The trainer's loss on a batch equals preference_loss on log-probs from a full-logits forward."""
-    params = {"length_alpha": 0.05} if loss == "rdpo" else {}
+    params = example_params(loss)  # rdpo: its required length_alpha
     trainer = _trainer(model_dir, tokenizer, dataset, tmp_path, loss=loss, balance=balance, max_steps=1, **params)
     assert (trainer.ref_model is None) == (not adadpo.LOSSES[loss].needs_reference)
     batch = _batch(trainer)

@@ -92,7 +92,7 @@ def train(model_path: str, data: str, out: str, loss: str = "dpo", balance: bool
     spec = adadpo.LossSpec(loss, beta=beta, balance=adadpo.Balance() if balance else None)
     if global_batch % world:
         raise ValueError(f"--global-batch {global_batch} must be a multiple of the number of processes, {world}")
-    if (reference == "none") == spec.family.needs_reference:
+    if (reference == "none") == spec.needs_reference:
         raise ValueError(f"--reference {reference!r} does not fit --loss {loss!r}: dpo, rdpo and ipo need live "
                          f"or precomputed, simpo, cpo and orpo take none")
     sharded = world > 1

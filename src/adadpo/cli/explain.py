@@ -17,9 +17,9 @@ import torch
 from adadpo.cli.balance_args import OLD_NAMES, add_balance_arguments, balance_from_args
 from adadpo.core.balance import Balance
 from adadpo.core.losses import preference_loss
+from adadpo.core.registry import example_params
 from adadpo.core.spec import LOSSES
 
-DEFAULT_PARAMS = {"rdpo": {"length_alpha": 0.01}}
 #: Option names of earlier releases (``--clip``, ``--level``, ...), accepted with a note (adadpo.cli.options).
 RENAMED = OLD_NAMES
 
@@ -59,7 +59,7 @@ def _grad_magnitudes(loss: str, pairs: tuple[ExamplePair, ...], beta: float, bal
     A_w = (torch.tensor([p.mean_logp_chosen for p in pairs], dtype=torch.float64) * T_w).requires_grad_(True)
     A_l = (torch.tensor([p.mean_logp_rejected for p in pairs], dtype=torch.float64) * T_l).requires_grad_(True)
     kw = dict(chosen_logps=A_w, rejected_logps=A_l, chosen_lengths=T_w, rejected_lengths=T_l, beta=beta,
-              **DEFAULT_PARAMS.get(loss, {}))
+              **example_params(loss))  # rdpo's length_alpha: its declared example
     if LOSSES[loss].needs_reference:  # the policy has moved a little from the reference on both sides
         kw.update(ref_chosen_logps=A_w.detach() - 0.05 * T_w, ref_rejected_logps=A_l.detach() + 0.05 * T_l)
     out = preference_loss(loss, **kw, balance=balance)

@@ -63,9 +63,11 @@ class Balance:
     use_reference: bool = field(
         default=False, metadata={"help": "Balance pi/pi_ref instead of pi (reference-based losses only)."}
     )
+    # numbers: |x| <= LIMIT, or at least "low" (and up to math.inf, which "inf" says what it means)
     alpha_chosen: float = field(default=1.0, metadata={"help": "Exponent on X_w."})
     alpha_rejected: float = field(default=1.0, metadata={"help": "Exponent on X_l."})
-    clip: float = field(default=10.0, metadata={"help": "kappa >= 1; inf disables clipping."})
+    clip: float = field(default=10.0, metadata={"help": "kappa >= 1; inf disables clipping.", "low": 1.0,
+                                                "inf": "to disable clipping"})
     normalize: Normalize = field(default="sum", metadata={"help": "Scale kept by the coefficient pair."})
     placement: Placement = field(default="margin", metadata={"help": "Where the coefficients act."})
 
@@ -75,38 +77,56 @@ class Balance:
         _check_choice("placement", self.placement, PLACEMENTS)
         if not isinstance(self.use_reference, bool):
             raise ValueError(f"Balance.use_reference={self.use_reference!r} must be a bool")
-        for name in ("alpha_chosen", "alpha_rejected"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"Balance.{name}={value!r} must be a finite real number")
-            if abs(value) > LIMIT:  # alpha * X leaves float32's range (inf, or NaN where X = 0)
-                raise ValueError(f"Balance.{name}={value!r} is too large for float32 arithmetic; expected "
-                                 f"|{name}| <= {LIMIT:g}")
-        clip = self.clip
-        if isinstance(clip, bool) or not isinstance(clip, (int, float)) or math.isnan(clip) or clip < 1:
-            raise ValueError(f"Balance.clip={clip!r} must be a number >= 1 (kappa), or math.inf to disable clipping")
+        for o in balance_options():
+            if o.kind is float:
+                _check_number(o, getattr(self, o.name))
+
+
+def _check_number(o: BalanceOption, value: object) -> None:
+    """``ValueError`` unless ``value`` is a number within ``o``'s bounds (see :class:`BalanceOption`)."""
+    if o.low is not None:  # clip: at least low, up to math.inf
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value < o.low:
+            raise ValueError(f"Balance.{o.name}={value!r} must be a number >= {o.low:g}, or math.inf {o.inf}")
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"Balance.{o.name}={value!r} must be a finite real number")
+    if abs(value) > LIMIT:  # alpha * X leaves float32's range (inf, or NaN where X = 0)
+        raise ValueError(f"Balance.{o.name}={value!r} is too large for float32 arithmetic; expected "
+                         f"|{o.name}| <= {LIMIT:g}")
 
 
 class BalanceOption(NamedTuple):
     """One field of :class:`Balance`, described for a config or command line: ``kind`` is ``str``, ``bool`` or
-    ``float``; ``choices`` lists the allowed strings of a ``Literal`` field, else ``None``."""
+    ``float``; ``choices`` lists the allowed strings of a ``Literal`` field, else ``None``. A number's bounds, the
+    one place they are declared (``Balance`` checks them, a config's ranges derive from them): ``low`` ``None``,
+    ``|x| <= LIMIT``; else ``x >= low`` or ``math.inf``, which ``inf`` says what it does."""
 
     name: str
     kind: type
     default: object
     help: str
     choices: tuple[str, ...] | None
+    low: float | None = None
+    inf: str = ""
 
 
 def balance_options() -> tuple[BalanceOption, ...]:
-    """:class:`Balance`'s fields in order: the one source of the ``balance_*`` config fields and CLI flags."""
-    hints = get_type_hints(Balance)
-    options = []
-    for f in fields(Balance):
-        hint = hints[f.name]
-        choices = get_args(hint) if get_origin(hint) is Literal else None
-        options.append(BalanceOption(f.name, str if choices else hint, f.default, f.metadata["help"], choices))
-    return tuple(options)
+    """:class:`Balance`'s fields in order: the one source of the ``balance_*`` config fields, CLI flags and
+    ranges."""
+    global _OPTIONS
+    if _OPTIONS is None:
+        hints = get_type_hints(Balance)
+        options = []
+        for f in fields(Balance):
+            hint = hints[f.name]
+            choices = get_args(hint) if get_origin(hint) is Literal else None
+            options.append(BalanceOption(f.name, str if choices else hint, f.default, f.metadata["help"], choices,
+                                         f.metadata.get("low"), f.metadata.get("inf", "")))
+        _OPTIONS = tuple(options)
+    return _OPTIONS
+
+
+_OPTIONS: tuple[BalanceOption, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from adadpo.core.balance import Balance, Coefficients, balance_coefficients, plain_coefficients, statistic_dtype
 from adadpo.core.pairs import PairLogps
-from adadpo.core.registry import REGISTRY, LossDef, get_loss, reference_based, reference_free
+from adadpo.core.registry import REGISTRY, LossDef, example_params, reference_based, reference_free
 from adadpo.core.spec import LOSS_PARAMS, LOSSES, LossFamily, LossSpec, get_family
 from adadpo.core.terms import f_scores, log_f_slope
 
@@ -70,7 +70,7 @@ class PreferenceLossOutput:
 
     @property
     def log_rho(self) -> Tensor:
-        """Alias of :attr:`imbalance` (its name before adadpo 0.2; ``balance/log_rho`` in the metrics)."""
+        """Alias of :attr:`imbalance`, named as its batch mean is in the metrics (``balance/log_rho``)."""
         return self.imbalance
 
 
@@ -179,13 +179,12 @@ def side_statistics(
     than it pulls the chosen one. ``balance`` picks level and reference (default: ``Balance()``). The pairs
     come as a :class:`PairLogps` or as keyword tensors (then their values are checked).
     """
-    required = {name: p.example for name, p in get_loss(loss).params.items() if p.required}  # no effect on X
-    spec = LossSpec(loss, balance=balance, **required)
+    spec = LossSpec(loss, balance=balance, **example_params(loss))  # required parameters: no effect on X
     pairs = as_pairs(spec, pairs, chosen_logps=chosen_logps, rejected_logps=rejected_logps,
                      chosen_lengths=chosen_lengths, rejected_lengths=rejected_lengths,
                      ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
     pairs = pairs.computed()
-    (u_w, u_l), _ = _scores(spec.family, spec, pairs)
+    (u_w, u_l), _ = _scores(spec.first, spec, pairs)
     return _statistics(spec, pairs, u_w, u_l)
 
 
@@ -261,7 +260,7 @@ def preference_loss(
 
 def _loss(spec: LossSpec, pairs: PairLogps) -> PreferenceLossOutput:
     """The loss of the module docstring on one batch: side scores, coefficients, the weighted terms, the NLL."""
-    pairs, balance, beta, first = pairs.computed(), spec.balance, spec.beta, spec.family
+    pairs, balance, beta, first = pairs.computed(), spec.balance, spec.beta, spec.first
     cache: dict[str, tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]] = {}
 
     def scores(definition: LossDef) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
@@ -322,7 +321,7 @@ def _metrics(spec: LossSpec, pairs: PairLogps, first_scores: tuple[tuple[Tensor,
     }
     if nll is not None:
         m["nll_loss"] = nll.detach()
-    if spec.family.log_odds:  # TRL's ORPO logs these two
+    if spec.first.log_odds:  # TRL's ORPO logs these two
         log_odds = (gf_w - gf_l).detach()
         m["log_odds_chosen"] = log_odds.mean()
         m["log_odds_ratio"] = F.logsigmoid(log_odds).mean()

@@ -139,6 +139,8 @@ def register_loss(definition: LossDef) -> LossDef:
         raise ValueError(f"a loss named {definition.name!r} is already registered")
     if definition.balanced is None and not definition.unbalanced:
         raise ValueError(f"loss {definition.name!r} has no balanced form: say why (unbalanced=...)")
+    if definition.family and definition.paper is None:
+        raise ValueError(f"loss {definition.name!r} is a family (loss=) without a paper: the model card cites it")
     for name, param in definition.params.items():
         if param.name != name or name == "beta":
             raise ValueError(f"loss {definition.name!r} declares parameter {param.name!r} under the key {name!r}")
@@ -214,11 +216,18 @@ def loss_param_fields() -> dict[str, ParamField]:
 _FIELDS: dict[str, ParamField] | None = None
 
 
+def example_params(name: str) -> dict[str, float]:
+    """The loss ``name``'s required parameters at their :attr:`Param.example` values (``{}`` for a loss that has a
+    default for each): what building it for an illustration or a test needs, ``{"length_alpha": 0.01}`` for rdpo."""
+    return {p.name: p.example for p in get_loss(name).params.values() if p.required}
+
+
 # ------------------------------------------------------------------------------------------ declarations
 
 _SMOOTHING = Param("label_smoothing", 0.0, "Conservative-loss eps: -(1-eps) log sigma(z) - eps log sigma(-z).",
                    low=0.0, high=0.5, open_high=True, neutral=0.0)
-_NOISE = Param("label_smoothing", 0.0, "Label-noise rate eps.", neutral=0.0)
+_NOISE = Param("label_smoothing", 0.0, "Label-noise rate eps (robust divides by 1 - 2 eps).", low=0.0, high=0.5,
+               open_high=True, neutral=0.0)
 _EXO_EPS = Param("label_smoothing", 0.0, "EXO's eps (label_smoothing).", low=0.0, high=1.0, open_low=True,
                  open_high=True, example=1e-3, neutral=0.0)
 _NO_F = dict(f_divergence=False)

@@ -57,11 +57,11 @@ class LossSpec:
         f_divergence_type, f_alpha_divergence_coef: f-DPO's score map (``reverse_kl`` is standard).
         use_weighting: WPO: multiply each pair's terms by the pairs' ``pair_weights``.
 
-    Attributes (derived): ``terms`` (``((LossDef, weight, params), ...)``), ``family`` (the first term's
-    :class:`LossDef`), ``params`` (the parameters that apply, as floats, defaults filled in, plus the non-default
-    TRL options), ``statistic`` (the :class:`Balance` reported as ``balance/log_rho``: ``balance``, or
-    ``Balance()``), ``balanced`` (index of the term the balance acts on and whose imbalance is reported, or
-    ``None``), ``needs_reference``.
+    Attributes (derived): ``terms`` (``((LossDef, weight, params), ...)``), ``first`` (the first term's
+    :class:`LossDef`: the loss itself, or the first of TRL's list), ``params`` (the parameters that apply, as
+    floats, defaults filled in, plus the non-default TRL options), ``statistic`` (the :class:`Balance` reported as
+    ``balance/log_rho``: ``balance``, or ``Balance()``), ``balanced`` (index of the term the balance acts on and
+    whose imbalance is reported, or ``None``), ``needs_reference``.
     """
 
     loss: str | Sequence[str]
@@ -73,7 +73,7 @@ class LossSpec:
     f_alpha_divergence_coef: float = 0.5
     use_weighting: bool = False
     terms: tuple[tuple[LossDef, float, dict[str, float]], ...] = field(init=False, repr=False, compare=False)
-    family: LossDef = field(init=False, repr=False, compare=False)
+    first: LossDef = field(init=False, repr=False, compare=False)
     params: dict[str, object] = field(init=False, repr=False, compare=False)
     statistic: Balance = field(init=False, repr=False, compare=False)
     balanced: int | None = field(init=False, repr=False, compare=False)
@@ -100,7 +100,7 @@ class LossSpec:
         _check_options(self, defs)
         object.__setattr__(self, "loss", "+".join(names))
         object.__setattr__(self, "terms", terms)
-        object.__setattr__(self, "family", defs[0])
+        object.__setattr__(self, "first", defs[0])
         object.__setattr__(self, "needs_reference", defs[0].needs_reference)
         params: dict[str, object] = {k: v for _, _, p in terms for k, v in p.items()}
         if len(terms) > 1 or self.weights is not None:
@@ -148,8 +148,8 @@ def _check_unused(spec: LossSpec, defs: list[LossDef]) -> None:
         if value is None or name in taken or (declared.neutral is not None and value == declared.neutral):
             continue
         takes = sorted(taken) or "only beta"
-        raise ValueError(f"{name}={value!r} does not apply to loss={spec.loss if isinstance(spec.loss, str) else '+'.join(spec.loss)!r}; "
-                         f"it takes {takes}")
+        named = f"loss={spec.loss!r}" if isinstance(spec.loss, str) else f"loss_type={list(spec.loss)!r}"
+        raise ValueError(f"{name}={value!r} does not apply to {named}; it takes {takes}")
 
 
 def _check_options(spec: LossSpec, defs: list[LossDef]) -> None:
@@ -171,9 +171,17 @@ def _check_options(spec: LossSpec, defs: list[LossDef]) -> None:
                              "batch and so lose the pairing the weights belong to")
     if spec.balance is not None and not isinstance(spec.balance, Balance):
         raise ValueError(f"balance={spec.balance!r} must be an adadpo.Balance (the AdaDPO form) or None (the plain loss)")
-    if spec.balance is not None and spec.balance.use_reference and not defs[0].needs_reference:
-        raise ValueError(f"Balance(use_reference=True) needs a reference model, but loss={defs[0].name!r} is "
-                         f"reference-free ({reference_based()} take one); set use_reference=False")
+    if spec.balance is not None:
+        check_reference(spec.balance, defs[0])
+
+
+def check_reference(balance: Balance, definition: LossDef) -> None:
+    """``ValueError`` if ``balance`` balances ``pi / pi_ref`` (``use_reference``) for the reference-free loss
+    ``definition``: the one home of that rule (``LossSpec`` applies it to its balance, a config to its
+    ``balance_*`` fields also with the balance off)."""
+    if balance.use_reference and not definition.needs_reference:
+        raise ValueError(f"balance_use_reference=True (Balance(use_reference=True)) needs a reference model, but "
+                         f"loss={definition.name!r} is reference-free ({reference_based()} take one); set it to False")
 
 
 def _balanced_term(spec: LossSpec, defs: list[LossDef]) -> int | None:

@@ -2,7 +2,10 @@
 balance fields.
 
 The ``balance_*`` fields are generated from :class:`adadpo.Balance`'s own fields (name, type, default, help,
-choices), so the two cannot drift apart. ``beta`` and ``label_smoothing`` are DPOConfig's own fields.
+choices), and one field per loss parameter from the registry's :class:`~adadpo.core.params.Param` declarations
+(:data:`LOSS_PARAM_FIELDS`: ``gamma``, ``length_alpha``, ``cpo_alpha``, ``rpo_alpha``, ...), so neither can drift
+from its declaration and a new loss's parameter needs no code here. ``beta``, ``label_smoothing`` and
+``discopop_tau`` are DPOConfig's own fields.
 :meth:`AdaDPOConfig.loss_spec` resolves all of it into the :class:`adadpo.LossSpec` (or, for TRL's other losses,
 of TRL's losses and weighted lists) the trainer applies every step; the loss names, their parameters and which
 need a reference come from :mod:`adadpo.core.registry`.
@@ -12,13 +15,14 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field, make_dataclass
+from dataclasses import dataclass, field, fields, make_dataclass
 
 from trl import DPOConfig
 
 from adadpo.core.balance import Balance, balance_options
-from adadpo.core.registry import LOSSES, NATIVE_LOSS_TYPES, TRL_LOSS_TYPES, get_family, reference_based
-from adadpo.core.spec import LossSpec
+from adadpo.core.params import ParamField
+from adadpo.core.registry import LOSSES, NATIVE_LOSS_TYPES, REGISTRY, TRL_LOSS_TYPES, get_family
+from adadpo.core.spec import LOSS_PARAMS, LossSpec, check_reference
 from adadpo.trl.notices import config_notices, two_sided
 from adadpo.trl.ranges import check_fields
 
@@ -55,12 +59,6 @@ def resolve_loss(loss: str, loss_type: list[str]) -> list[str] | None:
     )
 
 
-def _param_help(name: str) -> str:
-    """A loss parameter's config help, from its declaration: the help text and the families that take it."""
-    takers = [d for d in LOSSES.values() if name in d.params]
-    return f"{takers[0].params[name].help} Only for {', '.join(d.name for d in takers)}; unset: the default."
-
-
 def _gloo_process_group(timeout_seconds: int) -> None:
     """Start the gloo process group (env:// from torchrun) with ``ddp_timeout``: transformers starts CPU process
     groups without it (the 30-minute default), so one frozen process would hang the others that long."""
@@ -91,8 +89,31 @@ BalanceFields = make_dataclass(
 )
 
 
+#: The loss parameters ``AdaDPOConfig`` adds, by name: every registered loss's (:data:`adadpo.core.spec.LOSS_PARAMS`)
+#: but those ``DPOConfig`` has already (``label_smoothing``, ``discopop_tau``).
+LOSS_PARAM_FIELDS = {name: p for name, p in LOSS_PARAMS.items() if name not in {f.name for f in fields(DPOConfig)}}
+
+
+def _param_help(p: ParamField) -> str:
+    """A loss parameter's config help, from its declarations: the help text and the losses that take it."""
+    helps = {q.help for q in p.takers.values()}
+    text = helps.pop() if len(helps) == 1 else p.help  # else each loss's help, with the losses it is for
+    required = [n for n in p.required_by if len(p.required_by) < len(p.takers)]
+    unset = f"required by {', '.join(required)}" if required else "unset: the default" if not p.required_by else ""
+    return f"{text} Only for {', '.join(p.takers)}" + (f"; {unset}." if unset else ".")
+
+
+#: One field per :data:`LOSS_PARAM_FIELDS` entry: its type or ``None`` (unset: each loss's default), its help with
+#: the losses that take it.
+LossParamFields = make_dataclass(
+    "LossParamFields",
+    [(name, p.kind | None, field(default=None, metadata={"help": _param_help(p)}))
+     for name, p in LOSS_PARAM_FIELDS.items()],
+)
+
+
 @dataclass
-class AdaDPOConfig(BalanceFields, DPOConfig):
+class AdaDPOConfig(LossParamFields, BalanceFields, DPOConfig):
     r"""Configuration of :class:`~adadpo.trl.AdaDPOTrainer`: ``trl.DPOConfig`` plus the fields below.
 
     TRL's loss options (``loss_type``, ``loss_weights``, ``use_weighting``, ``ld_alpha``, ``f_divergence_type``,
@@ -100,7 +121,7 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
     :mod:`adadpo.core.registry`); ``loss`` and ``loss_type`` combine by :func:`resolve_loss`.
 
     Args:
-        loss: preference loss family, one of ``dpo``, ``rdpo``, ``ipo``, ``simpo``, ``cpo``, ``orpo``
+        loss: preference loss family, one of ``dpo``, ``rdpo``, ``ipo``, ``simpo``, ``cpo``, ``orpo``, ``rpo``
             (``dpo`` and ``ipo`` are TRL's ``loss_type`` ``sigmoid`` and ``ipo``). Unset (``None``), the loss is
             the one ``loss_type`` names, exactly as stock ``DPOConfig`` trains it (:attr:`loss_family`: ``dpo``);
             set, it is adadpo's: ``loss="dpo"`` with ``label_smoothing`` is conservative DPO, where TRL's
@@ -109,9 +130,10 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
         balance_<field>: one per field of :class:`adadpo.Balance` (``balance_level``, ``balance_use_reference``,
             ``balance_alpha_chosen``, ``balance_alpha_rejected``, ``balance_clip``, ``balance_normalize``,
             ``balance_placement``), with its type, default and choices; checked also when ``balance`` is off.
-        gamma: SimPO's target margin (simpo only, default 0.5).
-        length_alpha: R-DPO's length penalty (rdpo only, required).
-        cpo_alpha: weight of CPO's chosen NLL term (cpo only, default 1.0).
+        <parameter>: one per loss parameter of :mod:`adadpo.core.registry` that DPOConfig lacks
+            (:data:`LOSS_PARAM_FIELDS`: ``gamma`` for simpo, ``length_alpha`` for rdpo (required), ``cpo_alpha`` for
+            cpo, ``rpo_alpha`` for rpo, ...), with the declaration's type and help; unset (``None``): the loss's
+            default. Bounds are checked for the loss that takes it (``LossSpec``).
         logps_backend: how per-token log-probs are computed from the model. ``chunked`` (default): the
             backbone's last hidden state and the LM head weight go to
             :func:`adadpo.core.logps.linear_token_logps`, a chunk of counted tokens at a time, so the
@@ -132,9 +154,6 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
                   "choices": list(LOSSES)},
     )
     balance: bool = field(default=False, metadata={"help": "Use the AdaDPO (gradient-balanced) form of the loss."})
-    gamma: float | None = field(default=None, metadata={"help": _param_help("gamma")})
-    length_alpha: float | None = field(default=None, metadata={"help": _param_help("length_alpha")})
-    cpo_alpha: float | None = field(default=None, metadata={"help": _param_help("cpo_alpha")})
     logps_backend: str = field(
         default="chunked",
         metadata={
@@ -175,19 +194,12 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
                 if getattr(self, name) != default:
                     raise ValueError(f"{name}={getattr(self, name)!r} is an option of TRL's losses (loss_type) and "
                                      f"does not apply to loss={self.loss_family!r}; leave it at {default!r}")
-        if self.ld_alpha is not None and not (isinstance(self.ld_alpha, (int, float)) and 0 <= self.ld_alpha <= 1):
-            raise ValueError(f"ld_alpha={self.ld_alpha!r} must be a number in [0, 1] (LD-DPO's weight of the tokens "
-                             "past the pair's shared length), or None")
         if self.balance and self.ld_alpha is not None:
             raise ValueError(f"balance=True does not apply with ld_alpha={self.ld_alpha!r}: LD-DPO weights a "
                              "response's tokens unequally, so no one coefficient per side equalises their gradients; "
                              "drop one")
         if self.logps_backend not in LOGPS_BACKENDS:
             raise ValueError(f"logps_backend={self.logps_backend!r} is not one of {list(LOGPS_BACKENDS)}")
-        if self.logps_chunk_size is not None and (
-            isinstance(self.logps_chunk_size, bool) or not isinstance(self.logps_chunk_size, int) or self.logps_chunk_size < 1
-        ):
-            raise ValueError(f"logps_chunk_size={self.logps_chunk_size!r} must be a positive integer (or None for the default)")
         spec = self.loss_spec()  # every loss and balance_* field, also when balance=False
         if int(os.environ.get("RANK", "0")) == 0:  # once, not once per process
             for notice in config_notices(self, resolve_loss(self.loss_family, self.loss_type)):
@@ -219,11 +231,8 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
         for TRL's ``sigmoid`` and ``ipo`` alone with TRL's defaults, which are adadpo's dpo and ipo), else of TRL's
         loss types and options (see :func:`resolve_loss`)."""
         balance = self.balance_spec()
-        if balance.use_reference and not get_family(self.loss_family).needs_reference:
-            raise ValueError(
-                "balance_use_reference=True (Balance(use_reference=True)) needs a reference model, but "
-                f"loss={self.loss_family!r} is reference-free ({reference_based()} take one); set it to False"
-            )
+        if not self.balance:  # the balance_* fields are checked also with the balance off (LossSpec: with it on)
+            check_reference(balance, get_family(self.loss_family))
         balance = balance if self.balance else None
         loss_types = resolve_loss(self.loss_family, self.loss_type)
         native = loss_types in ([t] for t in NATIVE_LOSS_TYPES.values()) and self.loss_weights in (None, [1.0]) \
@@ -231,22 +240,21 @@ class AdaDPOConfig(BalanceFields, DPOConfig):
         if loss_types is None or native:
             families = {v: k for k, v in NATIVE_LOSS_TYPES.items()}
             loss = self.loss_family if loss_types is None else families[loss_types[0]]
-            # TRL's sigmoid and ipo ignore label_smoothing: only adadpo's loss, named by `loss`, applies it
-            # (conservative dpo, rdpo, simpo, cpo; ipo refuses it)
-            smoothing = self.label_smoothing if self.loss is not None else None
-            return LossSpec(
-                loss, beta=self.beta, gamma=self.gamma, length_alpha=self.length_alpha, cpo_alpha=self.cpo_alpha,
-                label_smoothing=smoothing, balance=balance, debug=self.loss_debug,
-            )
-        for name in ("gamma", "length_alpha", "cpo_alpha"):
-            if getattr(self, name) is not None:
-                raise ValueError(f"{name}={getattr(self, name)!r} does not apply to loss_type={loss_types!r}; "
-                                 "leave it unset")
-        takes = {p for t in loss_types if t in TRL_LOSS_TYPES for p in TRL_LOSS_TYPES[t].params}
+            # the parameters as adadpo's loss (named by `loss`) reads them, else as TRL's sigmoid or ipo does: those
+            # ignore label_smoothing (conservative dpo, rdpo, simpo, cpo apply it; ipo refuses it)
+            params = self._loss_params([loss] if self.loss is not None else loss_types, self.loss is not None)
+            return LossSpec(loss, beta=self.beta, balance=balance, debug=self.loss_debug, **params)
         return LossSpec(
             loss_types, weights=self.loss_weights, beta=self.beta, balance=balance, debug=self.loss_debug,
-            label_smoothing=self.label_smoothing if "label_smoothing" in takes else None,  # TRL: read by those using it
-            discopop_tau=self.discopop_tau if "discopop_tau" in takes else None,
             f_divergence_type=self.f_divergence_type, f_alpha_divergence_coef=self.f_alpha_divergence_coef,
-            use_weighting=self.use_weighting,
+            use_weighting=self.use_weighting, **self._loss_params(loss_types, False),
         )
+
+    def _loss_params(self, names: list[str], adadpo_loss: bool) -> dict[str, object]:
+        """The loss parameters given to ``LossSpec`` for the terms ``names``: every :data:`LOSS_PARAM_FIELDS` field
+        (``LossSpec`` refuses a set one no term takes, naming the loss), and DPOConfig's own ones (set by default)
+        as TRL reads them: for the terms that take them, and for adadpo's ``loss`` also those with a neutral value
+        (``label_smoothing=0.1`` for ipo is refused, TRL's default 0.0 is not)."""
+        takes = {p for n in names if n in REGISTRY for p in REGISTRY[n].params}  # LossSpec refuses unknown names
+        return {name: getattr(self, name) for name, p in LOSS_PARAMS.items()
+                if name in LOSS_PARAM_FIELDS or name in takes or (adadpo_loss and p.neutral is not None)}

@@ -7,6 +7,8 @@ type (a string or a bool for a number, a fraction for an integer), NaN, infinity
 outside the field's range (:data:`RANGES`), and a value that is not one of an enum field's choices. An integer
 written as a float (``max_steps: 3.0``) is taken as the integer.
 ``tests/test_config_classes.py`` checks that every numeric field has a range here, so a new one cannot slip through.
+The ranges of the loss parameters, ``beta``, ``logps_chunk_size`` and the ``balance_*`` fields derive from their
+declarations (:class:`~adadpo.core.params.Param`, :func:`adadpo.core.balance.balance_options`): a bound has one home.
 """
 
 from __future__ import annotations
@@ -16,6 +18,12 @@ import math
 import types
 from dataclasses import dataclass, fields
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+from adadpo.core.balance import balance_options
+from adadpo.core.logps import CHUNK_SIZE
+from adadpo.core.params import LIMIT, Param
+from adadpo.core.registry import BETA
+from adadpo.core.spec import LOSS_PARAMS
 
 
 @dataclass(frozen=True)
@@ -57,12 +65,35 @@ class Range:
         return text
 
 
-#: The magnitude of an unbounded parameter (a loss coefficient): beyond it float32 arithmetic overflows.
-LIMIT = 1e9
 POSITIVE, NON_NEGATIVE, AT_LEAST_ONE = Range(0, lo_open=True), Range(0), Range(1)
 FRACTION, PROBABILITY = Range(0, 1, hi_open=True), Range(0, 1)
 FINITE = Range(-LIMIT, LIMIT)
 SEED = Range(0, 2**32 - 1, text="in [0, 2**32 - 1]")  # numpy's seeds
+
+
+
+def param_range(params: list[Param]) -> Range:
+    """The values a field shared by ``params`` (one parameter name, declared per loss, e.g. ``label_smoothing``) may
+    take: the hull of their bounds (a missing bound: ``|x| <= LIMIT`` for a float, none for an int). The bound of
+    the loss at hand is checked when its ``LossSpec`` is built, which names the loss."""
+    none = -LIMIT if params[0].kind is float else None
+
+    def side(bounds: list[tuple[float | None, bool]], pick, unbounded) -> tuple[float | None, bool]:
+        if any(b is None for b, _ in bounds):
+            return unbounded, False
+        edge = pick(b for b, _ in bounds)
+        return edge, all(is_open for b, is_open in bounds if b == edge)
+
+    lo, lo_open = side([(p.low, p.open_low) for p in params], min, none)
+    hi, hi_open = side([(p.high, p.open_high) for p in params], max, None if none is None else LIMIT)
+    return Range(lo, hi, lo_open, hi_open)
+
+
+def _balance_range(low: float | None) -> Range:
+    """A ``balance_*`` number's range (:class:`adadpo.core.balance.BalanceOption`): ``|x| <= LIMIT``, or
+    ``x >= low`` up to ``math.inf``."""
+    return FINITE if low is None else Range(low, math.inf)
+
 
 #: Every numeric field's valid values (the bounds the code that reads it assumes).
 RANGES: dict[str, Range] = {
@@ -81,13 +112,13 @@ RANGES: dict[str, Range] = {
     "ddp_bucket_cap_mb": AT_LEAST_ONE, "ddp_timeout": AT_LEAST_ONE, "local_rank": Range(-1),
     "dataset_num_proc": AT_LEAST_ONE, "max_length": AT_LEAST_ONE, "pad_to_multiple_of": Range(1, also=("auto",)),
     "precompute_ref_batch_size": AT_LEAST_ONE, "test_split_size": POSITIVE,
-    # losses (TRL's and adadpo's)
+    # TRL's options (loss_weights, f_alpha_divergence_coef: the LIMIT LossSpec checks with finite_number)
     "router_aux_loss_coef": NON_NEGATIVE, "loss_weights": FINITE, "ld_alpha": PROBABILITY,
-    "f_alpha_divergence_coef": FINITE, "label_smoothing": FRACTION, "beta": Range(1 / LIMIT, LIMIT),
-    "discopop_tau": Range(0, LIMIT, lo_open=True), "ref_model_mixup_alpha": PROBABILITY,
-    "ref_model_sync_steps": AT_LEAST_ONE, "gamma": FINITE, "length_alpha": FINITE, "cpo_alpha": Range(0, LIMIT),
-    "balance_alpha_chosen": FINITE, "balance_alpha_rejected": FINITE, "balance_clip": Range(1, math.inf),
-    "logps_chunk_size": AT_LEAST_ONE,
+    "f_alpha_divergence_coef": FINITE, "ref_model_mixup_alpha": PROBABILITY, "ref_model_sync_steps": AT_LEAST_ONE,
+    # from the declarations: beta, every loss parameter (the hull over the losses taking it), the chunk size, balance
+    "beta": param_range([BETA]), "logps_chunk_size": param_range([CHUNK_SIZE]),
+    **{name: param_range(list(p.takers.values())) for name, p in LOSS_PARAMS.items()},
+    **{f"balance_{o.name}": _balance_range(o.low) for o in balance_options() if o.kind is float},
     # the model
     "lora_r": AT_LEAST_ONE, "lora_alpha": AT_LEAST_ONE, "lora_dropout": FRACTION,
 }

@@ -53,11 +53,11 @@ __all__ = ["AdaDPOTrainer", "NonFiniteLossError"]
 
 
 class AdaDPOTrainer(StagedCheckpoints, DPOTrainer):
-    """Drop-in replacement of ``trl.DPOTrainer`` for the six loss families and every TRL 1.16 ``loss_type``
+    """Drop-in replacement of ``trl.DPOTrainer`` for adadpo's loss families and every TRL 1.16 ``loss_type``
     (with ``loss_weights``, WPO, LD-DPO and the f-divergences), plain or AdaDPO-balanced.
 
     Same constructor and dataset formats as ``DPOTrainer``; ``args`` must be an :class:`AdaDPOConfig`
-    (``loss``, ``balance``, ``balance_*``, ``gamma``, ``length_alpha``, ``cpo_alpha``), resolved once into
+    (``loss``, ``balance``, ``balance_*``, the loss parameters: ``gamma``, ``length_alpha``, ...), resolved once into
     ``self.loss_spec`` (:class:`adadpo.LossSpec`). Per step::
 
         pairs, _ = backend(model, batch, reference)     # PairLogps: A_w, A_l, T_w, T_l, R_w, R_l (+ extras)
