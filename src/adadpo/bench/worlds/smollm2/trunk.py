@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -111,6 +111,22 @@ def _backbone(model: nn.Module) -> nn.Module:
     return model.get_decoder() if hasattr(model, "get_decoder") else model.model
 
 
+def _alone(backbone: nn.Module, blocks: Sequence[Callable[..., Tensor]], embeds: Tensor, **kwargs) -> Tensor:
+    """``blocks`` (decoder blocks or their forwards) in turn on one unpadded sequence ``embeds`` ``[1, n, hidden]``
+    with its own positions ``0 .. n-1``, causal mask and rotary embeddings (as the decoder builds them for a
+    batch of one without padding); ``kwargs`` are passed on to every block. Returns ``[1, n, hidden]``."""
+    from transformers.masking_utils import create_causal_mask
+
+    pos = torch.arange(embeds.shape[1], device=embeds.device)[None]
+    mask = create_causal_mask(config=backbone.config, inputs_embeds=embeds,
+                              attention_mask=torch.ones_like(pos), cache=None, position_ids=pos)
+    pe = backbone.rotary_emb(embeds, position_ids=pos)
+    h = embeds
+    for block in blocks:
+        h = block(h, attention_mask=mask, position_embeddings=pe, position_ids=pos, **kwargs)
+    return h
+
+
 class _Skip(nn.Module):
     """A frozen block whose work the cached trunk has already done."""
 
@@ -166,17 +182,7 @@ class _CachedTrunk(_Slot):
 
     def _alone(self, embeds: Tensor) -> Tensor:
         """The frozen blocks on one unpadded sequence ``[1, n, hidden]``."""
-        from transformers.masking_utils import create_causal_mask
-
-        backbone = self._backbone[0]
-        pos = torch.arange(embeds.shape[1], device=embeds.device)[None]
-        mask = create_causal_mask(config=backbone.config, inputs_embeds=embeds,
-                                  attention_mask=torch.ones_like(pos), cache=None, position_ids=pos)
-        pe = backbone.rotary_emb(embeds, position_ids=pos)
-        h = embeds
-        for block in self._blocks:
-            h = block(h, attention_mask=mask, position_embeddings=pe, position_ids=pos)
-        return h[0]
+        return _alone(self._backbone[0], self._blocks, embeds)[0]
 
     def forward(self, hidden_states: Tensor, *args, **kwargs) -> Tensor:
         ids, mask = self.batch(hidden_states, "cached_trunk")
@@ -195,10 +201,60 @@ class _CachedTrunk(_Slot):
         return out
 
 
+#: A decoder block's keywords that :func:`_unpadded_top` builds per row (or drops: the KV cache).
+_ROW_OWN = ("attention_mask", "position_embeddings", "position_ids", "cache", "past_key_values", "use_cache")
+
+
 @contextmanager
-def cached_trunk(model: nn.Module, trained_blocks: int, cache: TrunkCache) -> Iterator[TrunkCache]:
+def _unpadded_top(backbone: nn.Module, blocks: list[nn.Module], slot: _Slot) -> Iterator[None]:
+    """Inside the block, the trained ``blocks`` run on each row's real tokens alone: the first one's forward
+    takes the ``[B, T, hidden]`` batch, runs every row's ``n`` real positions through all of ``blocks`` as a
+    sequence of its own (:func:`_alone`: positions ``0 .. n-1``, as right padding gives them) and returns the
+    rows padded with zeros to ``T``; the other blocks' forwards pass their input through. The blocks stay where
+    they are (same modules, parameter names and optimizer state); only their ``forward`` attribute is replaced,
+    and restored on exit. Training and scoring passes only: the blocks fill no KV cache (nor does the served
+    trunk), so nothing can generate inside the block."""
+    forwards = [block.forward for block in blocks]  # the blocks' own forwards, called row by row
+    saved = [block.__dict__.get("forward") for block in blocks]
+
+    def rows(hidden_states: Tensor, *args, **kwargs) -> Tensor:
+        ids, mask = slot.batch(hidden_states, "cached_trunk(unpadded=True)")
+        if args:
+            raise RuntimeError("cached_trunk(unpadded=True): a block was called with positional arguments besides "
+                               "the hidden states (not the decoder's own loop)")
+        # no KV cache: rows are separate sequences (and the served trunk fills none either: no generation here)
+        rest = {k: v for k, v in kwargs.items() if k not in _ROW_OWN} | {"use_cache": False}
+        width = hidden_states.shape[1]
+        out = []
+        for i, n in enumerate(_right_padded_lengths(ids, mask, "cached_trunk").tolist()):
+            h = _alone(backbone, forwards, hidden_states[i : i + 1, :n], **rest) if n else hidden_states[i : i + 1, :0]
+            out.append(nn.functional.pad(h, (0, 0, 0, width - n)))
+        return torch.cat(out)
+
+    def through(hidden_states: Tensor, *args, **kwargs) -> Tensor:
+        return hidden_states
+
+    try:
+        for block, forward in zip(blocks, [rows] + [through] * (len(blocks) - 1)):
+            block.forward = forward
+        yield
+    finally:
+        for block, previous in zip(blocks, saved):
+            if previous is None:
+                block.__dict__.pop("forward", None)
+            else:
+                block.forward = previous
+
+
+@contextmanager
+def cached_trunk(model: nn.Module, trained_blocks: int, cache: TrunkCache, unpadded: bool = False
+                 ) -> Iterator[TrunkCache]:
     """Inside the block, ``model``'s bottom ``len(blocks) - trained_blocks`` decoder blocks are served from
-    ``cache``. The embeddings and those blocks must be frozen (their output is returned without a graph)."""
+    ``cache``. The embeddings and those blocks must be frozen (their output is returned without a graph).
+
+    ``unpadded``: the top ``trained_blocks`` run on each row's real tokens only (:func:`_unpadded_top`), not on
+    the padded batch; a padded position's final hidden state is then 0 instead of a value nothing reads (the
+    loss counts response tokens only). Equal to the padded path up to float rounding (see the module doc)."""
     backbone = _backbone(model)
     layers = backbone.layers
     frozen = len(layers) - trained_blocks
@@ -209,7 +265,9 @@ def cached_trunk(model: nn.Module, trained_blocks: int, cache: TrunkCache) -> It
     if any(p.requires_grad for block in original[:frozen] for p in block.parameters()) or \
             any(p.requires_grad for p in backbone.embed_tokens.parameters()):
         raise ValueError("cached_trunk: the embeddings and the bottom blocks must be frozen")
-    with _serving(backbone, frozen, _CachedTrunk(backbone, original[:frozen], cache)):
+    slot = _CachedTrunk(backbone, original[:frozen], cache)
+    with _serving(backbone, frozen, slot), \
+            _unpadded_top(backbone, original[frozen:], slot) if unpadded else nullcontext():
         yield cache
 
 
