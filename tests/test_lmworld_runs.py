@@ -129,6 +129,22 @@ def test_the_trunk_cache_is_filled_once_saved_and_loaded_by_the_next_process(wor
     assert again["curves"]["loss"] == first["curves"]["loss"]
 
 
+def test_unpadded_top_is_the_worlds_default_and_its_switch(world, monkeypatch):
+    """A run serves its trunk with the trained blocks unpadded (``UNPADDED_TOP``, on by default); switched off
+    they run on the padded batch, and the run's losses and evaluation agree up to float rounding."""
+    assert lmrun.UNPADDED_TOP
+    spec = RunSpec(Method("DPO", "dpo"), 0.1, 1e-3, 0)
+    served, serve = [], lmrun.cached_trunk
+    monkeypatch.setattr(lmrun, "cached_trunk", lambda *a, **k: served.append(k["unpadded"]) or serve(*a, **k))
+    on = train_and_evaluate(world, spec, BUDGET, threads=1)
+    monkeypatch.setattr(lmrun, "UNPADDED_TOP", False)
+    off = train_and_evaluate(world, spec, BUDGET, threads=1)
+    assert served == [True, False] and len(on["curves"]["loss"]) > 1
+    np.testing.assert_allclose(on["curves"]["loss"], off["curves"]["loss"], rtol=1e-5)
+    for key in ("reward_margin", "delta_chosen", "delta_rejected"):
+        np.testing.assert_allclose(on[key], off[key], rtol=1e-4, atol=1e-6, err_msg=key)
+
+
 def _sweep_yaml(path, model, **overrides) -> str:
     grid = {"world": {"kind": "smollm2", "model": str(model), **TINY_WORLD},
             "budget": {"batch_size": 4, "train_layers": 1, "logging_steps": 1},
@@ -278,9 +294,10 @@ def test_demo_world_errors_are_one_line(tmp_path, capsys, argv, message):
     assert not (tmp_path / "out").exists()  # nothing was run
 
 
-def test_trunk_benchmark_measures_the_three_modes(world):
+def test_trunk_benchmark_measures_the_four_modes(world):
     """benchmarks/smollm2_trunk.py on the tiny world: every mode trains, the cold runs compute each training
-    sequence once (2 per pair), and the ratios are each mode's time over the uncached run of the same repeat."""
+    sequence once (2 per pair), the ratios are each mode's time over the uncached run (and unpadded's over
+    warm's) of the same repeat, and the four modes log the same losses up to float rounding."""
     import importlib.util
     from pathlib import Path
 
@@ -288,9 +305,18 @@ def test_trunk_benchmark_measures_the_three_modes(world):
     spec = importlib.util.spec_from_file_location("smollm2_trunk", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    out = bench.measure(world, pairs=8, repeats=2, train_layers=1)
-    assert out["steps"] == 1 and all(len(v) == 2 for v in out["seconds"].values())
-    assert out["misses"] == [16, 16]  # chosen and rejected of 8 pairs, each computed once per cold run
-    for mode in ("cold", "warm"):
+    out = bench.measure(world, pairs=12, repeats=2, train_layers=1)
+    assert out["steps"] == 2 and all(len(v) == 2 for v in out["seconds"].values())
+    assert out["misses"] == [24, 24]  # chosen and rejected of 12 pairs, each computed once per cold run
+    for mode in ("cold", "warm", "unpadded"):
         assert out["ratios"][mode] == [t / u for t, u in zip(out["seconds"][mode], out["seconds"]["uncached"])]
+    assert out["unpadded_vs_warm"] == [u / w for u, w in zip(out["seconds"]["unpadded"], out["seconds"]["warm"])]
+    curves = [c for runs in out["losses"].values() for c in runs]
+    assert len(curves) == 8 and all(len(c) == 2 for c in curves)  # a loss per step
+    assert out["losses"]["cold"] == out["losses"]["warm"]  # the same cached values: bit for bit
+    for curve in curves:
+        assert max(bench.relative_differences(curve, out["losses"]["uncached"][0])) < 1e-4
+    assert max(bench.relative_differences(out["losses"]["unpadded"][1], out["losses"]["warm"][0])) < 1e-5
+    with pytest.raises(ValueError, match="'warm,nope': expected"):
+        bench.measure(world, pairs=8, repeats=1, modes=("warm", "nope"))
     torch.set_num_threads(1)
