@@ -140,6 +140,7 @@ def test_unpadded_top_is_the_worlds_default_and_its_switch(world, monkeypatch):
     monkeypatch.setattr(lmrun, "UNPADDED_TOP", False)
     off = train_and_evaluate(world, spec, BUDGET, threads=1)
     assert served == [True, False] and len(on["curves"]["loss"]) > 1
+    assert (on["trained_blocks_path"], off["trained_blocks_path"]) == ("unpadded", "padded")  # the row says which
     np.testing.assert_allclose(on["curves"]["loss"], off["curves"]["loss"], rtol=1e-5)
     for key in ("reward_margin", "delta_chosen", "delta_rejected"):
         np.testing.assert_allclose(on[key], off[key], rtol=1e-4, atol=1e-6, err_msg=key)

@@ -148,4 +148,7 @@ def train_and_evaluate(world: World, spec: RunSpec, budget: LMBudget = LMBudget(
         **run_fields(spec, world.config.key(), budget, history),
         "model_parameters": sum(p.numel() for p in policy.parameters()), "trainable_parameters": trainable,
         **metrics, "train_seconds": train_seconds, "seconds": time.perf_counter() - start,
+        # how the trained blocks ran (the same losses up to float rounding either way): rows written before this
+        # field trained them on the padded batch
+        "trained_blocks_path": ("unpadded" if TRUNK_CACHE and UNPADDED_TOP else "padded") if spec.trained else None,
     }
