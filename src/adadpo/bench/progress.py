@@ -14,8 +14,9 @@ class StageProgress:
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         bar = self._bars.get(stage)
-        if bar is None:
-            bar = self._bars[stage] = tqdm(total=total, desc=stage, disable=self.disable, dynamic_ncols=True)
+        if bar is None:  # starts at ``done`` (a resumed sweep shows its finished runs, not 0, until the next one)
+            bar = self._bars[stage] = tqdm(total=total, initial=done, desc=stage, disable=self.disable,
+                                           dynamic_ncols=True)
         bar.total = total
         bar.update(done - bar.n)
         if done >= total:
