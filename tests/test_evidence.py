@@ -206,7 +206,7 @@ def test_lc_bias_of_another_estimator_uses_its_values_over_the_runs_it_has():
 def test_joint_lc_is_the_across_models_estimator_on_the_grids_records():
     """One LC per run with records, from length_controlled_winrates over all of them with (prompt, answer index)
     as the instruction; nothing to estimate a difficulty from with fewer than two runs."""
-    from adadpo.eval import length_controlled_winrates
+    from adadpo.eval import POOL_LENGTH, length_controlled_winrates
 
     rows, recs = _grid(seed=3, cells=((0.1, 1e-4),), seeds=(0, 1))
     joint = ev.joint_lc(rows, recs)
@@ -214,9 +214,13 @@ def test_joint_lc_is_the_across_models_estimator_on_the_grids_records():
     comps = [(k, c) for k in recs for c in recs[k]]
     direct = length_controlled_winrates([k for k, _ in comps], [(c["prompt"], c["sample"]) for _, c in comps],
                                         [c["judge"] for _, c in comps], [c["words"] for _, c in comps],
-                                        [c["ref_words"] for _, c in comps])
-    assert direct.difficulty_source == "estimated"
+                                        [c["ref_words"] for _, c in comps], pool_length=0.0)
+    assert direct.difficulty_source == "estimated" and ev.WORLD_POOL_LENGTH == 0.0
     assert joint == pytest.approx({k: r.lc for k, r in direct.models.items()})
+    pulled = length_controlled_winrates([k for k, _ in comps], [(c["prompt"], c["sample"]) for _, c in comps],
+                                        [c["judge"] for _, c in comps], [c["words"] for _, c in comps],
+                                        [c["ref_words"] for _, c in comps])  # the library's default pull
+    assert ev.joint_lc(rows, recs, pool_length=POOL_LENGTH) == pytest.approx({k: r.lc for k, r in pulled.models.items()})
     assert ev.joint_lc(rows, {k: v for k, v in recs.items() if k == rows[0]["key"]}) == {}
     assert len(ev.joint_lc(rows, {k: recs[k] for k in list(recs)[:3]})) == 3  # runs without records left out
 

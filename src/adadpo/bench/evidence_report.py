@@ -205,7 +205,8 @@ def _bias_lines(bias: dict[str, Any] | None, figure: str | None, joint: dict[str
              f"Against Δwords (the policy's mean words minus the reference answers'), over {bias['runs']} runs: "
              f"each run's own LC (one model against the reference, no difficulty term): {_line(bias)}."
              + ("" if joint is None else f" LC with the instruction difficulty estimated jointly over the grid's "
-                f"runs, as AlpacaEval 2 does over its models (`adadpo.eval.length_controlled_winrates`): "
+                f"runs, as AlpacaEval 2 does over its models (`adadpo.eval.length_controlled_winrates`, each run's length "
+                "coefficient fitted on its own comparisons: `pool_length=0`): "
                 f"{_line(joint)}."), "",
              *([] if (better := less_length_left(bias, joint)) is None else [
                  f"Less length left in LC: **{'the joint' if better == 'joint' else 'each run' + chr(39) + 's own'} "
