@@ -71,7 +71,6 @@ FINITE = Range(-LIMIT, LIMIT)
 SEED = Range(0, 2**32 - 1, text="in [0, 2**32 - 1]")  # numpy's seeds
 
 
-
 def param_range(params: list[Param]) -> Range:
     """The values a field shared by ``params`` (one parameter name, declared per loss, e.g. ``label_smoothing``) may
     take: the hull of their bounds (a missing bound: ``|x| <= LIMIT`` for a float, none for an int). The bound of
