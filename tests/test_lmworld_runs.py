@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from adadpo.bench.run import CURVE_KEYS, Method, RunSpec
 from adadpo.bench.sweep import load_sweep_config, read_results, run_sweep
 from adadpo.bench.worlds.smollm2 import run as lmrun
 from adadpo.bench.worlds.smollm2.data import LMWorldConfig, build_world
+from adadpo.bench.worlds.smollm2.evaluate import CapProbe
 from adadpo.bench.worlds.smollm2.run import LMBudget, train_and_evaluate
 from adadpo.bench.worlds.smollm2.tasks import make_tasks
 from adadpo.cli import main
@@ -64,9 +66,9 @@ def one_thread_sweeps(monkeypatch):
 def test_one_run_trains_the_top_block_and_evaluates(world, method, monkeypatch):
     seen = {}
 
-    def spy(world_, policy, reference, tokenizer, seed):
+    def spy(world_, policy, reference, tokenizer, seed, **options):
         seen.update(policy=policy, reference=reference)
-        return evaluate(world_, policy, reference, tokenizer, seed)
+        return evaluate(world_, policy, reference, tokenizer, seed, **options)
 
     evaluate = lmrun.evaluate_policy
     monkeypatch.setattr(lmrun, "evaluate_policy", spy)
@@ -144,6 +146,49 @@ def test_unpadded_top_is_the_worlds_default_and_its_switch(world, monkeypatch):
     np.testing.assert_allclose(on["curves"]["loss"], off["curves"]["loss"], rtol=1e-5)
     for key in ("reward_margin", "delta_chosen", "delta_rejected"):
         np.testing.assert_allclose(on[key], off[key], rtol=1e-4, atol=1e-6, err_msg=key)
+
+
+def test_a_budget_can_use_part_of_the_world(world):
+    """``train_pairs``, ``eval_prompts`` and ``probe_prompts`` (what ``adadpo demo`` uses): the first pairs, the
+    first held-out prompts with their reference answers and pairs, and no probe; the same answers to those
+    prompts as the whole evaluation draws (each row's answer depends on its seed and place, not the batch)."""
+    e = world.config.eval_samples
+    part = LMBudget(batch_size=4, train_layers=1, logging_steps=1, train_pairs=4, eval_prompts=3, probe_prompts=0)
+    row = train_and_evaluate(world, RunSpec(Method("DPO", "dpo"), 0.1, 1e-3, 0), part, threads=1)
+    assert row["steps"] == 1 < -(-len(world.train_pairs) // 4)
+    assert row["eval_comparisons"] == 3 * e and len(row["comparisons"]) == 3 * e
+    assert {c["prompt"] for c in row["comparisons"]} == {0, 1, 2}
+    assert row["eval_pairs"] == sum(p["prompt"] < 3 for p in world.eval_pairs) > 0
+    assert "cap_probe" not in row and row["budget"]["eval_prompts"] == 3
+    assert row["ended"] < CapProbe().below  # the tiny model's answers run to the cap: a default budget would probe
+    probed = train_and_evaluate(world, RunSpec(Method("DPO", "dpo"), 0.1, 1e-3, 0), replace(part, probe_prompts=2),
+                                threads=1)
+    assert len(probed["cap_probe"]["prompt_ids"]) == 2 and probed["cap_probe"]["prompts"] == 2
+    whole = train_and_evaluate(world, RunSpec.untrained(0), BUDGET, threads=1)
+    first = train_and_evaluate(world, RunSpec.untrained(0), part, threads=1)
+    assert [c["text"] for c in first["comparisons"]] == [c["text"] for c in whole["comparisons"][: 3 * e]]
+    held = world.held_out(3)
+    assert held.eval_reference["texts"] == world.eval_reference["texts"][: 3 * e]
+    assert held.train_pairs is world.train_pairs
+    with pytest.raises(ValueError, match=f"eval_prompts=99: the world has {len(world.eval_tasks)} held-out prompts"):
+        world.held_out(99)
+    with pytest.raises(ValueError, match=r"budget.eval_prompts=-1: expected >= 0"):
+        LMBudget(eval_prompts=-1)
+
+
+def test_rows_written_before_a_budget_field_existed_still_count():
+    """A sweep finds a finished run whose recorded budget lacks a field added since (it reads as the default,
+    which is what runs did before), and not one whose recorded value differs."""
+    from dataclasses import asdict
+
+    from adadpo.bench.sweep import same_budget
+
+    now = asdict(LMBudget())
+    older = {k: v for k, v in now.items() if k not in ("train_pairs", "eval_prompts", "probe_prompts")}
+    assert same_budget(older, LMBudget()) and same_budget(now, LMBudget())
+    assert not same_budget(older, LMBudget(eval_prompts=24))  # the old run used every prompt
+    assert not same_budget({**now, "epochs": 2}, LMBudget()) and not same_budget(None, LMBudget())
+    assert not same_budget({**now, "retired_field": 1}, LMBudget())  # a field the class no longer has
 
 
 def _sweep_yaml(path, model, **overrides) -> str:
@@ -276,6 +321,13 @@ def test_demo_in_the_smollm2_world(tiny_model, tmp_path, capsys, one_thread_swee
     assert "minus the untrained model" in stdout and "## Against the untrained model" in report
     assert data["config"]["world_kind"] == "smollm2" and data["config"]["world"]["model"] == str(tiny_model)
     assert all(r["budget"] == data["runs"][0]["budget"] for r in data["runs"])
+    # the demo's part of the world (demo.DEMO_BUDGETS): half the training prompts' pairs, a quarter of the
+    # held-out prompts (here 7 // 4 = 1: best versus best has nothing to split), no cap probe; said in the report
+    budget = data["runs"][0]["budget"]
+    assert (budget["train_pairs"], budget["eval_prompts"], budget["probe_prompts"]) == (6, 1, 0)
+    assert all(r["eval_comparisons"] == TINY_WORLD["eval_samples"] for r in data["runs"])
+    scope = "evaluated on the first 1 of the 7 held-out prompts (2 judged comparisons per run), without the cap probe"
+    assert scope in report and scope in stdout and "one held-out prompt: nothing to split" in report
 
 
 @pytest.mark.parametrize(("argv", "message"), [

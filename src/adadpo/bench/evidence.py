@@ -162,15 +162,23 @@ def half_value(records: Sequence[dict], metric: str, half: int) -> float:
     return recompute(subset, lc=metric == "lc")[metric]
 
 
+def splits(recs: dict[str, list[dict]], keys: Sequence[str]) -> bool:
+    """Whether the records of the runs ``keys`` hold prompts of both halves of the best-versus-best split (an
+    even and an odd index): an evaluation on one held-out prompt has nothing to choose on, or to report on."""
+    return {r["prompt"] % 2 for k in keys for r in recs.get(k, ())} == {SELECT, REPORT}
+
+
 def best_vs_best(rows: Sequence[dict], recs: dict[str, list[dict]], plain: str, balanced: str, metric: str = "tq",
                  draws: int = DRAWS) -> dict[str, Any] | None:
     """Each form's best cell by the seed-mean ``metric`` on the even prompts, compared on the odd prompts:
     ``cells`` (the chosen cell per form), ``delta`` (each form's chosen cell minus the untrained model, on the
     odd prompts: per-seed interval, ``None`` without untrained rows), ``diff`` (``balanced - plain`` paired on
     seed, per-seed interval) and, for TQ, ``bootstrap`` (over the odd prompts and seeds). ``None`` when a run
-    of either form has no records."""
+    of either form has no records, or their prompts do not split (:func:`splits`: a single held-out prompt)."""
     runs = {f: [r for r in rows if r["method"] == f] for f in (plain, balanced)}
     if not all(runs.values()) or any(r.get("key") not in recs for rs in runs.values() for r in rs):
+        return None
+    if not splits(recs, [r["key"] for rs in runs.values() for r in rs]):
         return None
     chosen: dict[str, Cell] = {}
     for f, rs in runs.items():

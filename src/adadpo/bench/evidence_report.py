@@ -19,6 +19,8 @@ from adadpo.bench.stats import Interval, cell_label
 NO_RECORDS = "no per-comparison records"
 #: Metrics measured against the untrained model with a per-seed interval (TQ also bootstrapped).
 DELTAS = {"tq": "ΔTQ", "lc": "ΔLC", "wr": "ΔWR", "length": "Δ words"}
+#: Why a best-versus-best line is empty when the runs have records.
+UNSPLIT = "one held-out prompt: nothing to split"
 SPLIT = "held-out prompts with an even index choose each form's best cell; those with an odd index report it"
 
 
@@ -58,7 +60,9 @@ def collect(rows: Sequence[dict], recs: dict[str, list[dict]], comparisons: Sequ
         d = ev.prompt_diffs(ev.pairs_of(rows, balanced, plain), recs)
         entry: dict[str, Any] = {"plain": plain, "balanced": balanced,
                                  **{k: _metric(rows, balanced, plain, k, d) for k in ("tq", "lc")},
-                                 "best_vs_best": {}, "per_kind": None}
+                                 "best_vs_best": {}, "per_kind": None,  # "splits": the prompts split in halves
+                                 "splits": ev.splits(recs, [r.get("key") for r in rows
+                                                            if r["method"] in (plain, balanced)])}
         for metric in ("tq", "lc"):
             b = ev.best_vs_best(rows, recs, plain, balanced, metric, draws)
             entry["best_vs_best"][metric] = None if b is None else {
@@ -138,7 +142,8 @@ def markdown(data: dict[str, Any], figure: str | None = None) -> str:
             for metric, b in c["best_vs_best"].items():
                 name = f"{c['balanced']} - {c['plain']}"
                 if b is None:
-                    lines.append(f"| {name} | {metric.upper()} | {NO_RECORDS} | | | | | |")
+                    why = NO_RECORDS if c.get("splits", True) else UNSPLIT
+                    lines.append(f"| {name} | {metric.upper()} | {why} | | | | | |")
                     continue
                 delta = b["delta"] or {}
                 boot = fmt(b["bootstrap"]) if b["bootstrap"] else "(TQ only)" if metric == "lc" else "-"

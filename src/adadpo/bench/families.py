@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adadpo.bench.evidence_report import NO_RECORDS, fmt, less_length_left, plot_lc_bias, sign_text
+from adadpo.bench.evidence_report import NO_RECORDS, UNSPLIT, fmt, less_length_left, plot_lc_bias, sign_text
 from adadpo.bench.paired import GATE_ACCURACY
 from adadpo.plotting import figure, save
 
@@ -182,7 +182,8 @@ def best_vs_best_table(families: list[Family]) -> str:
         for metric in ("tq", "lc"):
             b = None if c is None else c["best_vs_best"].get(metric)
             if b is None:
-                lines.append(f"| {f.grid} | {metric.upper()} | {MISSING if c is None else NO_RECORDS} | | | | | |")
+                why = MISSING if c is None else NO_RECORDS if c.get("splits", True) else UNSPLIT
+                lines.append(f"| {f.grid} | {metric.upper()} | {why} | | | | | |")
                 continue
             delta = b["delta"] or {}
             boot = fmt(b["bootstrap"]) if b["bootstrap"] else "(TQ only)"

@@ -335,13 +335,23 @@ def _run_sweep(config: SweepConfig, out: Path, cache_dir: str | None,
 def finished_rows(config: SweepConfig, output_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """The rows of ``output_dir/results.jsonl`` that belong to ``config``: its world, budget and runs, one row per
     run (the first written; a run recorded twice, by sweeps that once ran side by side, counts once)."""
-    wkey, budget = config.world.key(), asdict(config.budget)
+    wkey = config.world.key()
     wanted = {s.key for s in config.runs()}
     rows: dict[str, dict[str, Any]] = {}
     for r in read_results(Path(output_dir) / "results.jsonl"):
-        if r.get("world") == wkey and r.get("budget") == budget and r.get("key") in wanted:
+        if r.get("world") == wkey and same_budget(r.get("budget"), config.budget) and r.get("key") in wanted:
             rows.setdefault(r["key"], r)
     return list(rows.values())
+
+
+def same_budget(recorded: dict[str, Any] | None, budget: Any) -> bool:
+    """Whether a row's recorded budget is ``budget``. A field the budget class gained after the row was written
+    reads as its default there (what runs did before the field existed), so adding a field with a default
+    that keeps the old behaviour does not orphan finished runs."""
+    if not isinstance(recorded, dict):
+        return False
+    defaults = asdict(type(budget)())
+    return {**{k: v for k, v in defaults.items() if k not in recorded}, **recorded} == asdict(budget)
 
 
 def _copy_reused(config: SweepConfig, out: Path, done: set[str]) -> None:

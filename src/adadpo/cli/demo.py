@@ -34,6 +34,12 @@ OUTPUT_DIRS = {"oracle": "adadpo-demo", "smollm2": "adadpo-demo-smollm2"}
 #: Per world: the demo's cell and seeds.
 DEFAULTS = {"oracle": {"beta": 0.1, "learning_rate": 3e-4, "seeds": 3},
             "smollm2": {"beta": 0.1, "learning_rate": 3e-4, "seeds": 2}}
+#: Per world: how the demo's budget departs from the world's (the study's), given the world's config. In the
+#: SmolLM2 world it trains on the first half of the pairs for one epoch and evaluates on the first quarter of the
+#: held-out prompts (the kinds stay balanced), without the cap probe, so that it runs within 20 minutes on 2 cores
+#: (plain DPO's answers run to the 256-token cap, and sampling them is most of a run); the study uses it all.
+DEMO_BUDGETS = {"smollm2": lambda world: {"train_pairs": world.n_train_prompts // 2,
+                                          "eval_prompts": max(1, world.n_eval_prompts // 4), "probe_prompts": 0}}
 
 TABLE = (("lc", "LC"), ("wr", "WR"), ("tq", "TQ"), ("length", "length"), ("quality", "quality"), ("kl", "KL"),
          ("delta_chosen", "d logp chosen"), ("delta_rejected", "d logp rejected"))
@@ -125,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     config = SweepConfig(
         methods=[Method("DPO", "dpo"), Method("AdaDPO", "dpo", {})], betas=[args.beta],
         learning_rates=[args.learning_rate], seeds=list(range(args.seeds)), world=world, workers=args.workers,
-        world_kind=kind, budget=get_world(kind).budget_cls(), untrained=True,
+        world_kind=kind, budget=demo_budget(kind, world), untrained=True,
     )
     out = Path(args.output_dir or OUTPUT_DIRS.get(kind, f"adadpo-demo-{kind}"))
     _check_not_another_world(out, kind)
@@ -148,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n{line}")
     print(f"\nHeld-out prompts, answers judged against the reference policy's (length {ref['ref_length']:.2f}, "
           f"quality {ref['ref_quality']:.3f}); beta={args.beta:g}, lr={args.learning_rate:g}, "
-          f"{args.seeds} seeds, mean ± 95% half-width:\n")
+          f"{args.seeds} seeds, mean ± 95% half-width{'; ' + part if (part := scope(config.budget, world)) else ''}"
+          ":\n")
     print(table(rows, methods))
     print("\n" + "\n".join(f"  {label}: {DEFINITIONS[key]}" for key, label in TABLE if key in DEFINITIONS))
     print("\nAdaDPO - DPO, paired by seed (95% interval; 'tie' when it contains 0):")
@@ -174,7 +181,8 @@ def run(args: argparse.Namespace) -> int:
             + (f" and {untrained} evaluations of the untrained model" if untrained else "")
             + (f", {reused} more reused from an earlier invocation" if reused and trained else ""))
     preamble = (f"**{line}**\n\n`adadpo demo --world {args.world}` (β={args.beta:g}, learning rate "
-                f"{args.learning_rate:g}, {args.seeds} seeds): {cost}.")
+                f"{args.learning_rate:g}, {args.seeds} seeds, {config.budget.epochs} epoch"
+                f"{'s' if config.budget.epochs != 1 else ''}{'; ' + part if part else ''}): {cost}.")
     report = write_report(rows, config.comparisons, out, title=f"adadpo demo: DPO vs AdaDPO in {what}",
                           preamble=preamble, order=methods, appendix=appendix, records_dir=out / "runs")
     per_method = {m: {label: float(np.mean([r[key] for r in rows if r["method"] == m]))
@@ -227,6 +235,26 @@ def _check_not_another_world(out: Path, kind: str) -> None:
         raise ValueError(f"--output_dir={str(out)!r} holds the {other} world's demo report, which the {kind} demo "
                          f"would replace; give another --output_dir (the {kind} default is "
                          f"{OUTPUT_DIRS.get(kind, 'adadpo-demo-' + kind)})")
+
+
+def demo_budget(kind: str, world):
+    """The demo's budget in world ``kind`` (:data:`DEMO_BUDGETS`: the world's default budget where none is set)."""
+    from adadpo.bench.world import get_world
+
+    return get_world(kind).budget_cls(**DEMO_BUDGETS.get(kind, lambda _: {})(world))
+
+
+def scope(budget, world) -> str:
+    """What part of the world the demo used, in words ("" when it used all of it)."""
+    parts = []
+    if getattr(budget, "train_pairs", 0):
+        parts.append(f"trained on the first {budget.train_pairs} training pairs")
+    if getattr(budget, "eval_prompts", 0):
+        parts.append(f"evaluated on the first {budget.eval_prompts} of the {world.n_eval_prompts} held-out prompts "
+                     f"({budget.eval_prompts * world.eval_samples} judged comparisons per run)")
+    if hasattr(budget, "probe_prompts") and not budget.probe_prompts:
+        parts.append("without the cap probe")
+    return (", ".join(parts) + "; the committed study uses the whole world") if parts else ""
 
 
 def _world(args: argparse.Namespace):

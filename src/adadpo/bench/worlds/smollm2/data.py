@@ -26,7 +26,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -116,6 +116,18 @@ class World(SavedReference):
     def reference_path(self) -> str:
         """The reference model: a local directory, or a hub id when the world was built from one."""
         return self.model_path
+
+    def held_out(self, prompts: int) -> World:
+        """This world evaluated on its first ``prompts`` held-out prompts only: their tasks, their
+        ``eval_samples`` reference answers each and the held-out pairs of those prompts (the same objects, not
+        copies). The training side is unchanged."""
+        n = len(self.eval_tasks)
+        if not 1 <= prompts <= n:
+            raise ValueError(f"eval_prompts={prompts}: the world has {n} held-out prompts (expected 1 to {n})")
+        k = self.config.eval_samples
+        reference = {name: answers[: prompts * k] for name, answers in self.eval_reference.items()}
+        return replace(self, eval_tasks=self.eval_tasks[:prompts], eval_reference=reference,
+                       eval_pairs=[p for p in self.eval_pairs if p["prompt"] < prompts])
 
     def prompt_text(self, tokenizer, task: Task) -> str:
         from adadpo.bench.worlds.smollm2.policy import chat_prompt

@@ -23,25 +23,39 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from adadpo import LOSSES
 from adadpo.bench.run import Budget, RunSpec, run_fields, start_run, train_policy
 from adadpo.bench.worlds.smollm2.data import World
-from adadpo.bench.worlds.smollm2.evaluate import evaluate_policy
+from adadpo.bench.worlds.smollm2.evaluate import CAP_PROBE, evaluate_policy
 from adadpo.bench.worlds.smollm2.trunk import TrunkCache, cached_trunk, file_lock
 
 
 @dataclass(frozen=True)
 class LMBudget(Budget):
-    """The benchmark's :class:`~adadpo.bench.run.Budget` plus how many top blocks are trained (see the module doc)."""
+    """The benchmark's :class:`~adadpo.bench.run.Budget` plus how many top blocks are trained (see the module doc)
+    and how much of the world a run uses: ``train_pairs``, the first N training pairs (0, or more than the world
+    has: all); ``eval_prompts``, the first N held-out prompts, with their reference answers and held-out pairs
+    (0: all; the world orders its prompts round-robin by kind, so a prefix keeps the kinds balanced);
+    ``probe_prompts``, how many held-out prompts the cap probe samples at twice the cap (0: never probe;
+    :class:`~adadpo.bench.worlds.smollm2.evaluate.CapProbe`). The study uses all of it; ``adadpo demo`` a part."""
 
     batch_size: int = 8
     epochs: int = 1
     logging_steps: int = 2
     train_layers: int = 4
+    train_pairs: int = 0
+    eval_prompts: int = 0
+    probe_prompts: int = CAP_PROBE.prompts
+
+    def __post_init__(self) -> None:
+        for name in ("train_pairs", "eval_prompts", "probe_prompts"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"budget.{name}={getattr(self, name)}: expected >= 0 (0: "
+                                 f"{'never probe' if name == 'probe_prompts' else 'all of the world'})")
 
 
 def freeze_below(model, train_layers: int) -> int:
@@ -131,6 +145,8 @@ def train_and_evaluate(world: World, spec: RunSpec, budget: LMBudget = LMBudget(
     history: list[dict] = []
     if spec.trained:
         data = load_from_disk(str(world.train_dataset_path))
+        if budget.train_pairs and budget.train_pairs < len(data):
+            data = data.select(range(budget.train_pairs))
         needs_ref = LOSSES[spec.method.loss].needs_reference
         # No truncation (answers are at most max_new_tokens): TRL's truncation filter closes over the whole
         # config, which changes the dataset's fingerprint every run and defeats TRL's cache of the reference
@@ -142,8 +158,9 @@ def train_and_evaluate(world: World, spec: RunSpec, budget: LMBudget = LMBudget(
                                    precompute_ref_log_probs=needs_ref, before_train=before_train)
     train_seconds = time.perf_counter() - start
     policy.eval()
-    metrics = evaluate_policy(world, policy, world.load_reference() if spec.trained else policy, tokenizer,
-                              seed=spec.seed)
+    metrics = evaluate_policy(world.held_out(budget.eval_prompts) if budget.eval_prompts else world, policy,
+                              world.load_reference() if spec.trained else policy, tokenizer, seed=spec.seed,
+                              probe=replace(CAP_PROBE, prompts=budget.probe_prompts))
     return {
         **run_fields(spec, world.config.key(), budget, history),
         "model_parameters": sum(p.numel() for p in policy.parameters()), "trainable_parameters": trainable,
