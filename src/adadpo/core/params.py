@@ -29,6 +29,25 @@ def finite_number(name: str, value: object) -> float:
     return float(value)
 
 
+def within(x: float, low: float | None, high: float | None, open_low: bool = False, open_high: bool = False) -> bool:
+    """Whether ``x`` is within ``[low, high]`` (``(`` / ``)`` where open; ``None``: no bound on that side)."""
+    below = low is not None and (x <= low if open_low else x < low)
+    above = high is not None and (x >= high if open_high else x > high)
+    return not (below or above)
+
+
+def span(low: float | None, high: float | None, open_low: bool = False, open_high: bool = False) -> str:
+    """The bounds of :func:`within` as a message says them: ``"in [0, 0.5)"``, ``">= 0"``, ``"< 1"``, and
+    ``"of magnitude <= 1e+09"`` (:data:`LIMIT`) with neither."""
+    if low is not None and high is not None:
+        return f"in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+    if low is not None:
+        return f"{'>' if open_low else '>='} {low:g}"
+    if high is not None:
+        return f"{'<' if open_high else '<='} {high:g}"
+    return f"of magnitude <= {LIMIT:g}"
+
+
 @dataclass(frozen=True)
 class Param:
     """One bounded number.
@@ -59,20 +78,11 @@ class Param:
 
     def span(self) -> str:
         """What is expected, as a message says it: ``"in [0, 0.5)"``, ``">= 0"``, ``"of magnitude <= 1e+09"``."""
-        if self.low is not None and self.high is not None:
-            return (f"in {'(' if self.open_low else '['}{self.low:g}, {self.high:g}"
-                    f"{')' if self.open_high else ']'}")
-        if self.low is not None:
-            return f"{'>' if self.open_low else '>='} {self.low:g}"
-        if self.high is not None:
-            return f"{'<' if self.open_high else '<='} {self.high:g}"
-        return f"of magnitude <= {LIMIT:g}"
+        return span(self.low, self.high, self.open_low, self.open_high)
 
     def holds(self, x: float) -> bool:
         """Whether the number ``x`` is within the bounds."""
-        below = self.low is not None and (x <= self.low if self.open_low else x < self.low)
-        above = self.high is not None and (x >= self.high if self.open_high else x > self.high)
-        return not (below or above)
+        return within(x, self.low, self.high, self.open_low, self.open_high)
 
     def check(self, value: object, loss: str = "", option: str = "loss") -> float | int:
         """``value`` as a number of :attr:`kind`; ``ValueError`` (naming the ``loss`` it is for, given as ``option``:

@@ -21,7 +21,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from adadpo.core.balance import balance_options
 from adadpo.core.logps import CHUNK_SIZE
-from adadpo.core.params import LIMIT, Param
+from adadpo.core.params import LIMIT, Param, span, within
 from adadpo.core.registry import BETA
 from adadpo.core.spec import LOSS_PARAMS
 
@@ -39,11 +39,7 @@ class Range:
     text: str = ""  # the description, where the bounds read badly as numbers
 
     def holds(self, x: float) -> bool:
-        if x in self.also:
-            return True
-        low = self.lo is None or (x > self.lo if self.lo_open else x >= self.lo)
-        high = self.hi is None or (x < self.hi if self.hi_open else x <= self.hi)
-        return low and high
+        return x in self.also or within(x, self.lo, self.hi, self.lo_open, self.hi_open)
 
     def describe(self, kind: type = float) -> str:
         """What is expected, e.g. ``-1 or an integer >= 0`` (``kind``: ``int`` or ``float``)."""
@@ -52,17 +48,7 @@ class Range:
         return " or ".join([*others, f"{what} {self._bounds()}"])
 
     def _bounds(self) -> str:
-        if self.text:
-            return self.text
-        if self.lo is not None and self.hi is not None:
-            text = f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
-        elif self.lo is not None:
-            text = f"{'>' if self.lo_open else '>='} {self.lo:g}"
-        elif self.hi is not None:
-            text = f"{'<' if self.hi_open else '<='} {self.hi:g}"
-        else:
-            text = f"of magnitude <= {LIMIT:g}"
-        return text
+        return self.text or span(self.lo, self.hi, self.lo_open, self.hi_open)
 
 
 POSITIVE, NON_NEGATIVE, AT_LEAST_ONE = Range(0, lo_open=True), Range(0), Range(1)
