@@ -300,7 +300,9 @@ def test_demo_in_the_smollm2_world(tiny_model, tmp_path, capsys, one_thread_swee
     code = main(["demo", "--world", str(tmp_path / "world.yaml"), "--model", str(tiny_model), "--seeds", "2",
                  "--workers", "1", "--no-progress", "--output-dir", str(out), "--cache-dir", str(tmp_path / "cache")])
     assert code == 0
-    stdout = capsys.readouterr().out
+    stdout, stderr = capsys.readouterr()
+    assert "Computing reference log probs" not in stderr  # TRL's bar stays quiet under the sweep's
+    assert "TQDM_DISABLE" not in os.environ  # and the setting that quiets it does not outlive the run
     first = make_tasks(TINY_WORLD["n_train_prompts"], TINY_WORLD["n_eval_prompts"], 0)[1][0]
     assert "AdaDPO - DPO" in stdout and f"[1] {first.text}" in stdout and "  reference (q=" in stdout
     report = (out / "report.md").read_text()

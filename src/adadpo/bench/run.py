@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+from unittest import mock
 
 import torch
 
@@ -99,14 +100,15 @@ def curves(log_history: list[dict]) -> dict[str, list[float]]:
 def train_policy(policy: Any, ref_model: Any, data: Any, tokenizer: Any, spec: RunSpec, budget: Budget,
                  before_train: Callable[[Any], None] | None = None, **config: Any) -> list[dict]:
     """Train ``policy`` in place with ``AdaDPOTrainer`` for ``spec`` under ``budget`` (no checkpoints, no
-    reports, no progress bar); ``config`` adds or overrides ``AdaDPOConfig`` fields. ``before_train(trainer)``
+    reports, no progress bar, TRL's included); ``config`` adds or overrides ``AdaDPOConfig`` fields. ``before_train(trainer)``
     runs between the trainer's construction (dataset preparation, precomputed reference log-probs) and its
     first step. Returns the log history."""
     from transformers import PrinterCallback
 
     from adadpo.trl import AdaDPOConfig, AdaDPOTrainer
 
-    with tempfile.TemporaryDirectory() as tmp:
+    # TQDM_DISABLE: TRL's bar over the reference log-probs reads it (it has no option); restored on leaving
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.dict(os.environ, {"TQDM_DISABLE": "1"}):
         args = AdaDPOConfig(**{
             "output_dir": os.path.join(tmp, "out"), "beta": spec.beta, "learning_rate": spec.learning_rate,
             "seed": spec.seed, "per_device_train_batch_size": budget.batch_size, "num_train_epochs": budget.epochs,
