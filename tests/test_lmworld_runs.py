@@ -323,10 +323,11 @@ def test_demo_in_the_smollm2_world(tiny_model, tmp_path, capsys, one_thread_swee
     assert "minus the untrained model" in stdout and "## Against the untrained model" in report
     assert data["config"]["world_kind"] == "smollm2" and data["config"]["world"]["model"] == str(tiny_model)
     assert all(r["budget"] == data["runs"][0]["budget"] for r in data["runs"])
-    # the demo's part of the world (demo.DEMO_BUDGETS): half the training prompts' pairs, a quarter of the
+    # the demo's budget (demo.DEMO_BUDGETS): the study's 2 epochs, half the training prompts' pairs, a quarter of the
     # held-out prompts (here 7 // 4 = 1: best versus best has nothing to split), no cap probe; said in the report
     budget = data["runs"][0]["budget"]
-    assert (budget["train_pairs"], budget["eval_prompts"], budget["probe_prompts"]) == (6, 1, 0)
+    assert (budget["epochs"], budget["train_pairs"], budget["eval_prompts"], budget["probe_prompts"]) == (2, 6, 1, 0)
+    assert "2 seeds, 2 epochs; trained on the first 6 training pairs" in report
     assert all(r["eval_comparisons"] == TINY_WORLD["eval_samples"] for r in data["runs"])
     scope = "evaluated on the first 1 of the 7 held-out prompts (2 judged comparisons per run), without the cap probe"
     assert scope in report and scope in stdout and "one held-out prompt: nothing to split" in report

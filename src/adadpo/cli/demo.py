@@ -34,11 +34,12 @@ OUTPUT_DIRS = {"oracle": "adadpo-demo", "smollm2": "adadpo-demo-smollm2"}
 #: Per world: the demo's cell and seeds.
 DEFAULTS = {"oracle": {"beta": 0.1, "learning_rate": 3e-4, "seeds": 3},
             "smollm2": {"beta": 0.1, "learning_rate": 3e-4, "seeds": 2}}
-#: Per world: how the demo's budget departs from the world's (the study's), given the world's config. In the
-#: SmolLM2 world it trains on the first half of the pairs for one epoch and evaluates on the first quarter of the
-#: held-out prompts (the kinds stay balanced), without the cap probe, so that it runs within 20 minutes on 2 cores
-#: (plain DPO's answers run to the 256-token cap, and sampling them is most of a run); the study uses it all.
-DEMO_BUDGETS = {"smollm2": lambda world: {"train_pairs": world.n_train_prompts // 2,
+#: Per world: the demo's budget (the world's default budget where none is set), given the world's config. In the
+#: SmolLM2 world: the study's 2 epochs (after one, both forms' answers are still growing: AdaDPO's too), on the
+#: first half of the training pairs, evaluated on the first quarter of the held-out prompts (the kinds stay
+#: balanced) without the cap probe, so that it runs within 20 minutes on 2 cores (plain DPO's answers run to the
+#: 256-token cap, and sampling them is most of a run); the study uses the whole world.
+DEMO_BUDGETS = {"smollm2": lambda world: {"epochs": 2, "train_pairs": world.n_train_prompts // 2,
                                           "eval_prompts": max(1, world.n_eval_prompts // 4), "probe_prompts": 0}}
 
 TABLE = (("lc", "LC"), ("wr", "WR"), ("tq", "TQ"), ("length", "length"), ("quality", "quality"), ("kl", "KL"),
