@@ -9,6 +9,9 @@ cache, 41 s cached, measured on a 2-core machine beside one other job; 159 s and
 first use, or ``--model_name_or_path`` a Hub id / local directory), answering prompts whose truth a program checks
 (capitals, sums, lists, colors, sentences with required words, tips under a word limit), a judge biased
 toward length, on-policy pairs of its own answers (the world ships with the package: nothing is sampled first).
+The demo runs the study's cell β 0.1, learning rate 3e-4 with the study's 2 epochs on half of the world's training
+pairs and evaluates on a quarter of its held-out prompts (:data:`DEMO_BUDGETS`; the report says so): within 20
+minutes on 2 cores from a fresh clone. The committed study (docs/results/smollm2/) uses the whole world.
 
 Both train DPO and AdaDPO from the reference with ``AdaDPOTrainer`` on the same pairs, seeds and budget, and
 judge their answers to held-out prompts against the reference's: WR (biased judge), LC (length-controlled,
