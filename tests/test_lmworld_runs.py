@@ -293,7 +293,8 @@ def test_sweep_config_errors_name_the_key(tiny_model, tmp_path, overrides, match
         load_sweep_config(_sweep_yaml(tmp_path / "bad.yaml", tiny_model, **overrides))
 
 
-def test_demo_in_the_smollm2_world(tiny_model, tmp_path, capsys, one_thread_sweeps):
+def test_demo_in_the_smollm2_world(tiny_model, tmp_path, capsys, monkeypatch, one_thread_sweeps):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)  # set by benchmarks/_common.py when a test imported it
     # the YAML names a model that does not exist: --model replaces it
     (tmp_path / "world.yaml").write_text(yaml.safe_dump({"kind": "smollm2", "model": "no/such-model", **TINY_WORLD}))
     out = tmp_path / "demo"
