@@ -60,7 +60,8 @@ def collect(rows: Sequence[dict], recs: dict[str, list[dict]], comparisons: Sequ
         d = ev.prompt_diffs(ev.pairs_of(rows, balanced, plain), recs)
         entry: dict[str, Any] = {"plain": plain, "balanced": balanced,
                                  **{k: _metric(rows, balanced, plain, k, d) for k in ("tq", "lc")},
-                                 "best_vs_best": {}, "per_kind": None,  # "splits": the prompts split in halves
+                                 "best_vs_best": {}, "per_kind": None,
+                                 # whether the held-out prompts split in halves (else best versus best is empty)
                                  "splits": ev.splits(recs, [r.get("key") for r in rows
                                                             if r["method"] in (plain, balanced)])}
         for metric in ("tq", "lc"):

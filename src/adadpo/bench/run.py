@@ -100,9 +100,9 @@ def curves(log_history: list[dict]) -> dict[str, list[float]]:
 def train_policy(policy: Any, ref_model: Any, data: Any, tokenizer: Any, spec: RunSpec, budget: Budget,
                  before_train: Callable[[Any], None] | None = None, **config: Any) -> list[dict]:
     """Train ``policy`` in place with ``AdaDPOTrainer`` for ``spec`` under ``budget`` (no checkpoints, no
-    reports, no progress bar, TRL's included); ``config`` adds or overrides ``AdaDPOConfig`` fields. ``before_train(trainer)``
-    runs between the trainer's construction (dataset preparation, precomputed reference log-probs) and its
-    first step. Returns the log history."""
+    reports, no progress bar, TRL's included); ``config`` adds or overrides ``AdaDPOConfig`` fields.
+    ``before_train(trainer)`` runs between the trainer's construction (dataset preparation, precomputed reference
+    log-probs) and its first step. Returns the log history."""
     from transformers import PrinterCallback
 
     from adadpo.trl import AdaDPOConfig, AdaDPOTrainer

@@ -155,11 +155,11 @@ def run(args: argparse.Namespace) -> int:
     methods = [m.name for m in config.methods]
     ref = rows[0]
     line = verdict(rows, "DPO", "AdaDPO", kind, args)
+    part = scope(config.budget, world)
     print(f"\n{line}")
     print(f"\nHeld-out prompts, answers judged against the reference policy's (length {ref['ref_length']:.2f}, "
           f"quality {ref['ref_quality']:.3f}); beta={args.beta:g}, lr={args.learning_rate:g}, "
-          f"{args.seeds} seeds, mean ± 95% half-width{'; ' + part if (part := scope(config.budget, world)) else ''}"
-          ":\n")
+          f"{args.seeds} seeds, mean ± 95% half-width{'; ' + part if part else ''}:\n")
     print(table(rows, methods))
     print("\n" + "\n".join(f"  {label}: {DEFINITIONS[key]}" for key, label in TABLE if key in DEFINITIONS))
     print("\nAdaDPO - DPO, paired by seed (95% interval; 'tie' when it contains 0):")

@@ -119,8 +119,8 @@ class World(SavedReference):
 
     def held_out(self, prompts: int) -> World:
         """This world evaluated on its first ``prompts`` held-out prompts only: their tasks, their
-        ``eval_samples`` reference answers each and the held-out pairs of those prompts (the same objects, not
-        copies). The training side is unchanged."""
+        ``eval_samples`` reference answers each and the held-out pairs of those prompts (new lists of the same
+        task, answer and pair objects). The training side is unchanged."""
         n = len(self.eval_tasks)
         if not 1 <= prompts <= n:
             raise ValueError(f"eval_prompts={prompts}: the world has {n} held-out prompts (expected 1 to {n})")
